@@ -1,0 +1,67 @@
+//! Builds the first-party plugins (`plugins/*`) for `wasm32-wasip2` and generates the table of
+//! built-in plugins that `src/plugin/builtin.rs` includes, so `builtin:NAME` always refers to
+//! the plugin built from this very source tree.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Crates under `plugins/` embedded as built-ins: (cargo package, builtin name).
+const PLUGINS: &[&str] = &["request-transformer", "response-transformer"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    for dir in ["plugins", "plugin-sdk", "wit"] {
+        println!("cargo::rerun-if-changed={}", root.join(dir).display());
+    }
+    println!("cargo::rerun-if-env-changed=GATEWAY_WASM_TARGET_DIR");
+
+    let target_dir = std::env::var_os("GATEWAY_WASM_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target").join("wasm"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&root)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // Flags meant for the host build must not leak into the wasm build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_TARGET_DIR");
+    for package in PLUGINS {
+        command.args(["-p", package]);
+    }
+    let status = command.status();
+    if !matches!(status, Ok(s) if s.success()) {
+        println!(
+            "cargo::error=building the built-in plugins for wasm32-wasip2 failed ({status:?}); \
+             is the target installed? run: rustup target add wasm32-wasip2"
+        );
+        return;
+    }
+
+    let out_dir = wasm_out(&target_dir);
+    let mut table = String::from(
+        "/// Built-in plugins: (name, component bytes).\npub static BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
+    for package in PLUGINS {
+        let file = out_dir.join(format!("{}.wasm", package.replace('-', "_")));
+        table.push_str(&format!("    ({package:?}, include_bytes!({:?})),\n", file.display().to_string()));
+    }
+    table.push_str("];\n");
+    let generated = PathBuf::from(env("OUT_DIR")).join("builtin_plugins.rs");
+    if let Err(e) = std::fs::write(&generated, table) {
+        println!("cargo::error=cannot write {}: {e}", generated.display());
+    }
+}
+
+fn wasm_out(target_dir: &Path) -> PathBuf {
+    target_dir.join("wasm32-wasip2").join("wasm")
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_default()
+}

@@ -1,0 +1,152 @@
+//! The command line: `gateway run`, `gateway check`, `gateway plugin inspect`.
+
+use crate::config::{self, ConfigErrors};
+use crate::plugin::{Engines, inspect};
+use crate::telemetry::{self, LogFormat};
+use crate::{runtime, server};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An API gateway whose policies run as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the config.
+    Run {
+        /// Config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate the config (including loading every plugin and calling its init) and exit.
+    Check {
+        /// Config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Show a component's imports, exports, required capabilities, size and SHA-256.
+    Inspect {
+        /// A .wasm component file, or builtin:NAME.
+        module: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parse arguments and run; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Check { config } => check(&config),
+        Command::Plugin {
+            command: PluginCommand::Inspect { module, json },
+        } => plugin_inspect(&module, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build().context("cannot start the async runtime")
+}
+
+/// Load and build a config; errors are printed one per line.
+async fn load(path: &std::path::Path, engines: &Engines) -> Result<runtime::Runtime, ConfigErrors> {
+    let loaded = config::load(path)?;
+    runtime::build(&loaded, engines).await
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio_runtime(1)?;
+    match rt.block_on(load(path, &engines)) {
+        Ok(runtime) => {
+            println!("{}: OK ({} routes)", path.display(), runtime.router.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio_runtime(loaded.config.server.workers)?;
+    rt.block_on(async {
+        let runtime = match runtime::build(&loaded, &engines).await {
+            Ok(runtime) => Arc::new(runtime),
+            Err(errors) => {
+                eprintln!("{errors}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let mut listeners = Vec::new();
+        for addr in &loaded.config.server.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(address = %local, "listening");
+            // Tests and scripts read this line to learn ephemeral ports.
+            println!("listening on {local}");
+            listeners.push(listener);
+        }
+        let grace = Duration::from_secs(loaded.config.server.shutdown_grace_s);
+        server::serve(runtime, listeners, grace).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn plugin_inspect(module: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = inspect::inspect(module, &engines).map_err(|e| anyhow::anyhow!(e))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

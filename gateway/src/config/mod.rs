@@ -1,0 +1,64 @@
+//! The config file: schema ([`schema`]), error placement ([`diagnostics`]) and the checks that
+//! need nothing but the file itself ([`validate`]).
+//!
+//! Loading is two-staged. [`load`] parses and checks the file on its own; the runtime builder
+//! (`crate::runtime`) then loads plugins, checks their imports against their grants and calls
+//! their `init`, reporting problems through the same [`SourceMap`] so that every error, whatever
+//! stage finds it, names file, line, column and key path.
+
+pub mod diagnostics;
+pub mod schema;
+mod validate;
+
+pub use diagnostics::{ConfigError, ConfigErrors, KeyPath, SourceMap};
+pub use schema::*;
+
+use std::path::{Path, PathBuf};
+
+/// A parsed, statically valid config with what is needed to report later errors against it.
+pub struct LoadedConfig {
+    /// The config.
+    pub config: Config,
+    /// The file text, for placing errors.
+    pub source: SourceMap,
+    /// Directory relative paths (plugin modules) are resolved against.
+    pub base_dir: PathBuf,
+}
+
+/// Read, parse and statically validate the config file at `path`.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            path: KeyPath::root(),
+            message: format!("cannot read config file: {e}"),
+        }])
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&file, &text, base_dir)
+}
+
+/// Parse and statically validate config `text` (named `file` in errors).
+pub fn parse(file: &str, text: &str, base_dir: PathBuf) -> Result<LoadedConfig, ConfigErrors> {
+    let source = SourceMap::new(file, text);
+    let config: Config = toml::from_str(text)
+        .map_err(|e| ConfigErrors(vec![source.error_at_span(e.span(), e.message())]))?;
+    let errors = validate::validate(&config, &source);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(LoadedConfig {
+        config,
+        source,
+        base_dir,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+//! The TOML schema: what an operator can write, with defaults.
+//!
+//! Every struct denies unknown fields so a typo is an error with a line number, not a silently
+//! ignored setting. Durations carry their unit in the key name (`_ms`, `_s`), sizes in bytes
+//! unless the name says otherwise (`memory_mb`).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Adds the [`LimitsConfig`] fields (and a `limits()` accessor) to a config struct.
+macro_rules! with_limits {
+    ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($body)*
+            /// Wall-clock time allowed per call (default 20).
+            #[serde(default)]
+            pub timeout_ms: Option<u64>,
+            /// Deterministic instruction budget per call; unset means no fuel metering.
+            #[serde(default)]
+            pub fuel: Option<u64>,
+            /// Linear memory allowed per instance, in MiB (default 16).
+            #[serde(default)]
+            pub memory_mb: Option<u64>,
+            /// Most header changes a plugin may emit per call (default 100).
+            #[serde(default)]
+            pub max_headers: Option<usize>,
+            /// Most bytes of header names and values a plugin may emit per call (default 64 KiB).
+            #[serde(default)]
+            pub max_header_bytes: Option<usize>,
+            /// Most body bytes a plugin may emit per call (default 1 MiB).
+            #[serde(default)]
+            pub max_body_bytes: Option<usize>,
+            /// `deny` (default) or `allow`.
+            #[serde(default)]
+            pub on_error: Option<OnError>,
+            /// Status answered when the plugin fails and `on_error = "deny"` (default 500).
+            #[serde(default)]
+            pub error_status: Option<u16>,
+        }
+
+        impl $name {
+            /// The limit fields as written here.
+            pub fn limits(&self) -> LimitsConfig {
+                LimitsConfig {
+                    timeout_ms: self.timeout_ms,
+                    fuel: self.fuel,
+                    memory_mb: self.memory_mb,
+                    max_headers: self.max_headers,
+                    max_header_bytes: self.max_header_bytes,
+                    max_body_bytes: self.max_body_bytes,
+                    on_error: self.on_error,
+                    error_status: self.error_status,
+                }
+            }
+        }
+    };
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and process-wide settings.
+    pub server: ServerConfig,
+    /// Plugin chain entries run before every route's own chain.
+    #[serde(default)]
+    pub global_plugins: Vec<PluginUse>,
+    /// Named upstream services.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Named plugins: which module, what it may import, its limits.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Routes, matched most specific first (see the router).
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to listen on for plain HTTP/1.1 and HTTP/2 (prior knowledge), e.g. `127.0.0.1:8080`.
+    pub listen: Vec<String>,
+    /// Worker threads; 0 means one per CPU core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Where compiled plugins are cached; default `$XDG_CACHE_HOME/gateway` or `~/.cache/gateway`.
+    #[serde(default)]
+    pub plugin_cache_dir: Option<String>,
+    /// How long to wait for in-flight requests on shutdown.
+    #[serde(default = "defaults::shutdown_grace_s")]
+    pub shutdown_grace_s: u64,
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `host:port` targets.
+    pub targets: Vec<String>,
+    /// Load-balancing policy.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Time allowed to open a TCP connection to a target.
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time allowed from sending the request to receiving the response head.
+    #[serde(default = "defaults::response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// How long an idle keep-alive connection is kept.
+    #[serde(default = "defaults::pool_idle_timeout_s")]
+    pub pool_idle_timeout_s: u64,
+    /// Idle keep-alive connections kept per target.
+    #[serde(default = "defaults::pool_max_idle_per_target")]
+    pub pool_max_idle_per_target: usize,
+}
+
+/// How an upstream spreads requests over its targets.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each target in turn.
+    #[default]
+    RoundRobin,
+}
+
+with_limits! {
+/// `[plugins.NAME]`. The limit fields are the defaults for every use of the plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// `builtin:NAME` or a path to a `.wasm` component (relative to the config file).
+    pub module: String,
+    /// Optional pin: the module's SHA-256 in hex; a mismatch refuses to load.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Host interfaces the plugin may import: `log`, `clock`, `wasi`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// `pooled` (warm instances reused) or `request` (a fresh instance per request).
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Most warm instances kept, and most requests in the plugin at once.
+    #[serde(default = "defaults::max_instances")]
+    pub max_instances: usize,
+    /// Recycle a pooled instance after this many requests (0 = never).
+    #[serde(default)]
+    pub max_uses: u64,
+}
+}
+
+/// Where a plugin's instances come from per request.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Reuse warm instances; an instance that trapped is discarded.
+    #[default]
+    Pooled,
+    /// A fresh instance for every request (no state survives between requests).
+    Request,
+}
+
+/// What happens to the request when a plugin fails.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Fail closed: answer with `error_status`.
+    #[default]
+    Deny,
+    /// Fail open: skip the plugin and go on.
+    Allow,
+}
+
+/// Per-plugin limits as written: in `[plugins.NAME]` and, overriding those, in a chain entry.
+/// Serde's `flatten` cannot be combined with `deny_unknown_fields`, so [`with_limits!`] writes
+/// these fields into both tables and `limits()` reads them back out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitsConfig {
+    /// Wall-clock time allowed per call (default 20).
+    pub timeout_ms: Option<u64>,
+    /// Deterministic instruction budget per call; unset means no fuel metering.
+    pub fuel: Option<u64>,
+    /// Linear memory allowed per instance, in MiB (default 16).
+    pub memory_mb: Option<u64>,
+    /// Most header changes a plugin may emit per call (default 100).
+    pub max_headers: Option<usize>,
+    /// Most bytes of header names and values a plugin may emit per call (default 64 KiB).
+    pub max_header_bytes: Option<usize>,
+    /// Most body bytes a plugin may emit per call (default 1 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// `deny` (default) or `allow`.
+    pub on_error: Option<OnError>,
+    /// Status answered when the plugin fails and `on_error = "deny"` (default 500).
+    pub error_status: Option<u16>,
+}
+
+impl LimitsConfig {
+    /// These limits with every field set in `over` replacing ours.
+    pub fn overridden_by(&self, over: &LimitsConfig) -> LimitsConfig {
+        LimitsConfig {
+            timeout_ms: over.timeout_ms.or(self.timeout_ms),
+            fuel: over.fuel.or(self.fuel),
+            memory_mb: over.memory_mb.or(self.memory_mb),
+            max_headers: over.max_headers.or(self.max_headers),
+            max_header_bytes: over.max_header_bytes.or(self.max_header_bytes),
+            max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
+            on_error: over.on_error.or(self.on_error),
+            error_status: over.error_status.or(self.error_status),
+        }
+    }
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in logs and given to plugins.
+    pub name: String,
+    /// What requests this route takes.
+    #[serde(rename = "match")]
+    pub matcher: MatchConfig,
+    /// Tie-breaker between equally specific paths: higher wins.
+    #[serde(default)]
+    pub priority: i32,
+    /// Upstream name. A route without one must answer from its plugins.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Remove the matched `path_prefix` before proxying.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Send the client's `Host` upstream instead of the target's address.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// Largest body buffered for plugins that read bodies (default 1 MiB).
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// The route's plugin chain, run in order on the request, in reverse on the response.
+    #[serde(default)]
+    pub plugins: Vec<PluginUse>,
+}
+
+/// `match = { … }`. All given conditions must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Exact path.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path prefix on a segment boundary: `/api` matches `/api` and `/api/x`, not `/apix`.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Methods (any if empty).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Hosts, exact or `*.example.com` (any if empty).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Headers that must be present with exactly this value.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+with_limits! {
+/// One entry of a plugin chain: `{ use = "name", config = { … }, timeout_ms = … }`; the limit
+/// fields override the plugin's for this use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginUse {
+    /// Name of a `[plugins.NAME]` table.
+    #[serde(rename = "use")]
+    pub plugin: String,
+    /// Configuration handed to the plugin's `init` as JSON.
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+}
+}
+
+/// Default values, named so the schema above reads as documentation.
+pub mod defaults {
+    /// Seconds in-flight requests get on shutdown.
+    pub fn shutdown_grace_s() -> u64 {
+        10
+    }
+    /// Upstream connect timeout.
+    pub fn connect_timeout_ms() -> u64 {
+        2_000
+    }
+    /// Upstream response-head timeout.
+    pub fn response_timeout_ms() -> u64 {
+        15_000
+    }
+    /// Idle keep-alive lifetime.
+    pub fn pool_idle_timeout_s() -> u64 {
+        90
+    }
+    /// Idle keep-alive connections per target.
+    pub fn pool_max_idle_per_target() -> usize {
+        256
+    }
+    /// Warm instances per plugin use.
+    pub fn max_instances() -> usize {
+        64
+    }
+    /// Route body buffering cap.
+    pub fn max_body_bytes() -> usize {
+        1 << 20
+    }
+    /// Plugin call timeout.
+    pub const TIMEOUT_MS: u64 = 20;
+    /// Plugin memory.
+    pub const MEMORY_MB: u64 = 16;
+    /// Header changes per call.
+    pub const MAX_HEADERS: usize = 100;
+    /// Header bytes per call.
+    pub const MAX_HEADER_BYTES: usize = 64 << 10;
+    /// Body bytes per call.
+    pub const MAX_BODY_BYTES: usize = 1 << 20;
+    /// Status when a plugin fails closed.
+    pub const ERROR_STATUS: u16 = 500;
+}

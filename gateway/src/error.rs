@@ -1,0 +1,219 @@
+//! Errors the gateway answers clients with, and the one place they become HTTP responses.
+//!
+//! Every failure on the request path is a [`GatewayError`]: it records *what* went wrong
+//! ([`ErrorKind`]), *who* failed ([`Source`]: the client, the upstream, a named plugin, or the
+//! gateway itself) and whether a retry could help. [`GatewayError::into_response`] is the only
+//! function that turns an error into a client response, so every gateway-generated error has the
+//! same JSON shape:
+//!
+//! ```json
+//! {"error":{"status":502,"code":"upstream_unreachable","message":"…","request_id":"…"}}
+//! ```
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use std::fmt;
+
+/// What went wrong, from the client's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No route matches the request.
+    NoRoute,
+    /// The request itself is malformed (bad URI, bad header).
+    BadRequest,
+    /// The request body is larger than the route's buffering cap.
+    RequestBodyTooLarge,
+    /// No upstream target could be connected to.
+    UpstreamUnreachable,
+    /// The upstream did not answer within the response timeout.
+    UpstreamTimeout,
+    /// The upstream answered with something unusable (protocol error, body over the cap).
+    UpstreamBadResponse,
+    /// A plugin failed (trap, timeout, fuel, memory, output cap) and its policy is to deny.
+    PluginFailed,
+    /// A bug or resource exhaustion inside the gateway.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status this kind is answered with (plugins may override, see `with_status`).
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::NoRoute => StatusCode::NOT_FOUND,
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamBadResponse => {
+                StatusCode::BAD_GATEWAY
+            }
+            ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::PluginFailed | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code used in the JSON body and in logs.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::NoRoute => "no_route",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::RequestBodyTooLarge => "request_body_too_large",
+            ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamBadResponse => "upstream_bad_response",
+            ErrorKind::PluginFailed => "plugin_failed",
+            ErrorKind::Internal => "internal_error",
+        }
+    }
+}
+
+/// Who caused an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The client (downstream).
+    Downstream,
+    /// The upstream named here.
+    Upstream(String),
+    /// The plugin named here.
+    Plugin(String),
+    /// The gateway itself.
+    Internal,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Downstream => f.write_str("downstream"),
+            Source::Upstream(name) => write!(f, "upstream {name}"),
+            Source::Plugin(name) => write!(f, "plugin {name}"),
+            Source::Internal => f.write_str("internal"),
+        }
+    }
+}
+
+/// An error on the request path, answered to the client by [`GatewayError::into_response`].
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    kind: ErrorKind,
+    source: Source,
+    message: String,
+    status: StatusCode,
+    retryable: bool,
+}
+
+impl GatewayError {
+    /// A new error of `kind` caused by `source`, with a human-readable message.
+    pub fn new(kind: ErrorKind, source: Source, message: impl Into<String>) -> Self {
+        GatewayError {
+            kind,
+            source,
+            message: message.into(),
+            status: kind.status(),
+            retryable: false,
+        }
+    }
+
+    /// Answer with `status` instead of the kind's default (a plugin's `error_status`).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Mark whether trying another upstream target could succeed.
+    pub fn retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Who caused it.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Whether another attempt (e.g. another target) could succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// True for upstream response timeouts.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == ErrorKind::UpstreamTimeout
+    }
+
+    /// The status the client will see.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The one place an error becomes a client response.
+    pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "error": {
+                "status": self.status.as_u16(),
+                "code": self.kind.code(),
+                "message": self.message,
+                "request_id": request_id,
+            }
+        });
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert("x-request-id", value);
+        }
+        response
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.kind.code(), self.source, self.message)
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn error_response_is_json_with_code_and_request_id() {
+        let err = GatewayError::new(
+            ErrorKind::UpstreamTimeout,
+            Source::Upstream("users".into()),
+            "no response within 50 ms",
+        );
+        let response = err.into_response("abc123");
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.headers()["x-request-id"], "abc123");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["code"], "upstream_timeout");
+        assert_eq!(json["error"]["status"], 504);
+        assert_eq!(json["error"]["request_id"], "abc123");
+    }
+
+    #[test]
+    fn plugin_status_override() {
+        let err = GatewayError::new(ErrorKind::PluginFailed, Source::Plugin("jwt".into()), "trap")
+            .with_status(StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.kind().code(), "plugin_failed");
+    }
+}

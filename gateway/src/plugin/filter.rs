@@ -1,0 +1,339 @@
+//! `WasmFilter`: a plugin use as a pipeline [`Filter`], translating between hyper's types and
+//! the WIT records, and between plugin violations and the use's `on_error` policy.
+
+use super::bindings::types::{
+    Context, Header, HeaderChanges, RequestAction, RequestHead, Response as WitResponse,
+    ResponseAction, ResponseHead,
+};
+use super::limits::Violation;
+use super::pool::{Instance, InstancePool};
+use crate::config::Isolation;
+use crate::proxy::filter::{
+    Filter, FilterFailure, FilterNeeds, LocalResponse, RequestContext, RequestVerdict,
+    ResponseVerdict, Slot,
+};
+use crate::proxy::local_response;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, request, response};
+use std::sync::Arc;
+
+/// One plugin use in a route's chain.
+pub struct WasmFilter {
+    pool: Arc<InstancePool>,
+    needs: FilterNeeds,
+}
+
+impl WasmFilter {
+    /// Wrap an instance pool.
+    pub fn new(pool: Arc<InstancePool>) -> Self {
+        let settings = pool.settings();
+        WasmFilter {
+            needs: FilterNeeds {
+                request_body: settings.request_body,
+                response_body: settings.response_body,
+                response_phase: settings.response_phase,
+            },
+            pool,
+        }
+    }
+
+    fn failure(&self, violation: &Violation) -> FilterFailure {
+        let limits = self.pool.limits();
+        FilterFailure {
+            plugin: self.pool.plugin_name().clone(),
+            label: violation.label(),
+            detail: violation.to_string(),
+            on_error: limits.on_error,
+            status: limits.error_status,
+        }
+    }
+
+    /// The instance for a call: the request's own if an earlier phase kept one in `slot`
+    /// (request isolation), else one from the pool.
+    async fn take_instance(&self, slot: &mut Slot) -> Result<Instance, Violation> {
+        match slot.take().and_then(|b| b.downcast::<Instance>().ok()) {
+            Some(instance) => Ok(*instance),
+            None => self.pool.acquire().await,
+        }
+    }
+
+    /// After a call: drop a poisoned instance, keep a request-scoped one for the response
+    /// phase (`keep`), or return it to the pool.
+    fn put_back<T>(&self, slot: &mut Slot, instance: Instance, result: &Result<T, Violation>, keep: bool) {
+        match result {
+            Err(violation) if violation.poisons_instance() => {}
+            _ if keep && self.pool.isolation() == Isolation::Request => {
+                *slot = Some(Box::new(instance))
+            }
+            _ => self.pool.release(instance),
+        }
+    }
+}
+
+impl Filter for WasmFilter {
+    fn name(&self) -> &str {
+        self.pool.plugin_name()
+    }
+
+    fn needs(&self) -> FilterNeeds {
+        self.needs
+    }
+
+    fn on_request<'a>(
+        &'a self,
+        request: &'a mut request::Parts,
+        body: &'a mut Option<Bytes>,
+        ctx: &'a mut RequestContext,
+        slot: &'a mut Slot,
+    ) -> BoxFuture<'a, Result<RequestVerdict, FilterFailure>> {
+        async move {
+            let wit_ctx = context(ctx);
+            let head = request_head(request, ctx.scheme);
+            let mut instance = self.take_instance(slot).await.map_err(|v| self.failure(&v))?;
+            let result = self
+                .pool
+                .on_request(&mut instance, &wit_ctx, &head, body.as_deref())
+                .await;
+            self.put_back(slot, instance, &result, self.needs.response_phase);
+            let action = result.map_err(|v| self.failure(&v))?;
+            apply_request_action(action, request, body, ctx, self.needs.request_body)
+                .map_err(|v| self.failure(&v))
+        }
+        .boxed()
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        request: &'a request::Parts,
+        response: &'a mut response::Parts,
+        body: &'a mut Option<Bytes>,
+        ctx: &'a RequestContext,
+        slot: &'a mut Slot,
+    ) -> BoxFuture<'a, Result<ResponseVerdict, FilterFailure>> {
+        async move {
+            let wit_ctx = context(ctx);
+            let request_head = request_head(request, ctx.scheme);
+            let response_head = ResponseHead {
+                status: response.status.as_u16(),
+                headers: headers_to_wit(&response.headers),
+            };
+            let mut instance = self.take_instance(slot).await.map_err(|v| self.failure(&v))?;
+            let result = self
+                .pool
+                .on_response(&mut instance, &wit_ctx, &request_head, &response_head, body.as_deref())
+                .await;
+            self.put_back(slot, instance, &result, false);
+            let action = result.map_err(|v| self.failure(&v))?;
+            apply_response_action(action, response, body, self.needs.response_body)
+                .map_err(|v| self.failure(&v))
+        }
+        .boxed()
+    }
+}
+
+fn context(ctx: &RequestContext) -> Context {
+    Context {
+        route: ctx.route.to_string(),
+        request_id: ctx.request_id.clone(),
+        client_addr: ctx.client_addr.to_string(),
+        values: ctx.values.clone(),
+    }
+}
+
+fn request_head(request: &request::Parts, scheme: &str) -> RequestHead {
+    let authority = request
+        .uri
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| {
+            request
+                .headers
+                .get(http::header::HOST)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        });
+    RequestHead {
+        method: request.method.to_string(),
+        scheme: scheme.to_string(),
+        authority,
+        path: request.uri.path().to_string(),
+        query: request.uri.query().map(str::to_string),
+        headers: headers_to_wit(&request.headers),
+    }
+}
+
+fn headers_to_wit(headers: &HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().to_string(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        })
+        .collect()
+}
+
+fn bad(message: String) -> Violation {
+    Violation::BadOutput(message)
+}
+
+fn header_name(name: &str) -> Result<HeaderName, Violation> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| bad(format!("invalid header name {name:?}")))
+}
+
+fn header_value(value: &str) -> Result<HeaderValue, Violation> {
+    HeaderValue::from_str(value).map_err(|_| bad(format!("invalid header value {value:?}")))
+}
+
+/// Apply header changes in the documented order: remove, set, add. Validates everything
+/// first so a bad change leaves the headers untouched.
+fn apply_header_changes(changes: &HeaderChanges, headers: &mut HeaderMap) -> Result<(), Violation> {
+    let removes = changes.remove.iter().map(|n| header_name(n)).collect::<Result<Vec<_>, _>>()?;
+    let pairs = |list: &[Header]| {
+        list.iter()
+            .map(|h| Ok((header_name(&h.name)?, header_value(&h.value)?)))
+            .collect::<Result<Vec<_>, Violation>>()
+    };
+    let sets = pairs(&changes.set)?;
+    let adds = pairs(&changes.add)?;
+    for name in removes {
+        headers.remove(name);
+    }
+    for (name, value) in sets {
+        headers.insert(name, value);
+    }
+    for (name, value) in adds {
+        headers.append(name, value);
+    }
+    Ok(())
+}
+
+fn apply_request_action(
+    action: RequestAction,
+    request: &mut request::Parts,
+    body: &mut Option<Bytes>,
+    ctx: &mut RequestContext,
+    body_granted: bool,
+) -> Result<RequestVerdict, Violation> {
+    let changes = match action {
+        RequestAction::Respond(response) => {
+            return Ok(RequestVerdict::Respond(to_local_response(response)?));
+        }
+        RequestAction::Continue(changes) => changes,
+    };
+    if let Some(method) = &changes.method {
+        request.method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| bad(format!("invalid method {method:?}")))?;
+    }
+    if changes.path.is_some() || changes.query.is_some() {
+        let path = changes.path.as_deref().unwrap_or(request.uri.path());
+        if !path.starts_with('/') {
+            return Err(bad(format!("path {path:?} does not start with `/`")));
+        }
+        let query = match &changes.query {
+            Some(query) => Some(query.as_str()).filter(|q| !q.is_empty()),
+            None => request.uri.query(),
+        };
+        let target = match query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_string(),
+        };
+        let mut parts = request.uri.clone().into_parts();
+        parts.path_and_query = Some(
+            target.parse().map_err(|_| bad(format!("invalid path or query {target:?}")))?,
+        );
+        request.uri = http::Uri::from_parts(parts)
+            .map_err(|_| bad(format!("invalid request target {target:?}")))?;
+    }
+    apply_header_changes(&changes.headers, &mut request.headers)?;
+    if body_granted && let Some(new_body) = changes.body {
+        *body = Some(Bytes::from(new_body));
+    }
+    for (key, value) in &changes.context {
+        ctx.set(key, value);
+    }
+    Ok(RequestVerdict::Continue)
+}
+
+fn apply_response_action(
+    action: ResponseAction,
+    response: &mut response::Parts,
+    body: &mut Option<Bytes>,
+    body_granted: bool,
+) -> Result<ResponseVerdict, Violation> {
+    let changes = match action {
+        ResponseAction::Replace(replacement) => {
+            return Ok(ResponseVerdict::Replace(to_local_response(replacement)?));
+        }
+        ResponseAction::Continue(changes) => changes,
+    };
+    if let Some(status) = changes.status {
+        response.status = status_code(status)?;
+    }
+    apply_header_changes(&changes.headers, &mut response.headers)?;
+    if body_granted && let Some(new_body) = changes.body {
+        *body = Some(Bytes::from(new_body));
+    }
+    Ok(ResponseVerdict::Continue)
+}
+
+fn status_code(status: u16) -> Result<StatusCode, Violation> {
+    StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| s.as_u16() >= 200)
+        .ok_or_else(|| bad(format!("invalid status {status}")))
+}
+
+fn to_local_response(response: WitResponse) -> Result<LocalResponse, Violation> {
+    let mut headers = HeaderMap::new();
+    for header in &response.headers {
+        headers.append(header_name(&header.name)?, header_value(&header.value)?);
+    }
+    Ok(local_response(
+        status_code(response.status)?,
+        headers,
+        Bytes::from(response.body),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, value: &str) -> Header {
+        Header { name: name.into(), value: value.into() }
+    }
+
+    #[test]
+    fn header_changes_apply_remove_set_add() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        headers.append("x-b", HeaderValue::from_static("1"));
+        let changes = HeaderChanges {
+            remove: vec!["x-b".into()],
+            set: vec![header("x-a", "only")],
+            add: vec![header("x-a", "more"), header("x-c", "new")],
+        };
+        apply_header_changes(&changes, &mut headers).unwrap();
+        let a: Vec<_> = headers.get_all("x-a").iter().collect();
+        assert_eq!(a, ["only", "more"]);
+        assert!(!headers.contains_key("x-b"));
+        assert_eq!(headers["x-c"], "new");
+    }
+
+    #[test]
+    fn bad_output_leaves_headers_untouched() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        let changes = HeaderChanges {
+            remove: vec!["x-a".into()],
+            set: vec![header("bad name", "v")],
+            add: vec![],
+        };
+        let err = apply_header_changes(&changes, &mut headers).unwrap_err();
+        assert_eq!(err.label(), "bad_output");
+        assert_eq!(headers["x-a"], "1");
+    }
+}

@@ -1,0 +1,5 @@
+//! Host capabilities: one file per WIT interface. Each is added to a plugin's linker only when
+//! the plugin is granted it. Host functions never panic; failures are values.
+
+pub mod clock;
+pub mod log;

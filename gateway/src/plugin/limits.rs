@@ -1,0 +1,242 @@
+//! Per-plugin limits and the ways a plugin call can violate them.
+//!
+//! Each violation is a distinct [`Violation`] with a stable label (`timeout`, `fuel`, `memory`,
+//! `trap`, `output_cap`, `bad_output`, `init`) used in logs and, later, metric labels.
+
+use crate::config::{LimitsConfig, OnError, defaults};
+use http::StatusCode;
+use std::fmt;
+use std::time::Duration;
+use wasmtime::Trap;
+
+use super::bindings::types::{HeaderChanges, RequestAction, Response, ResponseAction};
+
+/// Limits with every default filled in.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock time per call.
+    pub timeout: Duration,
+    /// Fuel per call, if metered.
+    pub fuel: Option<u64>,
+    /// Linear memory per instance.
+    pub memory_bytes: usize,
+    /// Header changes per call.
+    pub max_headers: usize,
+    /// Header bytes per call.
+    pub max_header_bytes: usize,
+    /// Body bytes per call.
+    pub max_body_bytes: usize,
+    /// What a failure does to the request.
+    pub on_error: OnError,
+    /// Status when failing closed.
+    pub error_status: StatusCode,
+}
+
+impl Limits {
+    /// Resolve written limits against the defaults.
+    pub fn resolve(config: &LimitsConfig) -> Self {
+        let memory_mb = config.memory_mb.unwrap_or(defaults::MEMORY_MB);
+        Limits {
+            timeout: Duration::from_millis(config.timeout_ms.unwrap_or(defaults::TIMEOUT_MS)),
+            fuel: config.fuel,
+            memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
+            max_headers: config.max_headers.unwrap_or(defaults::MAX_HEADERS),
+            max_header_bytes: config.max_header_bytes.unwrap_or(defaults::MAX_HEADER_BYTES),
+            max_body_bytes: config.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES),
+            on_error: config.on_error.unwrap_or_default(),
+            error_status: StatusCode::from_u16(
+                config.error_status.unwrap_or(defaults::ERROR_STATUS),
+            )
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    /// Epoch ticks for the timeout (at least one).
+    pub fn deadline_ticks(&self) -> u64 {
+        let ticks = self.timeout.as_millis() / super::engine::TICK.as_millis().max(1);
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// How a plugin call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// Ran past `timeout_ms`.
+    Timeout,
+    /// Ran out of `fuel`.
+    Fuel,
+    /// Tried to grow memory past `memory_mb`.
+    Memory(String),
+    /// Trapped (panic, unreachable, out-of-bounds access, stack overflow…).
+    Trap(String),
+    /// Emitted more headers or bytes than allowed.
+    OutputCap(String),
+    /// Emitted something that is not valid HTTP (bad header name, bad status…).
+    BadOutput(String),
+    /// Could not be instantiated or initialised.
+    Init(String),
+}
+
+impl Violation {
+    /// Stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Violation::Timeout => "timeout",
+            Violation::Fuel => "fuel",
+            Violation::Memory(_) => "memory",
+            Violation::Trap(_) => "trap",
+            Violation::OutputCap(_) => "output_cap",
+            Violation::BadOutput(_) => "bad_output",
+            Violation::Init(_) => "init",
+        }
+    }
+
+    /// Whether the instance must be discarded (it trapped or was interrupted mid-call).
+    pub fn poisons_instance(&self) -> bool {
+        !matches!(self, Violation::OutputCap(_) | Violation::BadOutput(_))
+    }
+
+    /// Classify a call error. `memory_exceeded` is the limiter's record for this call.
+    pub fn from_call_error(error: &wasmtime::Error, memory_exceeded: bool) -> Self {
+        if memory_exceeded {
+            return Violation::Memory(format!("{error:#}"));
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Violation::Timeout,
+            Some(Trap::OutOfFuel) => Violation::Fuel,
+            _ => Violation::Trap(first_line(&format!("{error:#}"))),
+        }
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").chars().take(300).collect()
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Timeout => f.write_str("timeout: ran past its time limit"),
+            Violation::Fuel => f.write_str("fuel: ran out of fuel"),
+            Violation::Memory(detail) => write!(f, "memory: {detail}"),
+            Violation::Trap(detail) => write!(f, "trap: {detail}"),
+            Violation::OutputCap(detail) => write!(f, "output_cap: {detail}"),
+            Violation::BadOutput(detail) => write!(f, "bad_output: {detail}"),
+            Violation::Init(detail) => write!(f, "init: {detail}"),
+        }
+    }
+}
+
+/// Check what `on-request` returned against the output caps.
+pub fn check_request_action(action: &RequestAction, limits: &Limits) -> Result<(), Violation> {
+    match action {
+        RequestAction::Continue(changes) => {
+            check_headers(&changes.headers, 0, limits)?;
+            check_body(changes.body.as_deref(), limits)
+        }
+        RequestAction::Respond(response) => check_response(response, limits),
+    }
+}
+
+/// Check what `on-response` returned against the output caps.
+pub fn check_response_action(action: &ResponseAction, limits: &Limits) -> Result<(), Violation> {
+    match action {
+        ResponseAction::Continue(changes) => {
+            check_headers(&changes.headers, 0, limits)?;
+            check_body(changes.body.as_deref(), limits)
+        }
+        ResponseAction::Replace(response) => check_response(response, limits),
+    }
+}
+
+fn check_response(response: &Response, limits: &Limits) -> Result<(), Violation> {
+    let bytes: usize = response
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len())
+        .sum();
+    check_counts(response.headers.len(), bytes, limits)?;
+    check_body(Some(&response.body), limits)
+}
+
+fn check_headers(changes: &HeaderChanges, extra: usize, limits: &Limits) -> Result<(), Violation> {
+    let count = changes.remove.len() + changes.set.len() + changes.add.len() + extra;
+    let bytes: usize = changes.remove.iter().map(String::len).sum::<usize>()
+        + changes
+            .set
+            .iter()
+            .chain(&changes.add)
+            .map(|h| h.name.len() + h.value.len())
+            .sum::<usize>();
+    check_counts(count, bytes, limits)
+}
+
+fn check_counts(count: usize, bytes: usize, limits: &Limits) -> Result<(), Violation> {
+    if count > limits.max_headers {
+        return Err(Violation::OutputCap(format!(
+            "{count} header changes, limit {}",
+            limits.max_headers
+        )));
+    }
+    if bytes > limits.max_header_bytes {
+        return Err(Violation::OutputCap(format!(
+            "{bytes} header bytes, limit {}",
+            limits.max_header_bytes
+        )));
+    }
+    Ok(())
+}
+
+fn check_body(body: Option<&[u8]>, limits: &Limits) -> Result<(), Violation> {
+    match body {
+        Some(body) if body.len() > limits.max_body_bytes => Err(Violation::OutputCap(format!(
+            "{} body bytes, limit {}",
+            body.len(),
+            limits.max_body_bytes
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::types::{Header, RequestChanges};
+
+    fn changes(add: usize, value_len: usize) -> RequestAction {
+        RequestAction::Continue(RequestChanges {
+            method: None,
+            path: None,
+            query: None,
+            headers: HeaderChanges {
+                remove: vec![],
+                set: vec![],
+                add: (0..add)
+                    .map(|i| Header { name: format!("x-{i}"), value: "v".repeat(value_len) })
+                    .collect(),
+            },
+            body: None,
+            context: vec![],
+        })
+    }
+
+    #[test]
+    fn output_caps() {
+        let limits = Limits::resolve(&LimitsConfig::default());
+        assert!(check_request_action(&changes(100, 10), &limits).is_ok());
+        let too_many = check_request_action(&changes(101, 1), &limits).unwrap_err();
+        assert_eq!(too_many.label(), "output_cap");
+        let too_big = check_request_action(&changes(2, 40_000), &limits).unwrap_err();
+        assert!(too_big.to_string().contains("header bytes"), "{too_big}");
+        assert!(!too_big.poisons_instance());
+    }
+
+    #[test]
+    fn defaults() {
+        let limits = Limits::resolve(&LimitsConfig::default());
+        assert_eq!(limits.timeout, Duration::from_millis(20));
+        assert_eq!(limits.memory_bytes, 16 << 20);
+        assert_eq!(limits.deadline_ticks(), 20);
+        assert_eq!(limits.error_status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -1,0 +1,119 @@
+//! Loading a `[plugins.NAME]` entry: find the module, check its pin, compile (or load from the
+//! cache), check its imports against its grant, and pre-instantiate it against a linker that
+//! holds only what was granted.
+
+use super::bindings::PluginPre;
+use super::capabilities::{self, Capability};
+use super::engine::Engines;
+use super::state::StoreState;
+use super::{builtin, cache};
+use crate::config::{Isolation, LimitsConfig, PluginConfig};
+use std::path::Path;
+use std::sync::Arc;
+use wasmtime::Engine;
+
+/// A plugin ready to be instantiated.
+pub struct LoadedPlugin {
+    /// Name from config.
+    pub name: Arc<str>,
+    /// Engine it was compiled for (fuel-metered or not).
+    pub engine: Engine,
+    /// Pre-instantiated component.
+    pub pre: PluginPre<StoreState>,
+    /// Whether calls meter fuel.
+    pub metered: bool,
+    /// `pooled` or `request`.
+    pub isolation: Isolation,
+    /// Most warm instances / concurrent calls per use.
+    pub max_instances: usize,
+    /// Recycle after this many uses (0 = never).
+    pub max_uses: u64,
+    /// The plugin-level limits, overridden per use.
+    pub limits: LimitsConfig,
+}
+
+/// Where a load problem sits in the plugin's table, with the reason.
+#[derive(Debug)]
+pub struct LoadError {
+    /// Key under `[plugins.NAME]` the problem is about.
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn fail(key: &'static str, message: impl Into<String>) -> LoadError {
+    LoadError {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The bytes of a module reference: `builtin:NAME` or a path relative to `base_dir`.
+pub fn read_module(module: &str, base_dir: &Path) -> Result<Vec<u8>, String> {
+    if let Some(name) = module.strip_prefix("builtin:") {
+        return builtin::get(name).map(<[u8]>::to_vec).ok_or_else(|| {
+            format!(
+                "no built-in plugin `{name}` (built-in: {})",
+                builtin::names().join(", ")
+            )
+        });
+    }
+    let path = base_dir.join(module);
+    std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Load plugin `name`. `metered` selects the fuel engine (some use sets `fuel`).
+pub fn load(
+    name: &str,
+    config: &PluginConfig,
+    base_dir: &Path,
+    engines: &Engines,
+    cache_dir: Option<&Path>,
+    metered: bool,
+) -> Result<LoadedPlugin, LoadError> {
+    let bytes = read_module(&config.module, base_dir).map_err(|e| fail("module", e))?;
+    let hash = cache::sha256_hex(&bytes);
+    if let Some(pin) = &config.sha256
+        && !pin.eq_ignore_ascii_case(&hash)
+    {
+        return Err(fail(
+            "sha256",
+            format!("module hash is {hash}, but the config pins {pin}; refusing to load"),
+        ));
+    }
+    let engine = engines.engine(metered).clone();
+    let component = cache::load(&engine, &bytes, cache_dir)
+        .map_err(|e| fail("module", format!("not a valid component: {e:#}")))?;
+
+    let granted: Vec<Capability> = config
+        .capabilities
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    let imports = capabilities::imports(&component, &engine);
+    if let Some(problem) = capabilities::check_imports(&imports, &granted).into_iter().next() {
+        return Err(fail("capabilities", problem));
+    }
+    let linker = capabilities::linker(&engine, &granted)
+        .map_err(|e| fail("module", format!("cannot link: {e:#}")))?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| fail("module", format!("cannot link: {e:#}")))?;
+    let pre = PluginPre::new(instance_pre).map_err(|e| {
+        fail(
+            "module",
+            format!("does not export the gateway:plugin/filter interface: {e:#}"),
+        )
+    })?;
+    tracing::debug!(plugin = name, sha256 = %hash, ?imports, "plugin loaded");
+    Ok(LoadedPlugin {
+        name: Arc::from(name),
+        engine,
+        pre,
+        metered,
+        isolation: config.isolation,
+        max_instances: config.max_instances,
+        max_uses: config.max_uses,
+        limits: config.limits(),
+    })
+}

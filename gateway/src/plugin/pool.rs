@@ -1,0 +1,232 @@
+//! Instances of one plugin *use* (a plugin with one route's config), and the call discipline
+//! that enforces limits.
+//!
+//! Pooled isolation keeps warm instances — already instantiated and `init`ed with this use's
+//! config — and hands one to each call (≈ 1.6 µs), returning it afterwards. An instance that
+//! trapped, timed out, ran out of fuel or memory is dropped, never reused: wasmtime cannot enter
+//! it again, and its state is suspect anyway. Request isolation instantiates and `init`s a
+//! fresh instance per request, so nothing one request leaves in memory is seen by the next.
+//!
+//! A semaphore bounds concurrent calls (and so live instances) to `max_instances`.
+
+use super::bindings::Plugin;
+use super::bindings::types::{
+    Context, RequestAction, RequestHead, ResponseAction, ResponseHead, Settings,
+};
+use super::limits::{self, Limits, Violation};
+use super::loader::LoadedPlugin;
+use super::state::StoreState;
+use crate::config::Isolation;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+use wasmtime::Store;
+
+/// Time allowed for instantiation plus `init`, which may parse config or warm a runtime.
+const INIT_TIMEOUT_TICKS: u64 = 5_000;
+
+/// One live instance.
+pub struct Instance {
+    store: Store<StoreState>,
+    bindings: Plugin,
+    uses: u64,
+}
+
+/// The instances of one plugin use.
+pub struct InstancePool {
+    plugin: Arc<LoadedPlugin>,
+    config_json: String,
+    limits: Limits,
+    settings: Settings,
+    idle: Mutex<Vec<Instance>>,
+    permits: Semaphore,
+}
+
+impl InstancePool {
+    /// Create the pool: instantiate once and call `init`, which validates the config. The
+    /// error of a rejected config is returned as `Violation::Init` with the plugin's message.
+    pub async fn new(
+        plugin: Arc<LoadedPlugin>,
+        config_json: String,
+        limits: Limits,
+    ) -> Result<Arc<Self>, Violation> {
+        let (instance, settings) = instantiate(&plugin, &config_json, &limits).await?;
+        let pool = Arc::new(InstancePool {
+            permits: Semaphore::new(plugin.max_instances),
+            plugin,
+            config_json,
+            limits,
+            settings,
+            idle: Mutex::new(Vec::new()),
+        });
+        pool.release(instance);
+        Ok(pool)
+    }
+
+    /// What the plugin asked for in `init`.
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// The effective limits of this use.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The plugin's name.
+    pub fn plugin_name(&self) -> &Arc<str> {
+        &self.plugin.name
+    }
+
+    /// The isolation mode.
+    pub fn isolation(&self) -> Isolation {
+        self.plugin.isolation
+    }
+
+    /// An instance for a call: a warm one if pooled and available, else a fresh one.
+    pub async fn acquire(&self) -> Result<Instance, Violation> {
+        if self.plugin.isolation == Isolation::Pooled
+            && let Some(instance) = self.lock_idle().pop()
+        {
+            return Ok(instance);
+        }
+        let (instance, _) = instantiate(&self.plugin, &self.config_json, &self.limits).await?;
+        Ok(instance)
+    }
+
+    /// Give an instance back after a successful call (request isolation drops it).
+    pub fn release(&self, instance: Instance) {
+        if self.plugin.isolation != Isolation::Pooled {
+            return;
+        }
+        if self.plugin.max_uses > 0 && instance.uses >= self.plugin.max_uses {
+            return;
+        }
+        let mut idle = self.lock_idle();
+        if idle.len() < self.plugin.max_instances {
+            idle.push(instance);
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+        // A poisoned lock only means another thread panicked while pushing or popping; the
+        // vector itself is still a valid list of instances.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Call `on-request` on `instance` within the limits.
+    pub async fn on_request(
+        &self,
+        instance: &mut Instance,
+        ctx: &Context,
+        head: &RequestHead,
+        body: Option<&[u8]>,
+    ) -> Result<RequestAction, Violation> {
+        let _permit = self.permits.acquire().await;
+        instance.prepare(&self.limits, self.plugin.metered, ctx);
+        let call = instance
+            .bindings
+            .gateway_plugin_filter()
+            .call_on_request(&mut instance.store, ctx, head, body);
+        let action = bounded(&self.limits, call).await;
+        let action = instance.finish(action)?;
+        limits::check_request_action(&action, &self.limits)?;
+        Ok(action)
+    }
+
+    /// Call `on-response` on `instance` within the limits.
+    pub async fn on_response(
+        &self,
+        instance: &mut Instance,
+        ctx: &Context,
+        request: &RequestHead,
+        response: &ResponseHead,
+        body: Option<&[u8]>,
+    ) -> Result<ResponseAction, Violation> {
+        let _permit = self.permits.acquire().await;
+        instance.prepare(&self.limits, self.plugin.metered, ctx);
+        let call = instance
+            .bindings
+            .gateway_plugin_filter()
+            .call_on_response(&mut instance.store, ctx, request, response, body);
+        let action = bounded(&self.limits, call).await;
+        let action = instance.finish(action)?;
+        limits::check_response_action(&action, &self.limits)?;
+        Ok(action)
+    }
+}
+
+/// Run a guest call under a wall-clock bound as well as the epoch deadline: the epoch stops
+/// guest code, the timer stops a call parked in an async host function.
+async fn bounded<T>(
+    limits: &Limits,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    match tokio::time::timeout(limits.timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::from(wasmtime::Trap::Interrupt)),
+    }
+}
+
+impl Instance {
+    fn prepare(&mut self, limits: &Limits, metered: bool, ctx: &Context) {
+        self.uses += 1;
+        let data = self.store.data_mut();
+        data.limiter.exceeded = false;
+        if *data.route != *ctx.route {
+            data.route = Arc::from(ctx.route.as_str());
+        }
+        data.request_id.clear();
+        data.request_id.push_str(&ctx.request_id);
+        self.store.set_epoch_deadline(limits.deadline_ticks());
+        if metered {
+            // A metered engine always needs fuel; a use without a budget gets plenty.
+            let _ = self.store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+        }
+    }
+
+    fn finish<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, Violation> {
+        result.map_err(|e| Violation::from_call_error(&e, self.store.data().limiter.exceeded))
+    }
+}
+
+/// A fresh instance with `init` called; returns the settings it declared.
+async fn instantiate(
+    plugin: &LoadedPlugin,
+    config_json: &str,
+    limits: &Limits,
+) -> Result<(Instance, Settings), Violation> {
+    let mut store = Store::new(
+        &plugin.engine,
+        StoreState::new(plugin.name.clone(), limits.memory_bytes),
+    );
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(INIT_TIMEOUT_TICKS);
+    if plugin.metered {
+        let _ = store.set_fuel(u64::MAX);
+    }
+    let bindings = plugin
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| init_violation(&e, &store, "instantiation failed"))?;
+    let settings = bindings
+        .gateway_plugin_filter()
+        .call_init(&mut store, config_json)
+        .await
+        .map_err(|e| init_violation(&e, &store, "init trapped"))?
+        .map_err(Violation::Init)?;
+    Ok((
+        Instance {
+            store,
+            bindings,
+            uses: 0,
+        },
+        settings,
+    ))
+}
+
+fn init_violation(error: &wasmtime::Error, store: &Store<StoreState>, what: &str) -> Violation {
+    let cause = Violation::from_call_error(error, store.data().limiter.exceeded);
+    Violation::Init(format!("{what}: {cause}"))
+}

@@ -1,0 +1,111 @@
+//! What a plugin instance's store holds: the (empty) WASI context, its resource table, the
+//! memory limiter, and who it is for log lines.
+
+use std::sync::Arc;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Per-store state of one plugin instance.
+pub struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Enforces `memory_mb` and records that it did.
+    pub limiter: MemoryLimiter,
+    /// Plugin name, for log lines.
+    pub plugin: Arc<str>,
+    /// Route of the current call, for log lines.
+    pub route: Arc<str>,
+    /// Request id of the current call, for log lines.
+    pub request_id: String,
+}
+
+impl StoreState {
+    /// State for a new instance of `plugin` limited to `memory_bytes` of linear memory.
+    ///
+    /// The WASI context is empty on purpose: no environment variables, no arguments, no
+    /// preopened directories, stdin empty, stdout/stderr discarded, and no socket address
+    /// allowed, so even a plugin granted `wasi` reaches nothing outside its sandbox.
+    pub fn new(plugin: Arc<str>, memory_bytes: usize) -> Self {
+        let mut builder = WasiCtx::builder();
+        builder.allow_ip_name_lookup(false);
+        builder.socket_addr_check(|_, _| Box::pin(async { false }));
+        StoreState {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_bytes),
+            plugin,
+            route: Arc::from(""),
+            request_id: String::new(),
+        }
+    }
+}
+
+impl StoreState {
+    /// The resource table, for the `wasi:io` bindings.
+    pub fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Refuses growth of linear memory past the plugin's `memory_mb` (and of tables past a fixed
+/// bound), trapping the guest and remembering why so the failure is reported as `memory`.
+pub struct MemoryLimiter {
+    memory_bytes: usize,
+    /// Set when a grow was refused; cleared before each call.
+    pub exceeded: bool,
+}
+
+/// Table elements allowed per table: generous for real runtimes, small enough to stop a bomb.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl MemoryLimiter {
+    fn new(memory_bytes: usize) -> Self {
+        MemoryLimiter {
+            memory_bytes,
+            exceeded: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!(
+                "memory limit exceeded: wanted {desired} bytes, limit {} bytes",
+                self.memory_bytes
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!(
+                "table limit exceeded: wanted {desired} elements, limit {MAX_TABLE_ELEMENTS}"
+            ));
+        }
+        Ok(true)
+    }
+}

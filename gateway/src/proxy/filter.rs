@@ -1,0 +1,121 @@
+//! The `Filter` abstraction the pipeline runs: request and response phases with a per-request
+//! context. The pipeline knows nothing of WebAssembly; `crate::plugin::WasmFilter` implements
+//! this trait, and pipeline tests can use plain Rust filters.
+
+use crate::config::OnError;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{StatusCode, request, response};
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Per-request state a filter may keep between its request and response phase (e.g. the
+/// instance it ran on, under request isolation).
+pub type Slot = Option<Box<dyn Any + Send>>;
+
+/// Facts about a request that travel along the chain.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The matched route.
+    pub route: Arc<str>,
+    /// Request id (propagated or generated).
+    pub request_id: String,
+    /// The client's address.
+    pub client_addr: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Values set by filters for later ones, in the order first set.
+    pub values: Vec<(String, String)>,
+}
+
+impl RequestContext {
+    /// Set `key` to `value`, replacing an earlier value.
+    pub fn set(&mut self, key: &str, value: &str) {
+        match self.values.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value.to_string(),
+            None => self.values.push((key.to_string(), value.to_string())),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A complete response produced by a filter.
+pub type LocalResponse = http::Response<Bytes>;
+
+/// What a filter decided about a request.
+pub enum RequestVerdict {
+    /// Go on (changes were applied in place).
+    Continue,
+    /// Answer the client with this; later filters and the upstream are skipped.
+    Respond(LocalResponse),
+}
+
+/// What a filter decided about a response.
+pub enum ResponseVerdict {
+    /// Go on (changes were applied in place).
+    Continue,
+    /// Replace the response with this.
+    Replace(LocalResponse),
+}
+
+/// A filter call that failed, with what the failure should do to the request.
+#[derive(Debug, Clone)]
+pub struct FilterFailure {
+    /// Which plugin.
+    pub plugin: Arc<str>,
+    /// Stable label: `timeout`, `fuel`, `memory`, `trap`, `output_cap`, …
+    pub label: &'static str,
+    /// Details for the log.
+    pub detail: String,
+    /// Fail open or closed.
+    pub on_error: OnError,
+    /// Status when failing closed.
+    pub status: StatusCode,
+}
+
+/// What bodies a filter needs and whether it has a response phase.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FilterNeeds {
+    /// Buffer and pass the request body.
+    pub request_body: bool,
+    /// Buffer and pass the response body.
+    pub response_body: bool,
+    /// Call the response phase.
+    pub response_phase: bool,
+}
+
+/// One entry of a route's chain.
+pub trait Filter: Send + Sync {
+    /// The plugin's name, for logs.
+    fn name(&self) -> &str;
+
+    /// What this filter needs from the pipeline.
+    fn needs(&self) -> FilterNeeds;
+
+    /// Inspect and change the request. `body` is `Some` only if `needs().request_body`.
+    fn on_request<'a>(
+        &'a self,
+        request: &'a mut request::Parts,
+        body: &'a mut Option<Bytes>,
+        ctx: &'a mut RequestContext,
+        slot: &'a mut Slot,
+    ) -> BoxFuture<'a, Result<RequestVerdict, FilterFailure>>;
+
+    /// Inspect and change the response. `body` is `Some` only if `needs().response_body`.
+    fn on_response<'a>(
+        &'a self,
+        request: &'a request::Parts,
+        response: &'a mut response::Parts,
+        body: &'a mut Option<Bytes>,
+        ctx: &'a RequestContext,
+        slot: &'a mut Slot,
+    ) -> BoxFuture<'a, Result<ResponseVerdict, FilterFailure>>;
+}

@@ -1,0 +1,176 @@
+//! Upstream services: targets, round-robin balancing, pooled keep-alive connections, timeouts.
+//!
+//! One hyper-util client per upstream holds the keep-alive pool for all of its targets. A
+//! connection failure is retried on the next target when the request body can be replayed
+//! (it is empty or was buffered); a missing response head after `response_timeout_ms` is a 504.
+
+use crate::config::UpstreamConfig;
+use crate::error::{ErrorKind, GatewayError, Source};
+use crate::proxy::Body;
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A named upstream service.
+pub struct Upstream {
+    name: String,
+    targets: Vec<Authority>,
+    next: AtomicUsize,
+    client: Client<HttpConnector, Body>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    /// Build from validated config.
+    pub fn new(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| t.parse::<Authority>().map_err(|e| format!("target `{t}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(config.pool_idle_timeout_s))
+            .pool_max_idle_per_host(config.pool_max_idle_per_target)
+            .build(connector);
+        Ok(Upstream {
+            name: name.to_string(),
+            targets,
+            next: AtomicUsize::new(0),
+            client,
+            connect_timeout,
+            response_timeout: Duration::from_millis(config.response_timeout_ms),
+        })
+    }
+
+    /// The upstream's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Send `request` (origin-form URI) to the next target, retrying connection failures on
+    /// further targets when the body can be replayed.
+    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
+        let (mut parts, body) = request.into_parts();
+        parts.version = Version::HTTP_11;
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let replayable = match &body {
+            Either::Right(full) => Some(full.clone()),
+            Either::Left(incoming) if hyper::body::Body::is_end_stream(incoming) => {
+                Some(Full::new(Bytes::new()))
+            }
+            Either::Left(_) => None,
+        };
+        let attempts = if replayable.is_some() { self.targets.len() } else { 1 };
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut body = Some(body);
+        let mut last_error = None;
+        for attempt in 0..attempts {
+            let target = &self.targets[(start + attempt) % self.targets.len()];
+            let uri = Uri::builder()
+                .scheme(Scheme::HTTP)
+                .authority(target.clone())
+                .path_and_query(path.clone())
+                .build()
+                .map_err(|e| self.error(ErrorKind::Internal, format!("bad upstream uri: {e}")))?;
+            let mut attempt_parts = clone_parts(&parts);
+            attempt_parts.uri = uri;
+            let attempt_body = match (&replayable, body.take()) {
+                (Some(full), _) => Either::Right(full.clone()),
+                (None, Some(body)) => body,
+                (None, None) => break,
+            };
+            match self.send_once(Request::from_parts(attempt_parts, attempt_body), target).await {
+                Ok(response) => return Ok(response),
+                Err(error) if error.is_retryable() => {
+                    tracing::warn!(upstream = %self.name, %target, "{}", error.message());
+                    last_error = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            self.error(ErrorKind::UpstreamUnreachable, "no target could be tried")
+        }))
+    }
+
+    async fn send_once(
+        &self,
+        request: Request<Body>,
+        target: &Authority,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+            Err(_) => Err(self.error(
+                ErrorKind::UpstreamTimeout,
+                format!(
+                    "{target} sent no response within {} ms",
+                    self.response_timeout.as_millis()
+                ),
+            )),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if e.is_connect() => Err(self
+                .error(
+                    ErrorKind::UpstreamUnreachable,
+                    format!(
+                        "cannot connect to {target} (connect timeout {} ms): {}",
+                        self.connect_timeout.as_millis(),
+                        cause(&e)
+                    ),
+                )
+                .retryable(true)),
+            Ok(Err(e)) => Err(self.error(
+                ErrorKind::UpstreamBadResponse,
+                format!("{target} failed: {}", cause(&e)),
+            )),
+        }
+    }
+
+    fn error(&self, kind: ErrorKind, message: impl Into<String>) -> GatewayError {
+        GatewayError::new(kind, Source::Upstream(self.name.clone()), message)
+    }
+}
+
+/// The innermost cause of an error, which is where the useful words are.
+fn cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+/// A copy of a request head (extensions are not copied).
+pub fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request.into_parts().0
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("targets", &self.targets)
+            .finish()
+    }
+}
+

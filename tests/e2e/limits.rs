@@ -1,0 +1,136 @@
+//! Misbehaving plugins are stopped by their limits, fail only their own request as their
+//! `on_error` policy says, and never disturb other routes or the process.
+
+use crate::support::wasm::test_plugin;
+use crate::support::{Gateway, HttpClient, Upstream, server_section};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+fn config(up: &Upstream) -> String {
+    let module = test_plugin("test-misbehave");
+    let route = |name: &str, use_: &str| {
+        format!(
+            "[[routes]]\nname = \"{name}\"\nmatch = {{ path = \"/{name}\" }}\nupstream = \"up\"\nplugins = [ {use_} ]\n\n"
+        )
+    };
+    let mut text = format!(
+        r#"{server}
+[upstreams.up]
+targets = [{target}]
+
+[plugins.misbehave]
+module = {module:?}
+capabilities = ["log"]
+timeout_ms = 50
+
+[plugins.metered]
+module = {module:?}
+capabilities = ["log"]
+fuel = 5000000
+timeout_ms = 10000
+
+"#,
+        server = server_section(),
+        target = up.target(),
+    );
+    for (name, use_) in [
+        ("ok", r#"{ use = "misbehave", config = { mode = "ok" } }"#),
+        ("loop", r#"{ use = "misbehave", config = { mode = "loop" } }"#),
+        ("fuel", r#"{ use = "metered", config = { mode = "loop" } }"#),
+        ("memory", r#"{ use = "misbehave", config = { mode = "memory" }, memory_mb = 16 }"#),
+        ("panic", r#"{ use = "misbehave", config = { mode = "panic" } }"#),
+        ("headers", r#"{ use = "misbehave", config = { mode = "headers" }, memory_mb = 64, timeout_ms = 2000 }"#),
+        ("response-panic", r#"{ use = "misbehave", config = { mode = "panic", phase = "response" } }"#),
+        ("loop-allow", r#"{ use = "misbehave", config = { mode = "loop" }, on_error = "allow" }"#),
+        ("loop-503", r#"{ use = "misbehave", config = { mode = "loop" }, error_status = 503 }"#),
+    ] {
+        text.push_str(&route(name, use_));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_violation_fails_only_its_own_request() {
+    let up = Upstream::echo("up").await;
+    let mut gw = Gateway::start(&config(&up));
+    let client = HttpClient::http1();
+    assert_eq!(client.get(&gw.url("/ok"), &[]).await.status, 200);
+
+    // Healthy traffic on another route the whole time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let healthy_ok = Arc::new(AtomicUsize::new(0));
+    let mut background = Vec::new();
+    for _ in 0..2 {
+        let (client, url, stop, healthy_ok) =
+            (HttpClient::http1(), gw.url("/ok"), stop.clone(), healthy_ok.clone());
+        background.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let reply = client.get(&url, &[]).await;
+                if reply.status == 200 {
+                    healthy_ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failures.push(reply.status);
+                }
+            }
+            failures
+        }));
+    }
+
+    let upstream_before = up.count();
+    let cases: &[(&str, u16, &str)] = &[
+        ("/loop", 500, "timeout"),
+        ("/fuel", 500, "fuel"),
+        ("/memory", 500, "memory"),
+        ("/panic", 500, "trap"),
+        ("/headers", 500, "output_cap"),
+        ("/response-panic", 500, "trap"),
+        ("/loop-503", 503, "timeout"),
+    ];
+    for round in 0..2 {
+        for (path, status, label) in cases {
+            let started = Instant::now();
+            let reply = client.get(&gw.url(path), &[]).await;
+            assert_eq!(reply.status, *status, "{path} (round {round}): {}", reply.text());
+            let error = &reply.json()["error"];
+            assert_eq!(error["code"], "plugin_failed", "{path}");
+            assert!(
+                error["message"].as_str().unwrap().contains(&format!("({label})")),
+                "{path}: {error}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(5), "{path} took {:?}", started.elapsed());
+        }
+    }
+    // Request-phase failures never reached the upstream; the response-phase one did (twice).
+    assert_eq!(up.count() - upstream_before - count_healthy_upstream(&up, upstream_before), 2);
+
+    // Fail open: the looping plugin is skipped and the request goes through.
+    let reply = client.get(&gw.url("/loop-allow"), &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-upstream"), Some("up"));
+
+    stop.store(true, Ordering::Relaxed);
+    for task in background {
+        let failures = task.await.unwrap();
+        assert!(failures.is_empty(), "healthy route failed: {failures:?}");
+    }
+    assert!(healthy_ok.load(Ordering::Relaxed) > 0);
+
+    // Still serving, still the same process, and every violation is in the log with its label.
+    assert!(gw.is_running());
+    assert_eq!(client.get(&gw.url("/ok"), &[]).await.status, 200);
+    let log = gw.log();
+    for label in ["timeout", "fuel", "memory", "trap", "output_cap"] {
+        assert!(
+            log.contains(&format!("violation=\"{label}\"")) || log.contains(&format!("violation={label}")),
+            "no `{label}` violation in the log:\n{log}"
+        );
+    }
+    assert!(log.contains("plugin=misbehave") || log.contains("plugin=\"misbehave\""), "{log}");
+}
+
+/// Requests the healthy `/ok` route sent upstream after `from`.
+fn count_healthy_upstream(up: &Upstream, from: usize) -> usize {
+    up.seen()[from..].iter().filter(|s| s.uri == "/ok").count()
+}

@@ -1,0 +1,232 @@
+//! Test harness: the real `gateway` binary on loopback, real upstreams, real clients.
+//!
+//! - [`Gateway::start`] writes a TOML config to a scratch dir, runs `gateway run` on it, and
+//!   learns its ephemeral port from the `listening on ADDR` line; the process is killed on drop
+//!   and its log (stderr) can be read back.
+//! - [`Upstream`] is a recording HTTP server that answers with a JSON echo of what it received.
+//! - [`wasm`] builds the test plugins under `tests/plugins/` (and the Python plugin) once.
+
+#![allow(dead_code)]
+
+pub mod upstream;
+pub mod wasm;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub use upstream::Upstream;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A fresh scratch directory under `target/e2e`.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = root().join("target").join("e2e").join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Shared compiled-plugin cache for all tests (compiling once is the point of the cache).
+pub fn cache_dir() -> String {
+    root().join("target").join("e2e-plugin-cache").display().to_string()
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    /// Address of the first listener.
+    pub addr: SocketAddr,
+    log: PathBuf,
+    /// The config file it runs.
+    pub config_path: PathBuf,
+}
+
+impl Gateway {
+    /// Start `gateway run` on `config` (TOML). `listen` should be `127.0.0.1:0`.
+    pub fn start(config: &str) -> Gateway {
+        let dir = scratch_dir("gw");
+        let config_path = dir.join("gateway.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.join("gateway.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info,plugin=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start gateway");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        break addr.parse().unwrap();
+                    }
+                }
+                _ => {
+                    let _ = child.wait();
+                    panic!(
+                        "gateway did not start; log:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+            }
+        };
+        // Keep draining stdout so the process never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Gateway { child, addr, log, config_path }
+    }
+
+    /// `http://ADDR` of the gateway.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// What the gateway has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Result of a `gateway` CLI command.
+pub struct CliOutput {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Run the gateway CLI with `args`.
+pub fn gateway_cli(args: &[&str]) -> CliOutput {
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run gateway");
+    CliOutput {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `gateway check` on `config` written to `file_name` in a scratch dir; returns the output
+/// with the scratch dir replaced by `DIR` so error text can be compared exactly.
+pub fn check_config(file_name: &str, config: &str) -> CliOutput {
+    let dir = scratch_dir("check");
+    let path = dir.join(file_name);
+    std::fs::write(&path, config).unwrap();
+    let mut out = gateway_cli(&["check", "--config", path.to_str().unwrap()]);
+    let dir = dir.display().to_string();
+    out.stdout = out.stdout.replace(&dir, "DIR");
+    out.stderr = out.stderr.replace(&dir, "DIR");
+    out
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+/// An HTTP client (HTTP/1.1, or HTTP/2 with prior knowledge).
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl HttpClient {
+    /// HTTP/1.1 client with keep-alive.
+    pub fn http1() -> Self {
+        HttpClient { client: Client::builder(TokioExecutor::new()).build_http() }
+    }
+
+    /// HTTP/2 prior-knowledge (h2c) client.
+    pub fn http2() -> Self {
+        HttpClient { client: Client::builder(TokioExecutor::new()).http2_only(true).build_http() }
+    }
+
+    /// GET `url` with `headers`.
+    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send("GET", url, headers, Bytes::new()).await
+    }
+
+    /// Send a request and read the whole response.
+    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        let mut request = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body.into())).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .expect("response within 30 s")
+            .expect("request failed");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("read body").to_bytes();
+        Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+    }
+}
+
+/// `[server]` section for a test gateway.
+pub fn server_section() -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nplugin_cache_dir = {:?}\nshutdown_grace_s = 1\n",
+        cache_dir()
+    )
+}

@@ -1,0 +1,145 @@
+//! A real HTTP upstream on loopback that records every request and answers with a JSON echo.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// How the upstream behaves.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// Echo the request as JSON.
+    Echo,
+    /// Answer with this body and content type.
+    Fixed(&'static str, &'static str),
+    /// Accept connections and never answer.
+    Silent,
+}
+
+/// A running upstream.
+pub struct Upstream {
+    /// Its address.
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    /// An echoing upstream named `name` (it answers with header `x-upstream: name`).
+    pub async fn echo(name: &str) -> Upstream {
+        Upstream::start(name, Behaviour::Echo).await
+    }
+
+    /// An upstream with the given behaviour.
+    pub async fn start(name: &str, behaviour: Behaviour) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let name: Arc<str> = Arc::from(name);
+        let recorder = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (seen, name, behaviour) = (recorder.clone(), name.clone(), behaviour.clone());
+                if matches!(behaviour, Behaviour::Silent) {
+                    // Hold the connection open, say nothing.
+                    tokio::spawn(async move {
+                        let _stream = stream;
+                        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                    });
+                    continue;
+                }
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let (seen, name, behaviour) = (seen.clone(), name.clone(), behaviour.clone());
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let record = Seen {
+                            method: parts.method.to_string(),
+                            uri: parts.uri.to_string(),
+                            headers: parts.headers.clone(),
+                            body: body.clone(),
+                        };
+                        seen.lock().unwrap().push(record);
+                        let (content_type, payload) = match behaviour {
+                            Behaviour::Fixed(content_type, body) => (content_type, Bytes::from_static(body.as_bytes())),
+                            _ => {
+                                let headers: serde_json::Map<String, serde_json::Value> = parts
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                                    .collect();
+                                let echo = serde_json::json!({
+                                    "upstream": &*name,
+                                    "method": parts.method.as_str(),
+                                    "uri": parts.uri.to_string(),
+                                    "headers": headers,
+                                    "body": String::from_utf8_lossy(&body),
+                                });
+                                ("application/json", Bytes::from(echo.to_string()))
+                            }
+                        };
+                        let response = http::Response::builder()
+                            .header("content-type", content_type)
+                            .header("x-upstream", &*name)
+                            .header("connection", "keep-alive, x-hop")
+                            .header("x-hop", "must-not-pass")
+                            .body(Full::new(payload))
+                            .unwrap();
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen, task }
+    }
+
+    /// Requests received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Number of requests received.
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// `host:port` as a TOML string literal.
+    pub fn target(&self) -> String {
+        format!("\"{}\"", self.addr)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An address nothing listens on.
+pub async fn unreachable_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
