@@ -1,1 +1,141 @@
-//! placeholder
+//! Test plugin that misbehaves on demand, to prove the gateway's limits: loops forever, eats
+//! memory, panics, floods headers, fails init, or counts calls in a global.
+
+use plugin_sdk::{Context, Filter, Flow, Request, Response};
+use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What to do wrong.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Nothing.
+    Ok,
+    /// Loop forever.
+    Loop,
+    /// Allocate until killed.
+    Memory,
+    /// Panic (a trap, with `panic = "abort"`).
+    Panic,
+    /// Emit 10 MiB of headers.
+    Headers,
+    /// Count calls in a global.
+    Count,
+    /// Reject the config in init.
+    InitFail,
+}
+
+/// Which phase misbehaves.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// `on_request`.
+    #[default]
+    Request,
+    /// `on_response`.
+    Response,
+}
+
+/// `{"mode": "loop", "phase": "request"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// What to do wrong.
+    pub mode: Mode,
+    /// When.
+    #[serde(default)]
+    pub phase: Phase,
+}
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The misbehaving filter.
+pub struct Misbehave {
+    mode: Mode,
+    phase: Phase,
+}
+
+/// The misbehaviour itself; returns headers to add (for `headers`).
+fn misbehave(mode: Mode) -> Vec<(String, String)> {
+    match mode {
+        Mode::Loop => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        Mode::Memory => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                let chunk = vec![1u8; 1 << 20];
+                hoard.push(std::hint::black_box(chunk));
+            }
+        }
+        Mode::Panic => panic!("misbehave: deliberate panic"),
+        Mode::Headers => {
+            let value = "v".repeat(1024);
+            (0..10_240).map(|i| (format!("x-flood-{i}"), value.clone())).collect()
+        }
+        Mode::Ok | Mode::Count | Mode::InitFail => Vec::new(),
+    }
+}
+
+impl Filter for Misbehave {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        plugin_sdk::log::info(&format!("misbehave init: {:?} in {:?}", config.mode, config.phase));
+        if config.mode == Mode::InitFail {
+            return Err("misbehave: config rejected on purpose".into());
+        }
+        Ok(Misbehave { mode: config.mode, phase: config.phase })
+    }
+
+    fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Flow {
+        if self.mode == Mode::Count {
+            let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+            req.set_header("x-call-count", &n.to_string());
+        }
+        if self.phase == Phase::Request {
+            for (name, value) in misbehave(self.mode) {
+                req.add_header(&name, &value);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn on_response(&self, _req: &Request, resp: &mut Response, _ctx: &Context) -> Flow {
+        if self.mode == Mode::Count {
+            resp.set_header("x-call-count", &CALLS.load(Ordering::Relaxed).to_string());
+        }
+        if self.phase == Phase::Response {
+            for (name, value) in misbehave(self.mode) {
+                resp.add_header(&name, &value);
+            }
+        }
+        Flow::Continue
+    }
+}
+
+plugin_sdk::export_filter!(Misbehave);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_sdk::testing::{self, TestRequest};
+    use serde_json::json;
+
+    #[test]
+    fn counts_and_floods() {
+        let count = testing::init::<Misbehave>(json!({"mode": "count"})).unwrap();
+        let first = testing::request(&count, TestRequest::get("/"));
+        let n: u64 = first.upstream().unwrap().get_header("x-call-count").unwrap().parse().unwrap();
+        let second = testing::request(&count, TestRequest::get("/"));
+        assert_eq!(second.upstream().unwrap().get_header("x-call-count"), Some((n + 1).to_string().as_str()));
+        let flood = testing::init::<Misbehave>(json!({"mode": "headers"})).unwrap();
+        let out = testing::request(&flood, TestRequest::get("/"));
+        assert_eq!(out.upstream().unwrap().headers.len(), 10_240);
+        let err = testing::init::<Misbehave>(json!({"mode": "init-fail"})).err().unwrap();
+        assert_eq!(err, "misbehave: config rejected on purpose");
+    }
+}

@@ -1,0 +1,99 @@
+//! Between the generated bindings and [`Filter`]: config parsing, the one filter instance of
+//! this component, and conversion of views into the WIT actions. Used by `export_filter!` and
+//! by [`crate::testing`], so tests exercise the same path as the gateway.
+
+use crate::bindings::gateway::plugin::types as wit;
+use crate::{Context, Filter, Flow, Reply, Request, Response};
+use std::any::Any;
+use std::cell::RefCell;
+
+thread_local! {
+    /// The filter built by `init` (a component instance is single-threaded).
+    static FILTER: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// Parse a JSON config; empty text and `null` mean `{}`.
+pub fn parse_config<C: serde::de::DeserializeOwned>(json: &str) -> Result<C, String> {
+    let json = match json.trim() {
+        "" | "null" => "{}",
+        other => other,
+    };
+    serde_json::from_str(json).map_err(|e| format!("invalid config: {e}"))
+}
+
+/// Build the filter from its config.
+pub fn build<F: Filter>(config: &str) -> Result<F, String> {
+    F::new(parse_config(config)?)
+}
+
+/// `init` export: build and keep the filter, return its settings.
+pub fn init<F: Filter>(config: &str) -> Result<wit::Settings, String> {
+    let filter = build::<F>(config)?;
+    let settings = filter.settings().to_wit();
+    FILTER.with(|slot| *slot.borrow_mut() = Some(Box::new(filter)));
+    Ok(settings)
+}
+
+fn not_initialised() -> Reply {
+    Reply::new(500).body("plugin called before a successful init")
+}
+
+/// `on-request` export.
+pub fn on_request<F: Filter>(
+    ctx: wit::Context,
+    head: wit::RequestHead,
+    body: Option<Vec<u8>>,
+) -> wit::RequestAction {
+    FILTER.with(|slot| match slot.borrow().as_ref().and_then(|f| f.downcast_ref::<F>()) {
+        Some(filter) => run_request(filter, ctx, head, body).0,
+        None => wit::RequestAction::Respond(not_initialised().to_wit()),
+    })
+}
+
+/// `on-response` export.
+pub fn on_response<F: Filter>(
+    ctx: wit::Context,
+    request: wit::RequestHead,
+    response: wit::ResponseHead,
+    body: Option<Vec<u8>>,
+) -> wit::ResponseAction {
+    FILTER.with(|slot| match slot.borrow().as_ref().and_then(|f| f.downcast_ref::<F>()) {
+        Some(filter) => run_response(filter, ctx, request, response, body).0,
+        None => wit::ResponseAction::Replace(not_initialised().to_wit()),
+    })
+}
+
+/// Run `on_request`; also returns the views as the filter left them.
+pub fn run_request<F: Filter>(
+    filter: &F,
+    ctx: wit::Context,
+    head: wit::RequestHead,
+    body: Option<Vec<u8>>,
+) -> (wit::RequestAction, Request, Context) {
+    let mut request = Request::from_wit(head, body);
+    let mut ctx = Context::from_wit(ctx);
+    let action = match filter.on_request(&mut request, &mut ctx) {
+        Flow::Continue => wit::RequestAction::Continue(request.changes(ctx.changes.clone())),
+        Flow::Respond(reply) => wit::RequestAction::Respond(reply.to_wit()),
+    };
+    (action, request, ctx)
+}
+
+/// Run `on_response`; also returns the response view as the filter left it.
+pub fn run_response<F: Filter>(
+    filter: &F,
+    ctx: wit::Context,
+    request: wit::RequestHead,
+    response: wit::ResponseHead,
+    body: Option<Vec<u8>>,
+) -> (wit::ResponseAction, Response) {
+    let request = Request::from_wit(request, None);
+    let mut response = Response::from_wit(response, body);
+    let ctx = Context::from_wit(ctx);
+    let action = match filter.on_response(&request, &mut response, &ctx) {
+        Flow::Continue => wit::ResponseAction::Continue(response.changes()),
+        Flow::Respond(reply) => wit::ResponseAction::Replace(reply.to_wit()),
+    };
+    (action, response)
+}
+

@@ -1,0 +1,488 @@
+//! Request and response views that record what a filter changed, and the filter's answers.
+
+use crate::bindings::gateway::plugin::types as wit;
+use std::collections::BTreeSet;
+
+/// Header fields with change tracking: reads see writes at once; [`Headers::changes`] says
+/// what to send to the gateway.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Headers {
+    fields: Vec<(String, String)>,
+    /// Lower-case names of fields that changed.
+    touched: BTreeSet<String>,
+}
+
+impl Headers {
+    pub(crate) fn from_wit(fields: Vec<wit::Header>) -> Self {
+        Headers {
+            fields: fields
+                .into_iter()
+                .map(|h| (h.name.to_ascii_lowercase(), h.value))
+                .collect(),
+            touched: BTreeSet::new(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.fields
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn remove(&mut self, name: &str) {
+        let name = name.to_ascii_lowercase();
+        self.fields.retain(|(n, _)| *n != name);
+        self.touched.insert(name);
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        self.remove(name);
+        self.add(name, value);
+    }
+
+    fn add(&mut self, name: &str, value: &str) {
+        let name = name.to_ascii_lowercase();
+        self.fields.push((name.clone(), value.to_string()));
+        self.touched.insert(name);
+    }
+
+    /// Changes that turn the original fields into the current ones: every touched name is
+    /// removed, then its current values are added (the gateway applies remove, set, add).
+    pub(crate) fn changes(&self) -> wit::HeaderChanges {
+        wit::HeaderChanges {
+            remove: self.touched.iter().cloned().collect(),
+            set: Vec::new(),
+            add: self
+                .fields
+                .iter()
+                .filter(|(name, _)| self.touched.contains(name))
+                .map(|(name, value)| wit::Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Header accessors shared by [`Request`], [`Response`] and [`Reply`]-free views.
+macro_rules! header_methods {
+    () => {
+        /// The first value of header `name` (case-insensitive).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers.get(name)
+        }
+
+        /// All values of header `name`.
+        pub fn header_all(&self, name: &str) -> Vec<&str> {
+            self.headers.get_all(name)
+        }
+
+        /// All header fields as (lower-case name, value), in order.
+        pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+            self.headers
+                .fields
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+        }
+
+        /// Replace all values of `name` with `value`.
+        pub fn set_header(&mut self, name: &str, value: &str) {
+            self.headers.set(name, value);
+        }
+
+        /// Append a value of `name`, keeping existing ones.
+        pub fn add_header(&mut self, name: &str, value: &str) {
+            self.headers.add(name, value);
+        }
+
+        /// Remove every value of `name`.
+        pub fn remove_header(&mut self, name: &str) {
+            self.headers.remove(name);
+        }
+    };
+}
+
+/// The request as this filter sees it; changes are sent on when the filter continues.
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: String,
+    scheme: String,
+    authority: Option<String>,
+    path: String,
+    query: Option<String>,
+    pub(crate) headers: Headers,
+    body: Option<Vec<u8>>,
+    method_changed: bool,
+    target_changed: bool,
+    body_changed: bool,
+}
+
+impl Request {
+    pub(crate) fn from_wit(head: wit::RequestHead, body: Option<Vec<u8>>) -> Self {
+        Request {
+            method: head.method,
+            scheme: head.scheme,
+            authority: head.authority,
+            path: head.path,
+            query: head.query,
+            headers: Headers::from_wit(head.headers),
+            body,
+            method_changed: false,
+            target_changed: false,
+            body_changed: false,
+        }
+    }
+
+    pub(crate) fn changes(&self, context: Vec<(String, String)>) -> wit::RequestChanges {
+        wit::RequestChanges {
+            method: self.method_changed.then(|| self.method.clone()),
+            path: self.target_changed.then(|| self.path.clone()),
+            query: self
+                .target_changed
+                .then(|| self.query.clone().unwrap_or_default()),
+            headers: self.headers.changes(),
+            body: if self.body_changed { self.body.clone() } else { None },
+            context,
+        }
+    }
+
+    header_methods!();
+
+    /// Method, e.g. `GET`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// The host the client asked for, if any.
+    pub fn authority(&self) -> Option<&str> {
+        self.authority.as_deref()
+    }
+
+    /// Path (percent-encoded), without the query.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Query string without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// The first value of query parameter `name` (raw, not percent-decoded).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .as_deref()?
+            .split('&')
+            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+
+    /// The body, if the filter asked for it in [`Settings::request_body`].
+    pub fn body(&self) -> Option<&[u8]> {
+        self.body.as_deref()
+    }
+
+    /// Change the method.
+    pub fn set_method(&mut self, method: &str) {
+        self.method = method.to_string();
+        self.method_changed = true;
+    }
+
+    /// Change the path (percent-encoded, starting with `/`).
+    pub fn set_path(&mut self, path: &str) {
+        self.path = path.to_string();
+        self.target_changed = true;
+    }
+
+    /// Change or remove (`None`) the query string.
+    pub fn set_query(&mut self, query: Option<&str>) {
+        self.query = query.filter(|q| !q.is_empty()).map(str::to_string);
+        self.target_changed = true;
+    }
+
+    /// Replace the body (honoured only with [`Settings::request_body`]).
+    pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
+        self.body = Some(body.into());
+        self.body_changed = true;
+    }
+}
+
+/// The response as this filter sees it; changes are sent on when the filter continues.
+#[derive(Debug, Clone)]
+pub struct Response {
+    status: u16,
+    pub(crate) headers: Headers,
+    body: Option<Vec<u8>>,
+    status_changed: bool,
+    body_changed: bool,
+}
+
+impl Response {
+    pub(crate) fn from_wit(head: wit::ResponseHead, body: Option<Vec<u8>>) -> Self {
+        Response {
+            status: head.status,
+            headers: Headers::from_wit(head.headers),
+            body,
+            status_changed: false,
+            body_changed: false,
+        }
+    }
+
+    pub(crate) fn changes(&self) -> wit::ResponseChanges {
+        wit::ResponseChanges {
+            status: self.status_changed.then_some(self.status),
+            headers: self.headers.changes(),
+            body: if self.body_changed { self.body.clone() } else { None },
+        }
+    }
+
+    header_methods!();
+
+    /// Status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Change the status code.
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+        self.status_changed = true;
+    }
+
+    /// The body, if the filter asked for it in [`Settings::response_body`].
+    pub fn body(&self) -> Option<&[u8]> {
+        self.body.as_deref()
+    }
+
+    /// Replace the body (honoured only with [`Settings::response_body`]). The gateway sets
+    /// `content-length` to match.
+    pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
+        self.body = Some(body.into());
+        self.body_changed = true;
+    }
+}
+
+/// What a filter needs from the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Buffer the request body and pass it in.
+    pub request_body: bool,
+    /// Buffer the response body and pass it in.
+    pub response_body: bool,
+    /// Call `on_response` at all.
+    pub response_phase: bool,
+}
+
+impl Default for Settings {
+    /// No bodies; the response phase is called.
+    fn default() -> Self {
+        Settings {
+            request_body: false,
+            response_body: false,
+            response_phase: true,
+        }
+    }
+}
+
+impl Settings {
+    pub(crate) fn to_wit(self) -> wit::Settings {
+        wit::Settings {
+            request_body: self.request_body,
+            response_body: self.response_body,
+            response_phase: self.response_phase,
+        }
+    }
+}
+
+/// A response a filter produces itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    /// A reply with `status`, no headers and no body.
+    pub fn new(status: u16) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A JSON reply (sets `content-type: application/json`).
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Reply::new(status)
+            .header("content-type", "application/json")
+            .body(value.to_string())
+    }
+
+    /// Add a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// Set the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// First value of header `name`.
+    pub fn get_header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Body bytes.
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body
+    }
+
+    pub(crate) fn to_wit(&self) -> wit::Response {
+        wit::Response {
+            status: self.status,
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| wit::Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            body: self.body.clone(),
+        }
+    }
+
+    pub(crate) fn from_wit(response: wit::Response) -> Self {
+        Reply {
+            status: response.status,
+            headers: response
+                .headers
+                .into_iter()
+                .map(|h| (h.name, h.value))
+                .collect(),
+            body: response.body,
+        }
+    }
+}
+
+/// A filter's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on, with the changes made to the view.
+    Continue,
+    /// Answer with this reply instead (on a request: skip the rest and the upstream; on a
+    /// response: replace it).
+    Respond(Reply),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        Headers::from_wit(
+            pairs
+                .iter()
+                .map(|(n, v)| wit::Header { name: n.to_string(), value: v.to_string() })
+                .collect(),
+        )
+    }
+
+    /// Apply changes the way the gateway does: remove, set, add.
+    fn apply(mut fields: Vec<(String, String)>, changes: &wit::HeaderChanges) -> Vec<(String, String)> {
+        fields.retain(|(n, _)| !changes.remove.contains(n));
+        for h in &changes.set {
+            fields.retain(|(n, _)| *n != h.name);
+            fields.push((h.name.clone(), h.value.clone()));
+        }
+        for h in &changes.add {
+            fields.push((h.name.clone(), h.value.clone()));
+        }
+        fields
+    }
+
+    #[test]
+    fn recorded_changes_reproduce_the_view() {
+        let original = [("x-a", "1"), ("X-B", "2"), ("x-b", "3"), ("x-keep", "k")];
+        let mut h = headers(&original);
+        h.set("x-a", "one");
+        h.add("X-A", "two");
+        h.remove("x-b");
+        h.add("x-b", "again");
+        h.add("x-new", "n");
+        h.remove("x-gone");
+        let changes = h.changes();
+        let start: Vec<(String, String)> = original
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        let mut result = apply(start, &changes);
+        let mut expected = h.fields.clone();
+        result.sort();
+        expected.sort();
+        assert_eq!(result, expected);
+        assert_eq!(h.get("X-a"), Some("one"));
+        assert_eq!(h.get_all("x-a"), vec!["one", "two"]);
+        assert!(!changes.remove.contains(&"x-keep".to_string()));
+    }
+
+    #[test]
+    fn untouched_view_sends_no_changes() {
+        let h = headers(&[("x-a", "1")]);
+        let changes = h.changes();
+        assert!(changes.remove.is_empty() && changes.add.is_empty() && changes.set.is_empty());
+    }
+
+    #[test]
+    fn query_params() {
+        let head = wit::RequestHead {
+            method: "GET".into(),
+            scheme: "http".into(),
+            authority: None,
+            path: "/".into(),
+            query: Some("a=1&b&c=3".into()),
+            headers: vec![],
+        };
+        let mut req = Request::from_wit(head, None);
+        assert_eq!(req.query_param("a"), Some("1"));
+        assert_eq!(req.query_param("b"), Some(""));
+        assert_eq!(req.query_param("z"), None);
+        assert!(req.changes(vec![]).path.is_none());
+        req.set_query(None);
+        let changes = req.changes(vec![]);
+        assert_eq!(changes.path.as_deref(), Some("/"));
+        assert_eq!(changes.query.as_deref(), Some(""));
+    }
+}
