@@ -39,7 +39,7 @@ fn several_errors_reported_at_once() {
     assert_eq!(out.code, 1);
     let expected = [
         "DIR/many.toml:9:25: routes[0].match.path_prefix: `nope` must start with `/`",
-        "DIR/many.toml:9:45: routes[0].match.methods[0]: `get` is not an upper-case HTTP method",
+        "DIR/many.toml:9:44: routes[0].match.methods[0]: `get` is not an upper-case HTTP method",
         "DIR/many.toml:13:8: routes[1].name: duplicate route name `a`",
         "DIR/many.toml:16:21: routes[1].plugins[0].use: plugin `ghost` is not defined (defined: none)",
         "DIR/many.toml: 4 error(s)",
@@ -57,7 +57,7 @@ fn plugin_init_rejects_its_config() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(
         out.stderr.lines().next().unwrap(),
-        "DIR/init.toml:16:44: routes[0].plugins[0].config: plugin `misbehave` rejected its config for route `users`: misbehave: config rejected on purpose"
+        "DIR/init.toml:16:33: routes[0].plugins[0].config: plugin `misbehave` rejected its config for route `users`: misbehave: config rejected on purpose"
     );
 }
 

@@ -220,6 +220,23 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// The text a node covers: its own span joined with its children's.
+    fn extent(self) -> Option<Range<usize>> {
+        // A table's own span covers only its `[header]`; its body is its children.
+        let own = self.span().filter(|s| !s.is_empty());
+        self.children()
+            .into_iter()
+            .filter_map(|(_, key, child)| {
+                let child = child.extent();
+                match (key, child) {
+                    (Some(k), Some(c)) => Some(k.start.min(c.start)..k.end.max(c.end)),
+                    (k, c) => k.or(c),
+                }
+            })
+            .chain(own)
+            .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
+    }
+
     /// Children with their key span (for keyed children) and their own node.
     fn children(self) -> Vec<(Seg, Option<Range<usize>>, Node<'a>)> {
         let table_children = |table: &'a Table| {
@@ -269,7 +286,7 @@ fn span_of(root: &Item, path: &[Seg]) -> Option<Range<usize>> {
         else {
             break;
         };
-        best = child.span().or(key_span).or(best);
+        best = child.span().or(key_span).or_else(|| child.extent()).or(best);
         node = child;
     }
     best
@@ -281,8 +298,12 @@ fn path_at(root: &Item, offset: usize) -> KeyPath {
     let mut path = Vec::new();
     'descend: loop {
         for (seg, key_span, child) in node.children() {
-            let start = key_span.as_ref().or(child.span().as_ref()).map(|s| s.start);
-            let end = child.span().or(key_span).map(|s| s.end);
+            let extent = child.extent();
+            let start = match (&key_span, &extent) {
+                (Some(k), Some(e)) => Some(k.start.min(e.start)),
+                (k, e) => k.as_ref().or(e.as_ref()).map(|s| s.start),
+            };
+            let end = extent.or(key_span).map(|s| s.end);
             if let (Some(start), Some(end)) = (start, end)
                 && (start..end.max(start + 1)).contains(&offset)
             {
