@@ -10,7 +10,10 @@ const PLUGINS: &[&str] = &["request-transformer", "response-transformer"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    let root = manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     for dir in ["plugins", "plugin-sdk", "wit"] {
         println!("cargo::rerun-if-changed={}", root.join(dir).display());
     }
@@ -49,7 +52,10 @@ fn main() {
     );
     for package in PLUGINS {
         let file = out_dir.join(format!("{}.wasm", package.replace('-', "_")));
-        table.push_str(&format!("    ({package:?}, include_bytes!({:?})),\n", file.display().to_string()));
+        table.push_str(&format!(
+            "    ({package:?}, include_bytes!({:?})),\n",
+            file.display().to_string()
+        ));
     }
     table.push_str("];\n");
     let generated = PathBuf::from(env("OUT_DIR")).join("builtin_plugins.rs");

@@ -180,7 +180,13 @@ impl GatewayError {
 
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.kind.code(), self.source, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.kind.code(),
+            self.source,
+            self.message
+        )
     }
 }
 
@@ -211,8 +217,12 @@ mod tests {
 
     #[test]
     fn plugin_status_override() {
-        let err = GatewayError::new(ErrorKind::PluginFailed, Source::Plugin("jwt".into()), "trap")
-            .with_status(StatusCode::SERVICE_UNAVAILABLE);
+        let err = GatewayError::new(
+            ErrorKind::PluginFailed,
+            Source::Plugin("jwt".into()),
+            "trap",
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(err.kind().code(), "plugin_failed");
     }

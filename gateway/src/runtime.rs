@@ -7,7 +7,7 @@
 //! in the config file, like any other config error.
 
 use crate::config::{
-    ConfigError, ConfigErrors, Config, KeyPath, LoadedConfig, PluginUse, RouteConfig,
+    Config, ConfigError, ConfigErrors, KeyPath, LoadedConfig, PluginUse, RouteConfig,
 };
 use crate::key_path;
 use crate::plugin::cache;
@@ -90,8 +90,15 @@ pub async fn build(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime, 
                 chain.push(filter);
             }
         }
-        let upstream = route.upstream.as_ref().and_then(|u| upstreams.get(u)).cloned();
-        routes.push((matcher(route), Arc::new(compile_route(route, upstream, chain))));
+        let upstream = route
+            .upstream
+            .as_ref()
+            .and_then(|u| upstreams.get(u))
+            .cloned();
+        routes.push((
+            matcher(route),
+            Arc::new(compile_route(route, upstream, chain)),
+        ));
     }
 
     if errors.is_empty() {
@@ -165,16 +172,23 @@ fn load_plugins(
     let config = &loaded.config;
     let mut plugins = HashMap::new();
     for (name, plugin) in &config.plugins {
-        let metered = plugin.fuel.is_some() || all_uses(config).any(|u| u.plugin == *name && u.fuel.is_some());
-        match loader::load(name, plugin, &loaded.base_dir, engines, Some(cache_dir), metered) {
+        let metered = plugin.fuel.is_some()
+            || all_uses(config).any(|u| u.plugin == *name && u.fuel.is_some());
+        match loader::load(
+            name,
+            plugin,
+            &loaded.base_dir,
+            engines,
+            Some(cache_dir),
+            metered,
+        ) {
             Ok(loaded_plugin) => {
                 plugins.insert(name.clone(), Arc::new(loaded_plugin));
             }
-            Err(e) => errors.push(
-                loaded
-                    .source
-                    .error_at_path(key_path!["plugins", name, e.key], format!("plugin `{name}`: {}", e.message)),
-            ),
+            Err(e) => errors.push(loaded.source.error_at_path(
+                key_path!["plugins", name, e.key],
+                format!("plugin `{name}`: {}", e.message),
+            )),
         }
     }
     plugins
@@ -210,13 +224,19 @@ async fn build_filter(
                 Violation::Init(message) => message,
                 other => other.to_string(),
             };
-            let at = if use_.config.is_some() { path.key("config") } else { path };
+            let at = if use_.config.is_some() {
+                path.key("config")
+            } else {
+                path
+            };
             errors.push(loaded.source.error_at_path(
                 at,
-                format!("plugin `{}` rejected its config for route `{route}`: {message}", use_.plugin),
+                format!(
+                    "plugin `{}` rejected its config for route `{route}`: {message}",
+                    use_.plugin
+                ),
             ));
             None
         }
     }
 }
-

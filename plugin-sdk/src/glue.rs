@@ -44,10 +44,12 @@ pub fn on_request<F: Filter>(
     head: wit::RequestHead,
     body: Option<Vec<u8>>,
 ) -> wit::RequestAction {
-    FILTER.with(|slot| match slot.borrow().as_ref().and_then(|f| f.downcast_ref::<F>()) {
-        Some(filter) => run_request(filter, ctx, head, body).0,
-        None => wit::RequestAction::Respond(not_initialised().to_wit()),
-    })
+    FILTER.with(
+        |slot| match slot.borrow().as_ref().and_then(|f| f.downcast_ref::<F>()) {
+            Some(filter) => run_request(filter, ctx, head, body).0,
+            None => wit::RequestAction::Respond(not_initialised().to_wit()),
+        },
+    )
 }
 
 /// `on-response` export.
@@ -57,10 +59,12 @@ pub fn on_response<F: Filter>(
     response: wit::ResponseHead,
     body: Option<Vec<u8>>,
 ) -> wit::ResponseAction {
-    FILTER.with(|slot| match slot.borrow().as_ref().and_then(|f| f.downcast_ref::<F>()) {
-        Some(filter) => run_response(filter, ctx, request, response, body).0,
-        None => wit::ResponseAction::Replace(not_initialised().to_wit()),
-    })
+    FILTER.with(
+        |slot| match slot.borrow().as_ref().and_then(|f| f.downcast_ref::<F>()) {
+            Some(filter) => run_response(filter, ctx, request, response, body).0,
+            None => wit::ResponseAction::Replace(not_initialised().to_wit()),
+        },
+    )
 }
 
 /// Run `on_request`; also returns the views as the filter left them.
@@ -96,4 +100,3 @@ pub fn run_response<F: Filter>(
     };
     (action, response)
 }
-

@@ -75,7 +75,10 @@ pub mod clock {
         {
             use std::sync::OnceLock;
             static START: OnceLock<std::time::Instant> = OnceLock::new();
-            START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+            START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_nanos() as u64
         }
     }
 }

@@ -153,7 +153,11 @@ impl Request {
                 .target_changed
                 .then(|| self.query.clone().unwrap_or_default()),
             headers: self.headers.changes(),
-            body: if self.body_changed { self.body.clone() } else { None },
+            body: if self.body_changed {
+                self.body.clone()
+            } else {
+                None
+            },
             context,
         }
     }
@@ -250,7 +254,11 @@ impl Response {
         wit::ResponseChanges {
             status: self.status_changed.then_some(self.status),
             headers: self.headers.changes(),
-            body: if self.body_changed { self.body.clone() } else { None },
+            body: if self.body_changed {
+                self.body.clone()
+            } else {
+                None
+            },
         }
     }
 
@@ -415,13 +423,19 @@ mod tests {
         Headers::from_wit(
             pairs
                 .iter()
-                .map(|(n, v)| wit::Header { name: n.to_string(), value: v.to_string() })
+                .map(|(n, v)| wit::Header {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
                 .collect(),
         )
     }
 
     /// Apply changes the way the gateway does: remove, set, add.
-    fn apply(mut fields: Vec<(String, String)>, changes: &wit::HeaderChanges) -> Vec<(String, String)> {
+    fn apply(
+        mut fields: Vec<(String, String)>,
+        changes: &wit::HeaderChanges,
+    ) -> Vec<(String, String)> {
         fields.retain(|(n, _)| !changes.remove.contains(n));
         for h in &changes.set {
             fields.retain(|(n, _)| *n != h.name);

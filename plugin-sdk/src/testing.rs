@@ -85,7 +85,8 @@ impl TestRequest {
 
     /// Add a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -110,13 +111,20 @@ impl TestRequest {
     /// First value of header `name`.
     pub fn get_header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// All values of header `name`.
     pub fn get_header_all(&self, name: &str) -> Vec<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     fn wit(&self) -> (wit::Context, wit::RequestHead) {
@@ -136,7 +144,10 @@ impl TestRequest {
                 headers: self
                     .headers
                     .iter()
-                    .map(|(n, v)| wit::Header { name: n.clone(), value: v.clone() })
+                    .map(|(n, v)| wit::Header {
+                        name: n.clone(),
+                        value: v.clone(),
+                    })
                     .collect(),
             },
         )
@@ -179,7 +190,10 @@ impl RequestOutcome {
 
     /// A context value after the filter.
     pub fn context_value(&self, key: &str) -> Option<&str> {
-        self.context.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.context
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -216,7 +230,12 @@ pub fn request<F: Filter>(filter: &F, request: TestRequest) -> RequestOutcome {
         }
     };
     debug_assert_eq!(after.values(), context.as_slice());
-    RequestOutcome { upstream, reply, context, action }
+    RequestOutcome {
+        upstream,
+        reply,
+        context,
+        action,
+    }
 }
 
 /// A response to feed a filter.
@@ -233,12 +252,17 @@ pub struct TestResponse {
 impl TestResponse {
     /// A response with `status`.
     pub fn new(status: u16) -> Self {
-        TestResponse { status, headers: Vec::new(), body: None }
+        TestResponse {
+            status,
+            headers: Vec::new(),
+            body: None,
+        }
     }
 
     /// Add a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -251,26 +275,40 @@ impl TestResponse {
     /// First value of header `name`.
     pub fn get_header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Run `on_response`; returns the response the client would get.
-pub fn response<F: Filter>(filter: &F, request: TestRequest, response: TestResponse) -> TestResponse {
+pub fn response<F: Filter>(
+    filter: &F,
+    request: TestRequest,
+    response: TestResponse,
+) -> TestResponse {
     let (ctx, head) = request.wit();
     let wit_response = wit::ResponseHead {
         status: response.status,
         headers: response
             .headers
             .iter()
-            .map(|(n, v)| wit::Header { name: n.clone(), value: v.clone() })
+            .map(|(n, v)| wit::Header {
+                name: n.clone(),
+                value: v.clone(),
+            })
             .collect(),
     };
     let (action, _) = glue::run_response(filter, ctx, head, wit_response, response.body.clone());
     match action {
         wit::ResponseAction::Replace(reply) => TestResponse {
             status: reply.status,
-            headers: reply.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            headers: reply
+                .headers
+                .into_iter()
+                .map(|h| (h.name, h.value))
+                .collect(),
             body: Some(reply.body),
         },
         wit::ResponseAction::Continue(changes) => {

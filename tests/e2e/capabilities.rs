@@ -32,25 +32,40 @@ fn ungranted_filesystem_import_is_refused_by_check_and_run() {
     let out = check_config("fs.toml", &text);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("DIR/fs.toml:"), "{}", out.stderr);
-    assert!(out.stderr.contains("plugins.p.capabilities"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("plugins.p.capabilities"),
+        "{}",
+        out.stderr
+    );
     assert!(
         out.stderr.contains("component imports `wasi:filesystem/"),
         "import not named: {}",
         out.stderr
     );
-    assert!(out.stderr.contains("needs capability `wasi`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("needs capability `wasi`"),
+        "{}",
+        out.stderr
+    );
 
     let dir = scratch_dir("fs-run");
     let path = dir.join("fs.toml");
     std::fs::write(&path, &text).unwrap();
     let run = gateway_cli(&["run", "--config", path.to_str().unwrap()]);
     assert_ne!(run.code, 0);
-    assert!(run.stderr.contains("component imports `wasi:filesystem/"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("component imports `wasi:filesystem/"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn ungranted_log_import_is_refused() {
-    let out = check_config("log.toml", &config(&test_plugin("test-misbehave"), "[\"clock\"]"));
+    let out = check_config(
+        "log.toml",
+        &config(&test_plugin("test-misbehave"), "[\"clock\"]"),
+    );
     assert_eq!(out.code, 1);
     assert!(
         out.stderr.contains("component imports `gateway:plugin/log@0.1.0`, which needs capability `log` (granted: [clock])"),
@@ -85,7 +100,12 @@ fn inspect_reports_imports_grants_and_hash() {
     let imports = report["imports"].as_array().unwrap();
     let fs = imports
         .iter()
-        .find(|i| i["name"].as_str().unwrap().starts_with("wasi:filesystem/types"))
+        .find(|i| {
+            i["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("wasi:filesystem/types")
+        })
         .expect("filesystem import listed");
     assert_eq!(fs["grant"], "capability:wasi");
     assert_eq!(fs["kind"], "wasi");
@@ -93,7 +113,11 @@ fn inspect_reports_imports_grants_and_hash() {
 
     let text = gateway_cli(&["plugin", "inspect", "builtin:request-transformer"]);
     assert_eq!(text.code, 0, "{}", text.stderr);
-    assert!(text.stdout.contains("exports gateway:plugin/filter"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("exports gateway:plugin/filter"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]

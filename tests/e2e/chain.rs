@@ -12,7 +12,10 @@ pub struct Tagger {
 
 impl Tagger {
     pub fn rust() -> Tagger {
-        Tagger { module: test_plugin("test-tagger"), extra: "capabilities = [\"log\"]" }
+        Tagger {
+            module: test_plugin("test-tagger"),
+            extra: "capabilities = [\"log\"]",
+        }
     }
 }
 

@@ -4,16 +4,21 @@
 use crate::support::check_config;
 use crate::support::wasm::test_plugin;
 
-const HEAD: &str = "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstreams.users]\ntargets = [\"127.0.0.1:9001\"]\n";
+const HEAD: &str =
+    "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstreams.users]\ntargets = [\"127.0.0.1:9001\"]\n";
 
 #[test]
 fn typo_in_a_key() {
-    let text = format!("{HEAD}\n[[routes]]\nname = \"users\"\nmatch = {{ path_prefix = \"/\" }}\nupstreem = \"users\"\n");
+    let text = format!(
+        "{HEAD}\n[[routes]]\nname = \"users\"\nmatch = {{ path_prefix = \"/\" }}\nupstreem = \"users\"\n"
+    );
     let out = check_config("typo.toml", &text);
     assert_eq!(out.code, 1);
     let first = out.stderr.lines().next().unwrap();
     assert!(
-        first.starts_with("DIR/typo.toml:10:1: routes[0].upstreem: unknown field `upstreem`, expected one of"),
+        first.starts_with(
+            "DIR/typo.toml:10:1: routes[0].upstreem: unknown field `upstreem`, expected one of"
+        ),
         "{}",
         out.stderr
     );
@@ -21,7 +26,9 @@ fn typo_in_a_key() {
 
 #[test]
 fn missing_upstream() {
-    let text = format!("{HEAD}\n[[routes]]\nname = \"users\"\nmatch = {{ path_prefix = \"/\" }}\nupstream = \"userz\"\n");
+    let text = format!(
+        "{HEAD}\n[[routes]]\nname = \"users\"\nmatch = {{ path_prefix = \"/\" }}\nupstream = \"userz\"\n"
+    );
     let out = check_config("missing.toml", &text);
     assert_eq!(out.code, 1);
     assert_eq!(
@@ -44,7 +51,12 @@ fn several_errors_reported_at_once() {
         "DIR/many.toml:16:21: routes[1].plugins[0].use: plugin `ghost` is not defined (defined: none)",
         "DIR/many.toml: 4 error(s)",
     ];
-    assert_eq!(out.stderr.lines().collect::<Vec<_>>(), expected, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().collect::<Vec<_>>(),
+        expected,
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -63,9 +75,8 @@ fn plugin_init_rejects_its_config() {
 
 #[test]
 fn unknown_builtin_and_bad_capability() {
-    let text = format!(
-        "{HEAD}\n[plugins.x]\nmodule = \"builtin:nope\"\ncapabilities = [\"network\"]\n"
-    );
+    let text =
+        format!("{HEAD}\n[plugins.x]\nmodule = \"builtin:nope\"\ncapabilities = [\"network\"]\n");
     let out = check_config("builtin.toml", &text);
     assert_eq!(out.code, 1);
     assert_eq!(

@@ -31,7 +31,10 @@ plugins = [ {{ use = "counter", config = {{ mode = "count" }} }} ]
         let reply = client.get(&gw.url("/"), &[]).await;
         assert_eq!(reply.status, 200);
         // What the plugin set on the request (seen upstream) and on the response agree.
-        let upstream_count = reply.json()["headers"]["x-call-count"].as_str().unwrap().to_string();
+        let upstream_count = reply.json()["headers"]["x-call-count"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(reply.header("x-call-count"), Some(upstream_count.as_str()));
         counts.push(upstream_count);
     }

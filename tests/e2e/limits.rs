@@ -36,14 +36,35 @@ timeout_ms = 10000
     );
     for (name, use_) in [
         ("ok", r#"{ use = "misbehave", config = { mode = "ok" } }"#),
-        ("loop", r#"{ use = "misbehave", config = { mode = "loop" } }"#),
+        (
+            "loop",
+            r#"{ use = "misbehave", config = { mode = "loop" } }"#,
+        ),
         ("fuel", r#"{ use = "metered", config = { mode = "loop" } }"#),
-        ("memory", r#"{ use = "misbehave", config = { mode = "memory" }, memory_mb = 16 }"#),
-        ("panic", r#"{ use = "misbehave", config = { mode = "panic" } }"#),
-        ("headers", r#"{ use = "misbehave", config = { mode = "headers" }, memory_mb = 64, timeout_ms = 2000 }"#),
-        ("response-panic", r#"{ use = "misbehave", config = { mode = "panic", phase = "response" } }"#),
-        ("loop-allow", r#"{ use = "misbehave", config = { mode = "loop" }, on_error = "allow" }"#),
-        ("loop-503", r#"{ use = "misbehave", config = { mode = "loop" }, error_status = 503 }"#),
+        (
+            "memory",
+            r#"{ use = "misbehave", config = { mode = "memory" }, memory_mb = 16 }"#,
+        ),
+        (
+            "panic",
+            r#"{ use = "misbehave", config = { mode = "panic" } }"#,
+        ),
+        (
+            "headers",
+            r#"{ use = "misbehave", config = { mode = "headers" }, memory_mb = 64, timeout_ms = 2000 }"#,
+        ),
+        (
+            "response-panic",
+            r#"{ use = "misbehave", config = { mode = "panic", phase = "response" } }"#,
+        ),
+        (
+            "loop-allow",
+            r#"{ use = "misbehave", config = { mode = "loop" }, on_error = "allow" }"#,
+        ),
+        (
+            "loop-503",
+            r#"{ use = "misbehave", config = { mode = "loop" }, error_status = 503 }"#,
+        ),
     ] {
         text.push_str(&route(name, use_));
     }
@@ -62,8 +83,12 @@ async fn each_violation_fails_only_its_own_request() {
     let healthy_ok = Arc::new(AtomicUsize::new(0));
     let mut background = Vec::new();
     for _ in 0..2 {
-        let (client, url, stop, healthy_ok) =
-            (HttpClient::http1(), gw.url("/ok"), stop.clone(), healthy_ok.clone());
+        let (client, url, stop, healthy_ok) = (
+            HttpClient::http1(),
+            gw.url("/ok"),
+            stop.clone(),
+            healthy_ok.clone(),
+        );
         background.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -92,18 +117,33 @@ async fn each_violation_fails_only_its_own_request() {
         for (path, status, label) in cases {
             let started = Instant::now();
             let reply = client.get(&gw.url(path), &[]).await;
-            assert_eq!(reply.status, *status, "{path} (round {round}): {}", reply.text());
+            assert_eq!(
+                reply.status,
+                *status,
+                "{path} (round {round}): {}",
+                reply.text()
+            );
             let error = &reply.json()["error"];
             assert_eq!(error["code"], "plugin_failed", "{path}");
             assert!(
-                error["message"].as_str().unwrap().contains(&format!("({label})")),
+                error["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("({label})")),
                 "{path}: {error}"
             );
-            assert!(started.elapsed() < Duration::from_secs(5), "{path} took {:?}", started.elapsed());
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{path} took {:?}",
+                started.elapsed()
+            );
         }
     }
     // Request-phase failures never reached the upstream; the response-phase one did (twice).
-    assert_eq!(up.count() - upstream_before - count_healthy_upstream(&up, upstream_before), 2);
+    assert_eq!(
+        up.count() - upstream_before - count_healthy_upstream(&up, upstream_before),
+        2
+    );
 
     // Fail open: the looping plugin is skipped and the request goes through.
     let reply = client.get(&gw.url("/loop-allow"), &[]).await;
@@ -123,11 +163,15 @@ async fn each_violation_fails_only_its_own_request() {
     let log = gw.log();
     for label in ["timeout", "fuel", "memory", "trap", "output_cap"] {
         assert!(
-            log.contains(&format!("violation=\"{label}\"")) || log.contains(&format!("violation={label}")),
+            log.contains(&format!("violation=\"{label}\""))
+                || log.contains(&format!("violation={label}")),
             "no `{label}` violation in the log:\n{log}"
         );
     }
-    assert!(log.contains("plugin=misbehave") || log.contains("plugin=\"misbehave\""), "{log}");
+    assert!(
+        log.contains("plugin=misbehave") || log.contains("plugin=\"misbehave\""),
+        "{log}"
+    );
 }
 
 /// Requests the healthy `/ok` route sent upstream after `from`.

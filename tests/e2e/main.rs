@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `gateway` binary on loopback with real upstreams, real clients
 //! and real WebAssembly plugins (Rust and Python). One test binary; see `support/`.
 
+// Test code: a failed unwrap is a failed test with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod capabilities;

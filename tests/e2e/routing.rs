@@ -52,14 +52,22 @@ upstream = "admin"
     let reply = client.get(&gw.url("/v1/orders/1"), &[]).await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.json()["error"]["code"], "no_route");
-    assert!(reply.json()["error"]["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(
+        reply.json()["error"]["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
 
     // Method not allowed on the users route: no other route takes it.
-    let reply = client.send("DELETE", &gw.url("/v1/users/42"), &[], "").await;
+    let reply = client
+        .send("DELETE", &gw.url("/v1/users/42"), &[], "")
+        .await;
     assert_eq!(reply.status, 404);
 
     // Host-restricted route.
-    let reply = client.get(&gw.url("/v1/anything"), &[("host", "admin.example.com")]).await;
+    let reply = client
+        .get(&gw.url("/v1/anything"), &[("host", "admin.example.com")])
+        .await;
     assert_eq!(reply.header("x-upstream"), Some("admin"));
 
     // Segment-aware prefix: /v1/usersx is not under /v1/users.
@@ -133,8 +141,14 @@ upstream = "silent"
     let elapsed = started.elapsed();
     assert_eq!(reply.status, 504);
     assert_eq!(reply.json()["error"]["code"], "upstream_timeout");
-    assert!(elapsed >= Duration::from_millis(300), "answered before the timeout: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "timeout not enforced: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "answered before the timeout: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "timeout not enforced: {elapsed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +175,10 @@ async fn proxy_header_hygiene_and_request_ids() {
     assert_eq!(reply.status, 200);
     let seen = &up.seen()[0];
     assert_eq!(seen.uri, "/items?q=1", "prefix stripped, query kept");
-    assert!(!seen.headers.contains_key("x-private"), "connection-named header forwarded");
+    assert!(
+        !seen.headers.contains_key("x-private"),
+        "connection-named header forwarded"
+    );
     assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(seen.headers["x-forwarded-host"], "shop.example.com");

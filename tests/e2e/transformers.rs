@@ -38,8 +38,16 @@ plugins = [ {{ use = "rt", config = {{
     assert_eq!(reply.status, 200, "{}", reply.text());
     let seen = &up.seen()[0];
     assert!(seen.uri.starts_with("/v2/items?"), "{}", seen.uri);
-    assert!(seen.uri.contains("keep=2") && !seen.uri.contains("debug"), "{}", seen.uri);
-    assert!(seen.uri.contains("src=gw%20gateway") || seen.uri.contains("src=gw+gateway"), "{}", seen.uri);
+    assert!(
+        seen.uri.contains("keep=2") && !seen.uri.contains("debug"),
+        "{}",
+        seen.uri
+    );
+    assert!(
+        seen.uri.contains("src=gw%20gateway") || seen.uri.contains("src=gw+gateway"),
+        "{}",
+        seen.uri
+    );
     assert!(!seen.headers.contains_key("x-internal"));
     assert!(!seen.headers.contains_key("x-old"));
     assert_eq!(seen.headers["x-new"], "value");
@@ -83,7 +91,10 @@ plugins = [ {{ use = "resp", config = {{
         reply.json(),
         serde_json::json!({"id": 1, "user": {"name": "ann"}, "items": [{"k": 1}]})
     );
-    assert_eq!(reply.header("content-length").unwrap(), reply.body.len().to_string());
+    assert_eq!(
+        reply.header("content-length").unwrap(),
+        reply.body.len().to_string()
+    );
     assert_eq!(reply.header("x-filtered"), Some("true"));
     assert_eq!(reply.header("x-upstream"), None);
 }

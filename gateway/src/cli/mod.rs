@@ -80,7 +80,10 @@ fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     if workers > 0 {
         builder.worker_threads(workers);
     }
-    builder.enable_all().build().context("cannot start the async runtime")
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Load and build a config; errors are printed one per line.
@@ -128,7 +131,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
-            let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            let local = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             tracing::info!(address = %local, "listening");
             // Tests and scripts read this line to learn ephemeral ports.
             println!("listening on {local}");

@@ -286,7 +286,11 @@ fn span_of(root: &Item, path: &[Seg]) -> Option<Range<usize>> {
         else {
             break;
         };
-        best = child.span().or(key_span).or_else(|| child.extent()).or(best);
+        best = child
+            .span()
+            .or(key_span)
+            .or_else(|| child.extent())
+            .or(best);
         node = child;
     }
     best
@@ -335,7 +339,10 @@ mod tests {
         let map = SourceMap::new("g.toml", TEXT);
         let err = map.error_at_path(key_path!["routes", 0usize, "upstream"], "bad");
         assert_eq!(err.to_string(), "g.toml:6:12: routes[0].upstream: bad");
-        let err = map.error_at_path(key_path!["routes", 0usize, "plugins", 0usize, "config"], "x");
+        let err = map.error_at_path(
+            key_path!["routes", 0usize, "plugins", 0usize, "config"],
+            "x",
+        );
         assert_eq!((err.line, err.column), (7, 35));
     }
 

@@ -10,7 +10,8 @@ fn errors(text: &str) -> Vec<String> {
     }
 }
 
-const HEAD: &str = "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.u]\ntargets = [\"127.0.0.1:1\"]\n";
+const HEAD: &str =
+    "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.u]\ntargets = [\"127.0.0.1:1\"]\n";
 
 #[test]
 fn every_example_config_parses() {
@@ -31,11 +32,15 @@ fn invalid_configs_snapshot() {
     let cases: &[(&str, &[&str])] = &[
         (
             "[server]\nlisten = [\"nope\"]\n",
-            &["g.toml:2:11: server.listen[0]: `nope` is not an IP:port address (e.g. 127.0.0.1:8080)"],
+            &[
+                "g.toml:2:11: server.listen[0]: `nope` is not an IP:port address (e.g. 127.0.0.1:8080)",
+            ],
         ),
         (
             "[server]\nlisten = [\"127.0.0.1:0\"]\nworkerz = 2\n",
-            &["g.toml:3:1: server.workerz: unknown field `workerz`, expected one of `listen`, `workers`, `plugin_cache_dir`, `shutdown_grace_s`"],
+            &[
+                "g.toml:3:1: server.workerz: unknown field `workerz`, expected one of `listen`, `workers`, `plugin_cache_dir`, `shutdown_grace_s`",
+            ],
         ),
         (
             "[server]\nlisten = 8080\n",
@@ -49,11 +54,17 @@ fn invalid_configs_snapshot() {
             ],
         ),
         (
-            &format!("{HEAD}[plugins.p]\nmodule = \"x.wasm\"\nsha256 = \"abc\"\nmemory_mb = 0\nisolation = \"thread\"\n"),
-            &["g.toml:9:13: plugins.p.isolation: unknown variant `thread`, expected `pooled` or `request`"],
+            &format!(
+                "{HEAD}[plugins.p]\nmodule = \"x.wasm\"\nsha256 = \"abc\"\nmemory_mb = 0\nisolation = \"thread\"\n"
+            ),
+            &[
+                "g.toml:9:13: plugins.p.isolation: unknown variant `thread`, expected `pooled` or `request`",
+            ],
         ),
         (
-            &format!("{HEAD}[plugins.p]\nmodule = \"x.wasm\"\nsha256 = \"abc\"\nmemory_mb = 0\nerror_status = 200\n"),
+            &format!(
+                "{HEAD}[plugins.p]\nmodule = \"x.wasm\"\nsha256 = \"abc\"\nmemory_mb = 0\nerror_status = 200\n"
+            ),
             &[
                 "g.toml:7:10: plugins.p.sha256: must be 64 hex digits (a SHA-256)",
                 "g.toml:8:13: plugins.p.memory_mb: must be between 1 and 4096",
@@ -61,14 +72,18 @@ fn invalid_configs_snapshot() {
             ],
         ),
         (
-            &format!("{HEAD}[[routes]]\nname = \"r\"\nmatch = {{ path = \"/a\", path_prefix = \"/b\" }}\nstrip_prefix = true\n"),
+            &format!(
+                "{HEAD}[[routes]]\nname = \"r\"\nmatch = {{ path = \"/a\", path_prefix = \"/b\" }}\nstrip_prefix = true\n"
+            ),
             &[
                 "g.toml:7:9: routes[0].match: give `path` or `path_prefix`, not both",
                 "g.toml:5:1: routes[0]: a route needs an `upstream` or plugins that answer requests",
             ],
         ),
         (
-            &format!("{HEAD}[[routes]]\nname = \"r\"\nmatch = {{ hosts = [\"a.*.com\"], headers = {{ \"bad header\" = \"1\" }} }}\nupstream = \"u\"\n"),
+            &format!(
+                "{HEAD}[[routes]]\nname = \"r\"\nmatch = {{ hosts = [\"a.*.com\"], headers = {{ \"bad header\" = \"1\" }} }}\nupstream = \"u\"\n"
+            ),
             &[
                 "g.toml:7:20: routes[0].match.hosts[0]: `a.*.com` is not a host name or `*.domain` wildcard",
                 "g.toml:7:59: routes[0].match.headers.bad header: `bad header` is not a header name",

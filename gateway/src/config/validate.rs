@@ -40,7 +40,10 @@ pub fn validate(config: &Config, source: &SourceMap) -> Vec<ConfigError> {
 
 fn check_server(config: &Config, c: &mut Checker<'_>) {
     if config.server.listen.is_empty() {
-        c.fail(key_path!["server", "listen"], "at least one listen address is required");
+        c.fail(
+            key_path!["server", "listen"],
+            "at least one listen address is required",
+        );
     }
     for (i, addr) in config.server.listen.iter().enumerate() {
         if addr.parse::<SocketAddr>().is_err() {
@@ -97,7 +100,10 @@ fn check_plugins(config: &Config, c: &mut Checker<'_>) {
     for (name, plugin) in &config.plugins {
         let path = key_path!["plugins", name];
         if plugin.module.trim().is_empty() {
-            c.fail(path.key("module"), "must name `builtin:NAME` or a .wasm file");
+            c.fail(
+                path.key("module"),
+                "must name `builtin:NAME` or a .wasm file",
+            );
         }
         if let Some(hash) = &plugin.sha256
             && (hash.len() != 64 || !hash.chars().all(|ch| ch.is_ascii_hexdigit()))
@@ -127,7 +133,10 @@ fn check_limits(limits: &LimitsConfig, path: &KeyPath, c: &mut Checker<'_>) {
         c.fail(path.key("timeout_ms"), "must be at least 1");
     }
     if limits.fuel == Some(0) {
-        c.fail(path.key("fuel"), "must be at least 1 (omit it to disable fuel)");
+        c.fail(
+            path.key("fuel"),
+            "must be at least 1 (omit it to disable fuel)",
+        );
     }
     if let Some(mb) = limits.memory_mb
         && !(1..=4096).contains(&mb)
@@ -137,7 +146,10 @@ fn check_limits(limits: &LimitsConfig, path: &KeyPath, c: &mut Checker<'_>) {
     if let Some(status) = limits.error_status
         && !(400..=599).contains(&status)
     {
-        c.fail(path.key("error_status"), "must be an error status, 400 to 599");
+        c.fail(
+            path.key("error_status"),
+            "must be an error status, 400 to 599",
+        );
     }
 }
 
@@ -162,7 +174,10 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) {
         if route.name.trim().is_empty() {
             c.fail(path.key("name"), "must not be empty");
         } else if !seen.insert(route.name.as_str()) {
-            c.fail(path.key("name"), format!("duplicate route name `{}`", route.name));
+            c.fail(
+                path.key("name"),
+                format!("duplicate route name `{}`", route.name),
+            );
         }
         check_match(&route.matcher, &path.key("match"), c);
         if route.strip_prefix && route.matcher.path_prefix.is_none() {
@@ -192,7 +207,10 @@ fn check_match(matcher: &MatchConfig, path: &KeyPath, c: &mut Checker<'_>) {
     if matcher.path.is_some() && matcher.path_prefix.is_some() {
         c.fail(path.clone(), "give `path` or `path_prefix`, not both");
     }
-    for (key, value) in [("path", &matcher.path), ("path_prefix", &matcher.path_prefix)] {
+    for (key, value) in [
+        ("path", &matcher.path),
+        ("path_prefix", &matcher.path_prefix),
+    ] {
         if let Some(value) = value
             && !value.starts_with('/')
         {
@@ -220,7 +238,10 @@ fn check_match(matcher: &MatchConfig, path: &KeyPath, c: &mut Checker<'_>) {
     }
     for name in matcher.headers.keys() {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            c.fail(path.key("headers").key(name), format!("`{name}` is not a header name"));
+            c.fail(
+                path.key("headers").key(name),
+                format!("`{name}` is not a header name"),
+            );
         }
     }
 }

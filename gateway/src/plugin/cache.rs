@@ -37,7 +37,11 @@ pub fn load(engine: &Engine, bytes: &[u8], dir: Option<&Path>) -> wasmtime::Resu
     };
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    let file = dir.join(format!("{}-{:016x}.cwasm", sha256_hex(bytes), hasher.finish()));
+    let file = dir.join(format!(
+        "{}-{:016x}.cwasm",
+        sha256_hex(bytes),
+        hasher.finish()
+    ));
     if file.exists() {
         match deserialize(engine, &file) {
             Ok(component) => return Ok(component),

@@ -248,12 +248,18 @@ mod tests {
     #[test]
     fn classifies_imports() {
         assert_eq!(classify("wasi:cli/stdout@0.2.6"), ImportClass::Baseline);
-        assert_eq!(classify("gateway:plugin/log@0.1.0"), ImportClass::Needs(Capability::Log));
+        assert_eq!(
+            classify("gateway:plugin/log@0.1.0"),
+            ImportClass::Needs(Capability::Log)
+        );
         assert_eq!(
             classify("wasi:filesystem/preopens@0.2.0"),
             ImportClass::Needs(Capability::Wasi)
         );
-        assert_eq!(classify("wasi:http/outgoing-handler@0.2.0"), ImportClass::Unknown);
+        assert_eq!(
+            classify("wasi:http/outgoing-handler@0.2.0"),
+            ImportClass::Unknown
+        );
     }
 
     #[test]

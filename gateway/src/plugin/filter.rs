@@ -61,7 +61,13 @@ impl WasmFilter {
 
     /// After a call: drop a poisoned instance, keep a request-scoped one for the response
     /// phase (`keep`), or return it to the pool.
-    fn put_back<T>(&self, slot: &mut Slot, instance: Instance, result: &Result<T, Violation>, keep: bool) {
+    fn put_back<T>(
+        &self,
+        slot: &mut Slot,
+        instance: Instance,
+        result: &Result<T, Violation>,
+        keep: bool,
+    ) {
         match result {
             Err(violation) if violation.poisons_instance() => {}
             _ if keep && self.pool.isolation() == Isolation::Request => {
@@ -91,7 +97,10 @@ impl Filter for WasmFilter {
         async move {
             let wit_ctx = context(ctx);
             let head = request_head(request, ctx.scheme);
-            let mut instance = self.take_instance(slot).await.map_err(|v| self.failure(&v))?;
+            let mut instance = self
+                .take_instance(slot)
+                .await
+                .map_err(|v| self.failure(&v))?;
             let result = self
                 .pool
                 .on_request(&mut instance, &wit_ctx, &head, body.as_deref())
@@ -119,10 +128,19 @@ impl Filter for WasmFilter {
                 status: response.status.as_u16(),
                 headers: headers_to_wit(&response.headers),
             };
-            let mut instance = self.take_instance(slot).await.map_err(|v| self.failure(&v))?;
+            let mut instance = self
+                .take_instance(slot)
+                .await
+                .map_err(|v| self.failure(&v))?;
             let result = self
                 .pool
-                .on_response(&mut instance, &wit_ctx, &request_head, &response_head, body.as_deref())
+                .on_response(
+                    &mut instance,
+                    &wit_ctx,
+                    &request_head,
+                    &response_head,
+                    body.as_deref(),
+                )
                 .await;
             self.put_back(slot, instance, &result, false);
             let action = result.map_err(|v| self.failure(&v))?;
@@ -143,16 +161,12 @@ fn context(ctx: &RequestContext) -> Context {
 }
 
 fn request_head(request: &request::Parts, scheme: &str) -> RequestHead {
-    let authority = request
-        .uri
-        .authority()
-        .map(|a| a.to_string())
-        .or_else(|| {
-            request
-                .headers
-                .get(http::header::HOST)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        });
+    let authority = request.uri.authority().map(|a| a.to_string()).or_else(|| {
+        request
+            .headers
+            .get(http::header::HOST)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    });
     RequestHead {
         method: request.method.to_string(),
         scheme: scheme.to_string(),
@@ -189,7 +203,11 @@ fn header_value(value: &str) -> Result<HeaderValue, Violation> {
 /// Apply header changes in the documented order: remove, set, add. Validates everything
 /// first so a bad change leaves the headers untouched.
 fn apply_header_changes(changes: &HeaderChanges, headers: &mut HeaderMap) -> Result<(), Violation> {
-    let removes = changes.remove.iter().map(|n| header_name(n)).collect::<Result<Vec<_>, _>>()?;
+    let removes = changes
+        .remove
+        .iter()
+        .map(|n| header_name(n))
+        .collect::<Result<Vec<_>, _>>()?;
     let pairs = |list: &[Header]| {
         list.iter()
             .map(|h| Ok((header_name(&h.name)?, header_value(&h.value)?)))
@@ -241,7 +259,9 @@ fn apply_request_action(
         };
         let mut parts = request.uri.clone().into_parts();
         parts.path_and_query = Some(
-            target.parse().map_err(|_| bad(format!("invalid path or query {target:?}")))?,
+            target
+                .parse()
+                .map_err(|_| bad(format!("invalid path or query {target:?}")))?,
         );
         request.uri = http::Uri::from_parts(parts)
             .map_err(|_| bad(format!("invalid request target {target:?}")))?;
@@ -302,7 +322,10 @@ mod tests {
     use super::*;
 
     fn header(name: &str, value: &str) -> Header {
-        Header { name: name.into(), value: value.into() }
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 
     #[test]

@@ -90,7 +90,11 @@ impl std::fmt::Display for Report {
         writeln!(
             f,
             "filter:   {}",
-            if self.is_gateway_filter { "yes (exports gateway:plugin/filter)" } else { "NO: does not export gateway:plugin/filter" }
+            if self.is_gateway_filter {
+                "yes (exports gateway:plugin/filter)"
+            } else {
+                "NO: does not export gateway:plugin/filter"
+            }
         )?;
         writeln!(
             f,
@@ -103,7 +107,11 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(f, "imports:")?;
         for import in &self.imports {
-            writeln!(f, "  {:<45} {:<8} {}", import.name, import.kind, import.grant)?;
+            writeln!(
+                f,
+                "  {:<45} {:<8} {}",
+                import.name, import.kind, import.grant
+            )?;
         }
         writeln!(f, "exports:")?;
         for export in &self.exports {

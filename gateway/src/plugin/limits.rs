@@ -41,7 +41,9 @@ impl Limits {
             fuel: config.fuel,
             memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
             max_headers: config.max_headers.unwrap_or(defaults::MAX_HEADERS),
-            max_header_bytes: config.max_header_bytes.unwrap_or(defaults::MAX_HEADER_BYTES),
+            max_header_bytes: config
+                .max_header_bytes
+                .unwrap_or(defaults::MAX_HEADER_BYTES),
             max_body_bytes: config.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES),
             on_error: config.on_error.unwrap_or_default(),
             error_status: StatusCode::from_u16(
@@ -110,7 +112,12 @@ impl Violation {
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or("").chars().take(300).collect()
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
 }
 
 impl fmt::Display for Violation {
@@ -212,7 +219,10 @@ mod tests {
                 remove: vec![],
                 set: vec![],
                 add: (0..add)
-                    .map(|i| Header { name: format!("x-{i}"), value: "v".repeat(value_len) })
+                    .map(|i| Header {
+                        name: format!("x-{i}"),
+                        value: "v".repeat(value_len),
+                    })
                     .collect(),
             },
             body: None,

@@ -91,7 +91,10 @@ pub fn load(
         .filter_map(|c| c.parse().ok())
         .collect();
     let imports = capabilities::imports(&component, &engine);
-    if let Some(problem) = capabilities::check_imports(&imports, &granted).into_iter().next() {
+    if let Some(problem) = capabilities::check_imports(&imports, &granted)
+        .into_iter()
+        .next()
+    {
         return Err(fail("capabilities", problem));
     }
     let linker = capabilities::linker(&engine, &granted)

@@ -123,10 +123,12 @@ impl InstancePool {
     ) -> Result<RequestAction, Violation> {
         let _permit = self.permits.acquire().await;
         instance.prepare(&self.limits, self.plugin.metered, ctx);
-        let call = instance
-            .bindings
-            .gateway_plugin_filter()
-            .call_on_request(&mut instance.store, ctx, head, body);
+        let call = instance.bindings.gateway_plugin_filter().call_on_request(
+            &mut instance.store,
+            ctx,
+            head,
+            body,
+        );
         let action = bounded(&self.limits, call).await;
         let action = instance.finish(action)?;
         limits::check_request_action(&action, &self.limits)?;
@@ -144,10 +146,13 @@ impl InstancePool {
     ) -> Result<ResponseAction, Violation> {
         let _permit = self.permits.acquire().await;
         instance.prepare(&self.limits, self.plugin.metered, ctx);
-        let call = instance
-            .bindings
-            .gateway_plugin_filter()
-            .call_on_response(&mut instance.store, ctx, request, response, body);
+        let call = instance.bindings.gateway_plugin_filter().call_on_response(
+            &mut instance.store,
+            ctx,
+            request,
+            response,
+            body,
+        );
         let action = bounded(&self.limits, call).await;
         let action = instance.finish(action)?;
         limits::check_response_action(&action, &self.limits)?;

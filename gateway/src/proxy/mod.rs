@@ -19,9 +19,7 @@ use crate::router::{RequestKey, request_host};
 use crate::runtime::{Route, Runtime};
 use crate::upstream::clone_parts;
 use bytes::Bytes;
-use filter::{
-    FilterFailure, LocalResponse, RequestContext, RequestVerdict, ResponseVerdict, Slot,
-};
+use filter::{FilterFailure, LocalResponse, RequestContext, RequestVerdict, ResponseVerdict, Slot};
 use http::{HeaderValue, Request, Response, StatusCode, header, request};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
@@ -114,8 +112,14 @@ async fn proxy(
     let mut ran = 0;
     let mut local: Option<LocalResponse> = None;
     for (filter, slot) in route.chain.iter().zip(slots.iter_mut()) {
-        let mut body = if filter.needs().request_body { buffered.take() } else { None };
-        let verdict = filter.on_request(&mut parts, &mut body, &mut ctx, slot).await;
+        let mut body = if filter.needs().request_body {
+            buffered.take()
+        } else {
+            None
+        };
+        let verdict = filter
+            .on_request(&mut parts, &mut body, &mut ctx, slot)
+            .await;
         if filter.needs().request_body {
             buffered = body;
         }
@@ -133,7 +137,11 @@ async fn proxy(
     }
 
     // Upstream, unless a filter answered.
-    let request_head = if route.needs.response_phase { Some(clone_parts(&parts)) } else { None };
+    let request_head = if route.needs.response_phase {
+        Some(clone_parts(&parts))
+    } else {
+        None
+    };
     let (mut response_parts, mut response_body) = match local {
         Some(response) => {
             let (parts, bytes) = response.into_parts();
@@ -144,13 +152,18 @@ async fn proxy(
                 GatewayError::new(
                     ErrorKind::UpstreamUnreachable,
                     Source::Internal,
-                    format!("route `{}` has no upstream and no plugin answered", route.name),
+                    format!(
+                        "route `{}` has no upstream and no plugin answered",
+                        route.name
+                    ),
                 )
             })?;
             prepare_upstream_request(&route, &mut parts);
             let body = match (buffered, streaming.take()) {
                 (Some(bytes), _) => {
-                    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                     Either::Right(Full::new(bytes))
                 }
                 (None, Some(incoming)) => Either::Left(incoming),
@@ -164,13 +177,17 @@ async fn proxy(
     };
 
     // Response phase, in reverse over the filters that let the request through.
-    let responders: Vec<usize> =
-        (0..ran).rev().filter(|&i| route.chain[i].needs().response_phase).collect();
+    let responders: Vec<usize> = (0..ran)
+        .rev()
+        .filter(|&i| route.chain[i].needs().response_phase)
+        .collect();
     if let (Some(request_head), false) = (&request_head, responders.is_empty()) {
-        if responders.iter().any(|&i| route.chain[i].needs().response_body) {
-            response_body = ResponseBody::Buffered(
-                response_body.buffer(route.max_body_bytes, &route).await?,
-            );
+        if responders
+            .iter()
+            .any(|&i| route.chain[i].needs().response_body)
+        {
+            response_body =
+                ResponseBody::Buffered(response_body.buffer(route.max_body_bytes, &route).await?);
         }
         for i in responders {
             let filter = &route.chain[i];
@@ -179,7 +196,13 @@ async fn proxy(
                 _ => None,
             };
             let verdict = filter
-                .on_response(request_head, &mut response_parts, &mut body, &ctx, &mut slots[i])
+                .on_response(
+                    request_head,
+                    &mut response_parts,
+                    &mut body,
+                    &ctx,
+                    &mut slots[i],
+                )
                 .await;
             match verdict {
                 Ok(ResponseVerdict::Continue) => {
@@ -236,7 +259,11 @@ fn prepare_upstream_request(route: &Route, parts: &mut request::Parts) {
     if let Some(prefix) = &route.strip_prefix
         && let Some(rest) = parts.uri.path().strip_prefix(prefix.as_str())
     {
-        let path = if rest.starts_with('/') { rest.to_string() } else { format!("/{rest}") };
+        let path = if rest.starts_with('/') {
+            rest.to_string()
+        } else {
+            format!("/{rest}")
+        };
         let path_and_query = match parts.uri.query() {
             Some(query) => format!("{path}?{query}"),
             None => path,
@@ -305,7 +332,11 @@ impl ResponseBody {
             ResponseBody::Streaming(incoming) => incoming,
         };
         let source = Source::Upstream(
-            route.upstream.as_ref().map(|u| u.name().to_string()).unwrap_or_default(),
+            route
+                .upstream
+                .as_ref()
+                .map(|u| u.name().to_string())
+                .unwrap_or_default(),
         );
         match Limited::new(incoming, cap).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),

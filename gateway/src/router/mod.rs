@@ -180,14 +180,11 @@ impl<T> Router<T> {
 
 /// The host a request is for: `:authority`/URI host, else the `Host` header; lower-case, no port.
 pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<String> {
-    let raw = uri
-        .host()
-        .map(str::to_string)
-        .or_else(|| {
-            let value = headers.get(http::header::HOST)?.to_str().ok()?;
-            let authority: http::uri::Authority = value.parse().ok()?;
-            Some(authority.host().to_string())
-        })?;
+    let raw = uri.host().map(str::to_string).or_else(|| {
+        let value = headers.get(http::header::HOST)?.to_str().ok()?;
+        let authority: http::uri::Authority = value.parse().ok()?;
+        Some(authority.host().to_string())
+    })?;
     Some(raw.trim_end_matches('.').to_ascii_lowercase())
 }
 
@@ -195,8 +192,18 @@ pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<St
 mod tests {
     use super::*;
 
-    fn key<'a>(host: Option<&'a str>, path: &'a str, method: &'a Method, headers: &'a HeaderMap) -> RequestKey<'a> {
-        RequestKey { host, path, method, headers }
+    fn key<'a>(
+        host: Option<&'a str>,
+        path: &'a str,
+        method: &'a Method,
+        headers: &'a HeaderMap,
+    ) -> RequestKey<'a> {
+        RequestKey {
+            host,
+            path,
+            method,
+            headers,
+        }
     }
 
     fn router() -> Router<&'static str> {
@@ -207,13 +214,43 @@ mod tests {
         Router::new(vec![
             (m(PathMatch::Any, vec![], &[], 0), "fallback"),
             (m(PathMatch::Prefix("/api".into()), vec![], &[], 0), "api"),
-            (m(PathMatch::Prefix("/api/users".into()), vec![Method::GET], &[], 0), "users-get"),
-            (m(PathMatch::Prefix("/api/users".into()), vec![], &[], 0), "users-any"),
-            (m(PathMatch::Exact("/api/users/me".into()), vec![], &[], 0), "me"),
+            (
+                m(
+                    PathMatch::Prefix("/api/users".into()),
+                    vec![Method::GET],
+                    &[],
+                    0,
+                ),
+                "users-get",
+            ),
+            (
+                m(PathMatch::Prefix("/api/users".into()), vec![], &[], 0),
+                "users-any",
+            ),
+            (
+                m(PathMatch::Exact("/api/users/me".into()), vec![], &[], 0),
+                "me",
+            ),
             (m(PathMatch::Prefix("/p".into()), vec![], &[], 1), "p-high"),
             (m(PathMatch::Prefix("/p".into()), vec![], &[], 0), "p-low"),
-            (m(PathMatch::Prefix("/h".into()), vec![], &["*.example.com"], 0), "wild"),
-            (m(PathMatch::Prefix("/h".into()), vec![], &["a.example.com"], 0), "exact-host"),
+            (
+                m(
+                    PathMatch::Prefix("/h".into()),
+                    vec![],
+                    &["*.example.com"],
+                    0,
+                ),
+                "wild",
+            ),
+            (
+                m(
+                    PathMatch::Prefix("/h".into()),
+                    vec![],
+                    &["a.example.com"],
+                    0,
+                ),
+                "exact-host",
+            ),
         ])
     }
 
@@ -234,7 +271,11 @@ mod tests {
             (Some("example.com"), "/h", Method::GET, "fallback"),
         ];
         for (host, path, method, want) in cases {
-            assert_eq!(r.find(&key(*host, path, method, &h)), Some(want), "{host:?} {method} {path}");
+            assert_eq!(
+                r.find(&key(*host, path, method, &h)),
+                Some(want),
+                "{host:?} {method} {path}"
+            );
         }
     }
 
@@ -244,7 +285,10 @@ mod tests {
             PathMatch::Any,
             vec![],
             &[],
-            vec![(HeaderName::from_static("x-env"), HeaderValue::from_static("canary"))],
+            vec![(
+                HeaderName::from_static("x-env"),
+                HeaderValue::from_static("canary"),
+            )],
             0,
         );
         let r = Router::new(vec![(m, "canary")]);

@@ -35,7 +35,10 @@ impl Upstream {
         let targets = config
             .targets
             .iter()
-            .map(|t| t.parse::<Authority>().map_err(|e| format!("target `{t}`: {e}")))
+            .map(|t| {
+                t.parse::<Authority>()
+                    .map_err(|e| format!("target `{t}`: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         let mut connector = HttpConnector::new();
@@ -77,7 +80,11 @@ impl Upstream {
             }
             Either::Left(_) => None,
         };
-        let attempts = if replayable.is_some() { self.targets.len() } else { 1 };
+        let attempts = if replayable.is_some() {
+            self.targets.len()
+        } else {
+            1
+        };
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut body = Some(body);
         let mut last_error = None;
@@ -96,7 +103,10 @@ impl Upstream {
                 (None, Some(body)) => body,
                 (None, None) => break,
             };
-            match self.send_once(Request::from_parts(attempt_parts, attempt_body), target).await {
+            match self
+                .send_once(Request::from_parts(attempt_parts, attempt_body), target)
+                .await
+            {
                 Ok(response) => return Ok(response),
                 Err(error) if error.is_retryable() => {
                     tracing::warn!(upstream = %self.name, %target, "{}", error.message());
@@ -173,4 +183,3 @@ impl std::fmt::Debug for Upstream {
             .finish()
     }
 }
-

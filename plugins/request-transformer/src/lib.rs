@@ -97,11 +97,15 @@ pub struct RequestTransformer {
 /// RFC 9110 token characters (header names).
 fn is_token(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn is_header_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
 
 /// Percent-encode a query component (RFC 3986 unreserved characters pass through).
@@ -132,7 +136,12 @@ impl Config {
             .headers
             .iter()
             .map(|n| ("remove.headers", n))
-            .chain(self.rename.headers.iter().flat_map(|(a, b)| [("rename.headers", a), ("rename.headers", b)]))
+            .chain(
+                self.rename
+                    .headers
+                    .iter()
+                    .flat_map(|(a, b)| [("rename.headers", a), ("rename.headers", b)]),
+            )
             .chain(self.set.headers.keys().map(|n| ("set.headers", n)))
             .chain(self.add.headers.keys().map(|n| ("add.headers", n)));
         for (key, name) in names {
@@ -147,10 +156,16 @@ impl Config {
         }
         if let Some(rewrite) = &self.rewrite_path_prefix {
             if !rewrite.from.starts_with('/') {
-                return Err(format!("rewrite_path_prefix.from: `{}` must start with `/`", rewrite.from));
+                return Err(format!(
+                    "rewrite_path_prefix.from: `{}` must start with `/`",
+                    rewrite.from
+                ));
             }
             if !rewrite.to.is_empty() && !rewrite.to.starts_with('/') {
-                return Err(format!("rewrite_path_prefix.to: `{}` must start with `/`", rewrite.to));
+                return Err(format!(
+                    "rewrite_path_prefix.to: `{}` must start with `/`",
+                    rewrite.to
+                ));
             }
         }
         Ok(())
@@ -166,7 +181,10 @@ impl Filter for RequestTransformer {
     }
 
     fn settings(&self) -> Settings {
-        Settings { response_phase: false, ..Settings::default() }
+        Settings {
+            response_phase: false,
+            ..Settings::default()
+        }
     }
 
     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Flow {
@@ -175,7 +193,11 @@ impl Filter for RequestTransformer {
             req.remove_header(name);
         }
         for (from, to) in &c.rename.headers {
-            let values: Vec<String> = req.header_all(from).into_iter().map(str::to_string).collect();
+            let values: Vec<String> = req
+                .header_all(from)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
             if !values.is_empty() {
                 req.remove_header(from);
                 for value in values {
@@ -202,7 +224,11 @@ impl Filter for RequestTransformer {
                 .map(str::to_string)
                 .collect();
             for (key, value) in &c.add.querystring {
-                pairs.push(format!("{}={}", encode_query_component(key), encode_query_component(value)));
+                pairs.push(format!(
+                    "{}={}",
+                    encode_query_component(key),
+                    encode_query_component(value)
+                ));
             }
             let query = pairs.join("&");
             req.set_query(Some(&query));
@@ -231,7 +257,10 @@ mod tests {
 
     fn run(config: serde_json::Value, request: TestRequest) -> TestRequest {
         let filter = testing::init::<RequestTransformer>(config).unwrap();
-        testing::request(&filter, request).upstream().unwrap().clone()
+        testing::request(&filter, request)
+            .upstream()
+            .unwrap()
+            .clone()
     }
 
     #[test]
@@ -243,7 +272,11 @@ mod tests {
                 "set": {"headers": {"x-set": "1"}},
                 "add": {"headers": {"x-multi": "b"}},
             }),
-            TestRequest::get("/").header("x-internal", "s").header("x-old", "v").header("x-set", "0").header("x-multi", "a"),
+            TestRequest::get("/")
+                .header("x-internal", "s")
+                .header("x-old", "v")
+                .header("x-set", "0")
+                .header("x-multi", "a"),
         );
         assert_eq!(out.get_header("x-internal"), None);
         assert_eq!(out.get_header("x-old"), None);
@@ -259,14 +292,20 @@ mod tests {
             TestRequest::get("/p?debug=1&keep=2&debug=3"),
         );
         assert_eq!(out.query.as_deref(), Some("keep=2&src=a%20b%26c"));
-        let out = run(json!({"remove": {"querystring": ["only"]}}), TestRequest::get("/p?only=1"));
+        let out = run(
+            json!({"remove": {"querystring": ["only"]}}),
+            TestRequest::get("/p?only=1"),
+        );
         assert_eq!(out.query, None);
     }
 
     #[test]
     fn path_prefix_rewrite_on_segment_boundary() {
         let config = json!({"rewrite_path_prefix": {"from": "/api", "to": "/v2"}});
-        assert_eq!(run(config.clone(), TestRequest::get("/api/users")).path, "/v2/users");
+        assert_eq!(
+            run(config.clone(), TestRequest::get("/api/users")).path,
+            "/v2/users"
+        );
         assert_eq!(run(config.clone(), TestRequest::get("/api")).path, "/v2");
         assert_eq!(run(config.clone(), TestRequest::get("/apix")).path, "/apix");
         let root = json!({"rewrite_path_prefix": {"from": "/api", "to": ""}});
@@ -276,8 +315,14 @@ mod tests {
     #[test]
     fn rejects_bad_config() {
         let cases = [
-            (json!({"set": {"headers": {"bad name": "1"}}}), "set.headers: `bad name` is not a valid header name"),
-            (json!({"rewrite_path_prefix": {"from": "api", "to": "/"}}), "rewrite_path_prefix.from: `api` must start with `/`"),
+            (
+                json!({"set": {"headers": {"bad name": "1"}}}),
+                "set.headers: `bad name` is not a valid header name",
+            ),
+            (
+                json!({"rewrite_path_prefix": {"from": "api", "to": "/"}}),
+                "rewrite_path_prefix.from: `api` must start with `/`",
+            ),
             (json!({"sett": {}}), "invalid config: unknown field `sett`"),
         ];
         for (config, expected) in cases {

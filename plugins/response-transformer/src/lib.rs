@@ -61,23 +61,41 @@ pub struct ResponseTransformer {
 
 fn is_token(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn is_json(content_type: Option<&str>) -> bool {
-    let Some(content_type) = content_type else { return false };
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || mime.ends_with("+json")
 }
 
 /// Remove the field at `path` from `value`, descending into arrays element-wise.
 fn remove_path(value: &mut Value, path: &[String]) -> bool {
     match value {
-        Value::Array(items) => items.iter_mut().fold(false, |changed, item| remove_path(item, path) || changed),
+        Value::Array(items) => {
+            // Every element, not just up to the first change.
+            let mut changed = false;
+            for item in items {
+                changed |= remove_path(item, path);
+            }
+            changed
+        }
         Value::Object(map) => match path {
             [] => false,
             [last] => map.remove(last).is_some(),
-            [first, rest @ ..] => map.get_mut(first).is_some_and(|child| remove_path(child, rest)),
+            [first, rest @ ..] => map
+                .get_mut(first)
+                .is_some_and(|child| remove_path(child, rest)),
         },
         _ => false,
     }
@@ -102,7 +120,9 @@ impl Filter for ResponseTransformer {
         for path in &config.remove.json {
             let steps: Vec<String> = path.split('.').map(str::to_string).collect();
             if steps.iter().any(String::is_empty) {
-                return Err(format!("remove.json: `{path}` is not a dot-separated field path"));
+                return Err(format!(
+                    "remove.json: `{path}` is not a dot-separated field path"
+                ));
             }
             json_paths.push(steps);
         }
@@ -110,7 +130,10 @@ impl Filter for ResponseTransformer {
     }
 
     fn settings(&self) -> Settings {
-        Settings { response_body: !self.json_paths.is_empty(), ..Settings::default() }
+        Settings {
+            response_body: !self.json_paths.is_empty(),
+            ..Settings::default()
+        }
     }
 
     fn on_response(&self, _req: &Request, resp: &mut Response, _ctx: &Context) -> Flow {
@@ -126,12 +149,14 @@ impl Filter for ResponseTransformer {
         }
         if !self.json_paths.is_empty()
             && is_json(resp.header("content-type"))
-            && let Some(mut body) = resp.body().and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            && let Some(mut body) = resp
+                .body()
+                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
         {
-            let changed = self
-                .json_paths
-                .iter()
-                .fold(false, |changed, path| remove_path(&mut body, path) || changed);
+            let mut changed = false;
+            for path in &self.json_paths {
+                changed |= remove_path(&mut body, path);
+            }
             if changed {
                 resp.set_body(body.to_string());
                 resp.remove_header("content-length");
@@ -165,7 +190,10 @@ mod tests {
                 .body(body.to_string()),
         );
         let got: Value = serde_json::from_slice(out.body.as_ref().unwrap()).unwrap();
-        assert_eq!(got, json!({"id": 1, "user": {"n": 2}, "items": [{"k": 1}, 3]}));
+        assert_eq!(
+            got,
+            json!({"id": 1, "user": {"n": 2}, "items": [{"k": 1}, 3]})
+        );
         assert_eq!(out.get_header("content-length"), None);
     }
 
@@ -173,7 +201,10 @@ mod tests {
     fn leaves_non_json_alone_and_edits_headers() {
         let out = run(
             json!({"remove": {"headers": ["server"], "json": ["a"]}, "set": {"headers": {"x-s": "1"}}, "add": {"headers": {"x-a": "2"}}}),
-            TestResponse::new(200).header("content-type", "text/plain").header("server", "s").body("{\"a\":1}"),
+            TestResponse::new(200)
+                .header("content-type", "text/plain")
+                .header("server", "s")
+                .body("{\"a\":1}"),
         );
         assert_eq!(out.body.as_deref(), Some(&b"{\"a\":1}"[..]));
         assert_eq!(out.get_header("server"), None);
@@ -187,6 +218,8 @@ mod tests {
         assert!(!f.settings().response_body);
         let f = testing::init::<ResponseTransformer>(json!({"remove": {"json": ["a"]}})).unwrap();
         assert!(f.settings().response_body);
-        assert!(testing::init::<ResponseTransformer>(json!({"remove": {"json": ["a..b"]}})).is_err());
+        assert!(
+            testing::init::<ResponseTransformer>(json!({"remove": {"json": ["a..b"]}})).is_err()
+        );
     }
 }

@@ -27,7 +27,10 @@ pub use upstream::Upstream;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A fresh scratch directory under `target/e2e`.
@@ -44,7 +47,11 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 /// Shared compiled-plugin cache for all tests (compiling once is the point of the cache).
 pub fn cache_dir() -> String {
-    root().join("target").join("e2e-plugin-cache").display().to_string()
+    root()
+        .join("target")
+        .join("e2e-plugin-cache")
+        .display()
+        .to_string()
 }
 
 /// A running gateway process.
@@ -92,7 +99,12 @@ impl Gateway {
         };
         // Keep draining stdout so the process never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Gateway { child, addr, log, config_path }
+        Gateway {
+            child,
+            addr,
+            log,
+            config_path,
+        }
     }
 
     /// `http://ADDR` of the gateway.
@@ -193,12 +205,18 @@ pub struct HttpClient {
 impl HttpClient {
     /// HTTP/1.1 client with keep-alive.
     pub fn http1() -> Self {
-        HttpClient { client: Client::builder(TokioExecutor::new()).build_http() }
+        HttpClient {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 
     /// HTTP/2 prior-knowledge (h2c) client.
     pub fn http2() -> Self {
-        HttpClient { client: Client::builder(TokioExecutor::new()).http2_only(true).build_http() }
+        HttpClient {
+            client: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+        }
     }
 
     /// GET `url` with `headers`.
@@ -207,7 +225,13 @@ impl HttpClient {
     }
 
     /// Send a request and read the whole response.
-    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
         let mut request = http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -219,7 +243,11 @@ impl HttpClient {
             .expect("request failed");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("read body").to_bytes();
-        Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
     }
 }
 

@@ -56,7 +56,9 @@ impl Upstream {
         let recorder = seen.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (seen, name, behaviour) = (recorder.clone(), name.clone(), behaviour.clone());
                 if matches!(behaviour, Behaviour::Silent) {
                     // Hold the connection open, say nothing.
@@ -70,7 +72,11 @@ impl Upstream {
                     let (seen, name, behaviour) = (seen.clone(), name.clone(), behaviour.clone());
                     async move {
                         let (parts, body) = request.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let record = Seen {
                             method: parts.method.to_string(),
                             uri: parts.uri.to_string(),
@@ -79,12 +85,19 @@ impl Upstream {
                         };
                         seen.lock().unwrap().push(record);
                         let (content_type, payload) = match behaviour {
-                            Behaviour::Fixed(content_type, body) => (content_type, Bytes::from_static(body.as_bytes())),
+                            Behaviour::Fixed(content_type, body) => {
+                                (content_type, Bytes::from_static(body.as_bytes()))
+                            }
                             _ => {
                                 let headers: serde_json::Map<String, serde_json::Value> = parts
                                     .headers
                                     .iter()
-                                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                                    .map(|(k, v)| {
+                                        (
+                                            k.to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into(),
+                                        )
+                                    })
                                     .collect();
                                 let echo = serde_json::json!({
                                     "upstream": &*name,

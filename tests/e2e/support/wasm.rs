@@ -16,7 +16,14 @@ pub fn test_plugin(package: &str) -> String {
         let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         command
             .current_dir(root())
-            .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm", "--target-dir"])
+            .args([
+                "build",
+                "--target",
+                "wasm32-wasip2",
+                "--profile",
+                "wasm",
+                "--target-dir",
+            ])
             .arg(&target_dir)
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("RUSTFLAGS");
@@ -27,7 +34,9 @@ pub fn test_plugin(package: &str) -> String {
         assert!(status.success(), "building test plugins failed");
         target_dir.join("wasm32-wasip2").join("wasm")
     });
-    dir.join(format!("{}.wasm", package.replace('-', "_"))).display().to_string()
+    dir.join(format!("{}.wasm", package.replace('-', "_")))
+        .display()
+        .to_string()
 }
 
 /// Path of the Python tagger component, built with componentize-py.
@@ -35,9 +44,17 @@ pub fn python_tagger() -> String {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let out = root().join("target").join("wasm").join("python-tagger.wasm");
+            let out = root()
+                .join("target")
+                .join("wasm")
+                .join("python-tagger.wasm");
             let status = Command::new("bash")
-                .arg(root().join("plugins").join("python-tagger").join("build.sh"))
+                .arg(
+                    root()
+                        .join("plugins")
+                        .join("python-tagger")
+                        .join("build.sh"),
+                )
                 .arg(&out)
                 .status()
                 .expect("run build.sh");

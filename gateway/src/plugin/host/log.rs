@@ -14,11 +14,17 @@ impl Host for StoreState {
         let route = &*self.route;
         let request_id = self.request_id.as_str();
         match level {
-            Level::Trace => tracing::trace!(target: "plugin", plugin, route, request_id, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugin", plugin, route, request_id, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "plugin", plugin, route, request_id, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "plugin", plugin, route, request_id, "{message}")
+            }
             Level::Info => tracing::info!(target: "plugin", plugin, route, request_id, "{message}"),
             Level::Warn => tracing::warn!(target: "plugin", plugin, route, request_id, "{message}"),
-            Level::Error => tracing::error!(target: "plugin", plugin, route, request_id, "{message}"),
+            Level::Error => {
+                tracing::error!(target: "plugin", plugin, route, request_id, "{message}")
+            }
         }
     }
 }

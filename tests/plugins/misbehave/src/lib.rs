@@ -74,7 +74,9 @@ fn misbehave(mode: Mode) -> Vec<(String, String)> {
         Mode::Panic => panic!("misbehave: deliberate panic"),
         Mode::Headers => {
             let value = "v".repeat(1024);
-            (0..10_240).map(|i| (format!("x-flood-{i}"), value.clone())).collect()
+            (0..10_240)
+                .map(|i| (format!("x-flood-{i}"), value.clone()))
+                .collect()
         }
         Mode::Ok | Mode::Count | Mode::InitFail => Vec::new(),
     }
@@ -84,11 +86,17 @@ impl Filter for Misbehave {
     type Config = Config;
 
     fn new(config: Config) -> Result<Self, String> {
-        plugin_sdk::log::info(&format!("misbehave init: {:?} in {:?}", config.mode, config.phase));
+        plugin_sdk::log::info(&format!(
+            "misbehave init: {:?} in {:?}",
+            config.mode, config.phase
+        ));
         if config.mode == Mode::InitFail {
             return Err("misbehave: config rejected on purpose".into());
         }
-        Ok(Misbehave { mode: config.mode, phase: config.phase })
+        Ok(Misbehave {
+            mode: config.mode,
+            phase: config.phase,
+        })
     }
 
     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Flow {
@@ -129,13 +137,24 @@ mod tests {
     fn counts_and_floods() {
         let count = testing::init::<Misbehave>(json!({"mode": "count"})).unwrap();
         let first = testing::request(&count, TestRequest::get("/"));
-        let n: u64 = first.upstream().unwrap().get_header("x-call-count").unwrap().parse().unwrap();
+        let n: u64 = first
+            .upstream()
+            .unwrap()
+            .get_header("x-call-count")
+            .unwrap()
+            .parse()
+            .unwrap();
         let second = testing::request(&count, TestRequest::get("/"));
-        assert_eq!(second.upstream().unwrap().get_header("x-call-count"), Some((n + 1).to_string().as_str()));
+        assert_eq!(
+            second.upstream().unwrap().get_header("x-call-count"),
+            Some((n + 1).to_string().as_str())
+        );
         let flood = testing::init::<Misbehave>(json!({"mode": "headers"})).unwrap();
         let out = testing::request(&flood, TestRequest::get("/"));
         assert_eq!(out.upstream().unwrap().headers.len(), 10_240);
-        let err = testing::init::<Misbehave>(json!({"mode": "init-fail"})).err().unwrap();
+        let err = testing::init::<Misbehave>(json!({"mode": "init-fail"}))
+            .err()
+            .unwrap();
         assert_eq!(err, "misbehave: config rejected on purpose");
     }
 }

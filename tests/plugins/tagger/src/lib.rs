@@ -32,7 +32,10 @@ impl Filter for Tagger {
         if config.name.is_empty() {
             return Err("`name` must not be empty".into());
         }
-        Ok(Tagger { lower: config.name.to_lowercase(), name: config.name })
+        Ok(Tagger {
+            lower: config.name.to_lowercase(),
+            name: config.name,
+        })
     }
 
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Flow {
@@ -47,15 +50,24 @@ impl Filter for Tagger {
         let chain = append(req.header("x-chain"), &self.name);
         req.set_header("x-chain", &chain);
         let seen = ctx.get("seen").map(str::to_string);
-        req.set_header(&format!("x-seen-{}", self.lower), seen.as_deref().unwrap_or("-"));
-        ctx.set("seen", &format!("{}{}", seen.unwrap_or_default(), self.name));
+        req.set_header(
+            &format!("x-seen-{}", self.lower),
+            seen.as_deref().unwrap_or("-"),
+        );
+        ctx.set(
+            "seen",
+            &format!("{}{}", seen.unwrap_or_default(), self.name),
+        );
         Flow::Continue
     }
 
     fn on_response(&self, _req: &Request, resp: &mut Response, ctx: &Context) -> Flow {
         let chain = append(resp.header("x-chain-response"), &self.name);
         resp.set_header("x-chain-response", &chain);
-        resp.set_header(&format!("x-context-{}", self.lower), ctx.get("seen").unwrap_or("-"));
+        resp.set_header(
+            &format!("x-context-{}", self.lower),
+            ctx.get("seen").unwrap_or("-"),
+        );
         Flow::Continue
     }
 }
