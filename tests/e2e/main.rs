@@ -6,6 +6,7 @@
 
 mod support;
 
+mod bodies;
 mod capabilities;
 mod chain;
 mod config_errors;

@@ -1,7 +1,7 @@
 //! Test plugin that misbehaves on demand, to prove the gateway's limits: loops forever, eats
 //! memory, panics, floods headers, fails init, or counts calls in a global.
 
-use plugin_sdk::{Context, Filter, Flow, Request, Response};
+use plugin_sdk::{Context, Filter, Flow, Request, Response, Settings};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,6 +23,8 @@ pub enum Mode {
     Count,
     /// Reject the config in init.
     InitFail,
+    /// Ask for both bodies: upper-case the request body, report body sizes in headers.
+    Body,
 }
 
 /// Which phase misbehaves.
@@ -78,7 +80,7 @@ fn misbehave(mode: Mode) -> Vec<(String, String)> {
                 .map(|i| (format!("x-flood-{i}"), value.clone()))
                 .collect()
         }
-        Mode::Ok | Mode::Count | Mode::InitFail => Vec::new(),
+        Mode::Ok | Mode::Count | Mode::InitFail | Mode::Body => Vec::new(),
     }
 }
 
@@ -99,7 +101,21 @@ impl Filter for Misbehave {
         })
     }
 
+    fn settings(&self) -> Settings {
+        let bodies = self.mode == Mode::Body;
+        Settings {
+            request_body: bodies,
+            response_body: bodies,
+            response_phase: true,
+        }
+    }
+
     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Flow {
+        if self.mode == Mode::Body {
+            let body = req.body().unwrap_or_default().to_ascii_uppercase();
+            req.set_header("x-request-body-len", &body.len().to_string());
+            req.set_body(body);
+        }
         if self.mode == Mode::Count {
             let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
             req.set_header("x-call-count", &n.to_string());
@@ -113,6 +129,10 @@ impl Filter for Misbehave {
     }
 
     fn on_response(&self, _req: &Request, resp: &mut Response, _ctx: &Context) -> Flow {
+        if self.mode == Mode::Body {
+            let len = resp.body().map_or(0, <[u8]>::len);
+            resp.set_header("x-response-body-len", &len.to_string());
+        }
         if self.mode == Mode::Count {
             resp.set_header("x-call-count", &CALLS.load(Ordering::Relaxed).to_string());
         }
