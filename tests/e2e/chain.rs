@@ -84,3 +84,41 @@ plugins = [
 async fn rust_chain_runs_in_order_and_short_circuits() {
     check_chain(Tagger::rust(), Tagger::rust()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_plugins_run_before_every_route_chain() {
+    let up = Upstream::echo("up").await;
+    let tagger = test_plugin("test-tagger");
+    let gw = Gateway::start(&format!(
+        r#"global_plugins = [ {{ use = "tagger", config = {{ name = "G" }} }} ]
+{server}
+[upstreams.up]
+targets = [{target}]
+
+[plugins.tagger]
+module = {tagger:?}
+capabilities = ["log"]
+
+[[routes]]
+name = "with-chain"
+match = {{ path_prefix = "/a" }}
+upstream = "up"
+plugins = [ {{ use = "tagger", config = {{ name = "A" }} }} ]
+
+[[routes]]
+name = "bare"
+match = {{ path_prefix = "/b" }}
+upstream = "up"
+"#,
+        server = server_section(),
+        target = up.target(),
+    ));
+    let client = HttpClient::http1();
+    let reply = client.get(&gw.url("/a"), &[]).await;
+    assert_eq!(reply.header("x-chain-response"), Some("A,G"));
+    let reply = client.get(&gw.url("/b"), &[]).await;
+    assert_eq!(reply.header("x-chain-response"), Some("G"));
+    let seen = up.seen();
+    assert_eq!(seen[0].headers["x-chain"], "G,A");
+    assert_eq!(seen[1].headers["x-chain"], "G");
+}
