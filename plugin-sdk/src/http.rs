@@ -3,6 +3,30 @@
 use crate::bindings::gateway::plugin::types as wit;
 use std::collections::BTreeSet;
 
+/// True if `name` is a valid HTTP field name (an RFC 9110 token). Validate configured header
+/// names in `Filter::new`, so a typo is a config error rather than a failed request.
+pub fn is_valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The first value of `name` (case-insensitive) among lower-case `fields`.
+pub(crate) fn find_header<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    find_all_headers(fields, name).into_iter().next()
+}
+
+/// Every value of `name` (case-insensitive) among lower-case `fields`.
+pub(crate) fn find_all_headers<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    let name = name.to_ascii_lowercase();
+    fields
+        .iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 /// Header fields with change tracking: reads see writes at once; [`Headers::changes`] says
 /// what to send to the gateway.
 #[derive(Debug, Clone, Default)]
@@ -24,20 +48,11 @@ impl Headers {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.fields
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        find_header(&self.fields, name)
     }
 
     fn get_all(&self, name: &str) -> Vec<&str> {
-        let name = name.to_ascii_lowercase();
-        self.fields
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        find_all_headers(&self.fields, name)
     }
 
     fn remove(&mut self, name: &str) {
@@ -365,11 +380,7 @@ impl Reply {
 
     /// First value of header `name`.
     pub fn get_header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     /// Body bytes.

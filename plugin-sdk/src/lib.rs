@@ -48,7 +48,7 @@ pub mod testing;
 
 pub use context::Context;
 pub use host::{clock, log};
-pub use http::{Flow, Reply, Request, Response, Settings};
+pub use http::{Flow, Reply, Request, Response, Settings, is_valid_header_name};
 
 /// Generated bindings for `wit/` (world `plugin`). Plugin authors never need these.
 #[doc(hidden)]

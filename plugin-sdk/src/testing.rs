@@ -110,21 +110,12 @@ impl TestRequest {
 
     /// First value of header `name`.
     pub fn get_header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        crate::http::find_header(&self.headers, name)
     }
 
     /// All values of header `name`.
     pub fn get_header_all(&self, name: &str) -> Vec<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        crate::http::find_all_headers(&self.headers, name)
     }
 
     fn wit(&self) -> (wit::Context, wit::RequestHead) {
@@ -274,11 +265,7 @@ impl TestResponse {
 
     /// First value of header `name`.
     pub fn get_header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        crate::http::find_header(&self.headers, name)
     }
 }
 

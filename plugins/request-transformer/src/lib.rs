@@ -94,14 +94,6 @@ pub struct RequestTransformer {
     config: Config,
 }
 
-/// RFC 9110 token characters (header names).
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 fn is_header_value(value: &str) -> bool {
     value
         .bytes()
@@ -145,7 +137,7 @@ impl Config {
             .chain(self.set.headers.keys().map(|n| ("set.headers", n)))
             .chain(self.add.headers.keys().map(|n| ("add.headers", n)));
         for (key, name) in names {
-            if !is_token(name) {
+            if !plugin_sdk::is_valid_header_name(name) {
                 return Err(format!("{key}: `{name}` is not a valid header name"));
             }
         }

@@ -59,13 +59,6 @@ pub struct ResponseTransformer {
     json_paths: Vec<Vec<String>>,
 }
 
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(content_type) = content_type else {
         return false;
@@ -112,7 +105,7 @@ impl Filter for ResponseTransformer {
             .chain(config.set.headers.keys())
             .chain(config.add.headers.keys())
         {
-            if !is_token(name) {
+            if !plugin_sdk::is_valid_header_name(name) {
                 return Err(format!("`{name}` is not a valid header name"));
             }
         }
