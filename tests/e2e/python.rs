@@ -9,7 +9,7 @@ fn python() -> Tagger {
     // an empty WASI; its interpreter needs more memory and time to start than a Rust plugin.
     Tagger {
         module: python_tagger(),
-        extra: "capabilities = [\"log\", \"wasi\"]\nmemory_mb = 128\ntimeout_ms = 1000",
+        extra: "capabilities = [\"log\", \"clock\", \"wasi\"]\nmemory_mb = 128\ntimeout_ms = 1000",
     }
 }
 
