@@ -6,7 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Crates under `plugins/` embedded as built-ins: (cargo package, builtin name).
-const PLUGINS: &[&str] = &["request-transformer", "response-transformer"];
+const PLUGINS: &[&str] = &[
+    "request-transformer",
+    "response-transformer",
+    "jwt-auth",
+    "key-auth",
+    "acl",
+    "rate-limit",
+    "ip-restriction",
+    "cors",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));

@@ -11,6 +11,7 @@ pub mod proxy;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod services;
 pub mod telemetry;
 pub mod upstream;
 

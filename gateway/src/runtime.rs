@@ -17,6 +17,7 @@ use crate::plugin::pool::InstancePool;
 use crate::plugin::{Engines, WasmFilter};
 use crate::proxy::filter::{Filter, FilterNeeds};
 use crate::router::{Matcher, PathMatch, Router};
+use crate::services::Services;
 use crate::upstream::Upstream;
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
@@ -69,7 +70,17 @@ pub async fn build(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime, 
         .as_ref()
         .map(|dir| loaded.base_dir.join(dir))
         .unwrap_or_else(cache::default_dir);
-    let plugins = load_plugins(loaded, engines, &cache_dir, &mut errors);
+    let services = match Services::build(loaded) {
+        Ok(services) => services,
+        Err(problems) => {
+            for (path, message) in problems {
+                errors.push(source.error_at_path(path, message));
+            }
+            Services::empty()
+        }
+    };
+    services.state.warm_up().await;
+    let plugins = load_plugins(loaded, engines, &cache_dir, &services, &mut errors);
 
     let mut global_chain = Vec::new();
     for (i, use_) in config.global_plugins.iter().enumerate() {
@@ -167,6 +178,7 @@ fn load_plugins(
     loaded: &LoadedConfig,
     engines: &Engines,
     cache_dir: &std::path::Path,
+    services: &Arc<Services>,
     errors: &mut Vec<ConfigError>,
 ) -> HashMap<String, Arc<LoadedPlugin>> {
     let config = &loaded.config;
@@ -181,6 +193,7 @@ fn load_plugins(
             engines,
             Some(cache_dir),
             metered,
+            services.clone(),
         ) {
             Ok(loaded_plugin) => {
                 plugins.insert(name.clone(), Arc::new(loaded_plugin));
@@ -201,6 +214,25 @@ fn all_uses(config: &Config) -> impl Iterator<Item = &PluginUse> {
         .chain(config.routes.iter().flat_map(|r| r.plugins.iter()))
 }
 
+/// The top-level table of a plugin's `config_file` (`.json`, else TOML).
+fn read_config_file(
+    path: &std::path::Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+    } else {
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::to_value(table).map_err(|e| format!("{}: {e}", path.display()))?
+    };
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(format!("{}: must hold a table/object", path.display())),
+    }
+}
+
 /// Instantiate one plugin use and call its `init`; a rejection is a config error at the
 /// use's `config` key.
 async fn build_filter(
@@ -213,10 +245,26 @@ async fn build_filter(
 ) -> Option<Arc<dyn Filter>> {
     let plugin = plugins.get(&use_.plugin)?.clone();
     let limits = Limits::resolve(&plugin.limits.overridden_by(&use_.limits()));
-    let config_json = match &use_.config {
-        Some(table) => serde_json::to_string(table).unwrap_or_else(|_| "{}".into()),
-        None => "{}".to_string(),
+    let mut table = match &use_.config_file {
+        Some(file) => match read_config_file(&loaded.base_dir.join(file)) {
+            Ok(table) => table,
+            Err(message) => {
+                errors.push(
+                    loaded
+                        .source
+                        .error_at_path(path.key("config_file"), message),
+                );
+                return None;
+            }
+        },
+        None => serde_json::Map::new(),
     };
+    if let Some(inline) = &use_.config
+        && let Ok(serde_json::Value::Object(inline)) = serde_json::to_value(inline)
+    {
+        table.extend(inline);
+    }
+    let config_json = serde_json::Value::Object(table).to_string();
     match InstancePool::new(plugin, config_json, limits).await {
         Ok(pool) => Some(Arc::new(WasmFilter::new(pool))),
         Err(violation) => {

@@ -34,7 +34,7 @@
 //!   gateway only what changed.
 //! - [`Context`] carries facts about the request and values earlier filters set (an auth
 //!   filter sets `consumer`; a rate limiter reads it).
-//! - Host capabilities ([`log`], [`clock`]) must be granted in the gateway config; they return
+//! - Host capabilities ([`log`], [`clock`], [`crypto`], [`counters`], [`kv`]) must be granted in the gateway config; they return
 //!   values, never panic.
 //! - [`testing`] runs a filter natively, without the gateway, for unit tests.
 
@@ -45,9 +45,11 @@ mod glue;
 pub mod host;
 mod http;
 pub mod testing;
+#[cfg(not(target_arch = "wasm32"))]
+mod testing_host;
 
 pub use context::Context;
-pub use host::{clock, log};
+pub use host::{clock, counters, crypto, kv, log};
 pub use http::{Flow, Reply, Request, Response, Settings, is_valid_header_name};
 
 /// Generated bindings for `wit/` (world `plugin`). Plugin authors never need these.

@@ -15,6 +15,13 @@
 //! applies the filter's changes the way the gateway does, so what a test sees is what the
 //! upstream or the client would see.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use crate::testing_host::{
+    fake_increment, fake_kv_delete, fake_kv_get, fake_kv_set, fake_verify,
+};
+#[cfg(not(target_arch = "wasm32"))]
+pub use crate::testing_host::{reset_state, set_counters_unavailable, set_verifier};
+
 use crate::bindings::gateway::plugin::types as wit;
 use crate::{Filter, Reply, glue};
 use std::cell::RefCell;

@@ -21,6 +21,6 @@ mkdir -p "$(dirname "$out")"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 # Bindings are generated into a scratch dir, never into the source tree.
-componentize-py -d "$repo/wit" -w plugin bindings "$work/bindings"
-componentize-py -d "$repo/wit" -w plugin componentize -p "$here" -p "$work/bindings" app -o "$work/out.wasm"
+componentize-py -d "$repo/wit" -w basic-plugin bindings "$work/bindings"
+componentize-py -d "$repo/wit" -w basic-plugin componentize -p "$here" -p "$work/bindings" app -o "$work/out.wasm"
 mv "$work/out.wasm" "$out"

@@ -81,7 +81,7 @@ fn unknown_builtin_and_bad_capability() {
     assert_eq!(out.code, 1);
     assert_eq!(
         out.stderr.lines().next().unwrap(),
-        "DIR/builtin.toml:9:17: plugins.x.capabilities[0]: unknown capability `network` (known: log, clock, wasi)"
+        "DIR/builtin.toml:9:17: plugins.x.capabilities[0]: unknown capability `network` (known: log, clock, crypto, counters, kv, wasi)"
     );
 }
 

@@ -75,6 +75,128 @@ pub struct Config {
     /// Routes, matched most specific first (see the router).
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Where the `counters` and `kv` capabilities keep their state.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// Named key sets the `crypto` capability verifies tokens against.
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeySetConfig>,
+}
+
+/// `[state]`: the backend of the `counters` and `kv` capabilities.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `memory` (default: per process, nothing to run) or `redis` (shared by every gateway
+    /// using the same server).
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// Redis URL, e.g. `redis://127.0.0.1:6379/0`; required for `backend = "redis"`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Time allowed for one Redis round trip (and for connecting) before the call counts as
+    /// unavailable.
+    #[serde(default = "defaults::state_timeout_ms")]
+    pub timeout_ms: u64,
+    /// What rate limiters do while the backend is unavailable: `allow` (fail open, default)
+    /// or `deny` (fail closed).
+    #[serde(default)]
+    pub on_unavailable: UnavailablePolicy,
+    /// Prefix of every Redis key the gateway writes.
+    #[serde(default = "defaults::state_key_prefix")]
+    pub key_prefix: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            backend: StateBackend::default(),
+            url: None,
+            timeout_ms: defaults::state_timeout_ms(),
+            on_unavailable: UnavailablePolicy::default(),
+            key_prefix: defaults::state_key_prefix(),
+        }
+    }
+}
+
+/// Where shared plugin state lives.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StateBackend {
+    /// In this process (a `dashmap`); limits are per gateway process.
+    #[default]
+    Memory,
+    /// In Redis; limits hold across every gateway sharing it.
+    Redis,
+}
+
+/// Fail open or closed when the state backend is down.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnavailablePolicy {
+    /// Let requests through.
+    #[default]
+    Allow,
+    /// Refuse requests.
+    Deny,
+}
+
+/// `[keys.NAME]`: a key set for JWS verification. Give one or more sources; keys from all of
+/// them are candidates, chosen by the token's `kid` and `alg`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySetConfig {
+    /// A JWKS document on disk (relative to the config file).
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// A JWKS document fetched by the gateway (`http://`), cached, refreshed every
+    /// `refresh_s` and on an unknown `kid`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Public keys (RSA, EC or Ed25519) in PEM files.
+    #[serde(default)]
+    pub pem: Vec<PemKeyConfig>,
+    /// HMAC secrets (for HS256/384/512).
+    #[serde(default)]
+    pub secrets: Vec<SecretConfig>,
+    /// Re-fetch `jwks_url` this often even when every `kid` is known.
+    #[serde(default = "defaults::jwks_refresh_s")]
+    pub refresh_s: u64,
+    /// Fetch `jwks_url` at most once per this interval, however many unknown `kid`s arrive.
+    #[serde(default = "defaults::jwks_min_refetch_ms")]
+    pub min_refetch_ms: u64,
+    /// Time allowed for one fetch of `jwks_url`.
+    #[serde(default = "defaults::jwks_fetch_timeout_ms")]
+    pub fetch_timeout_ms: u64,
+}
+
+/// One PEM public key: `{ path = "keys/rsa.pem", kid = "2024-01" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PemKeyConfig {
+    /// PEM file (relative to the config file).
+    pub path: String,
+    /// Key id matched against the token's `kid`; a key without one matches any token.
+    #[serde(default)]
+    pub kid: Option<String>,
+}
+
+/// One HMAC secret, given by exactly one of `env`, `file` or `value`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConfig {
+    /// Key id matched against the token's `kid`; a key without one matches any token.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// Name of an environment variable holding the secret (preferred: keeps it out of files).
+    #[serde(default)]
+    pub env: Option<String>,
+    /// File holding the secret (relative to the config file; one trailing newline is ignored).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The secret itself (for tests and examples).
+    #[serde(default)]
+    pub value: Option<String>,
 }
 
 /// `[server]`.
@@ -274,6 +396,11 @@ pub struct PluginUse {
     /// Configuration handed to the plugin's `init` as JSON.
     #[serde(default)]
     pub config: Option<toml::Table>,
+    /// A TOML or JSON file (relative to this config file) whose top-level table is merged
+    /// under `config`, keys in `config` winning: keeps bulky or sensitive plugin settings
+    /// (API key hashes) out of the main file while the plugin itself reads no files.
+    #[serde(default)]
+    pub config_file: Option<String>,
 }
 }
 
@@ -306,6 +433,26 @@ pub mod defaults {
     /// Route body buffering cap.
     pub fn max_body_bytes() -> usize {
         1 << 20
+    }
+    /// Redis round-trip budget.
+    pub fn state_timeout_ms() -> u64 {
+        10
+    }
+    /// Redis key prefix.
+    pub fn state_key_prefix() -> String {
+        "gateway".into()
+    }
+    /// Periodic JWKS refresh.
+    pub fn jwks_refresh_s() -> u64 {
+        300
+    }
+    /// Least time between two JWKS fetches.
+    pub fn jwks_min_refetch_ms() -> u64 {
+        10_000
+    }
+    /// JWKS fetch budget.
+    pub fn jwks_fetch_timeout_ms() -> u64 {
+        2_000
     }
     /// Plugin call timeout.
     pub const TIMEOUT_MS: u64 = 20;

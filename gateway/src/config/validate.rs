@@ -4,7 +4,7 @@
 //! `gateway check` run shows the operator everything to fix.
 
 use super::diagnostics::{ConfigError, KeyPath, SourceMap};
-use super::schema::{Config, LimitsConfig, MatchConfig, PluginUse};
+use super::schema::{Config, LimitsConfig, MatchConfig, PluginUse, StateBackend};
 use crate::key_path;
 use crate::plugin::capabilities::Capability;
 use std::collections::HashSet;
@@ -35,7 +35,70 @@ pub fn validate(config: &Config, source: &SourceMap) -> Vec<ConfigError> {
         check_plugin_use(config, use_, key_path!["global_plugins", i], &mut c);
     }
     check_routes(config, &mut c);
+    check_state(config, &mut c);
+    check_keys(config, &mut c);
     c.errors
+}
+
+fn check_state(config: &Config, c: &mut Checker<'_>) {
+    let state = &config.state;
+    match (state.backend, &state.url) {
+        (StateBackend::Redis, None) => c.fail(
+            key_path!["state", "backend"],
+            "backend `redis` needs `url` (e.g. redis://127.0.0.1:6379)",
+        ),
+        (StateBackend::Redis, Some(url)) if redis::Client::open(url.as_str()).is_err() => c.fail(
+            key_path!["state", "url"],
+            format!("`{url}` is not a Redis URL (e.g. redis://127.0.0.1:6379/0)"),
+        ),
+        (StateBackend::Memory, Some(_)) => c.fail(
+            key_path!["state", "url"],
+            "`url` is only used with backend = \"redis\"",
+        ),
+        _ => {}
+    }
+    if state.timeout_ms == 0 {
+        c.fail(key_path!["state", "timeout_ms"], "must be greater than 0");
+    }
+}
+
+fn check_keys(config: &Config, c: &mut Checker<'_>) {
+    for (name, set) in &config.keys {
+        let path = key_path!["keys", name];
+        if set.jwks_file.is_none()
+            && set.jwks_url.is_none()
+            && set.pem.is_empty()
+            && set.secrets.is_empty()
+        {
+            c.fail(
+                path.clone(),
+                "a key set needs at least one of `jwks_file`, `jwks_url`, `pem`, `secrets`",
+            );
+        }
+        if let Some(url) = &set.jwks_url
+            && !url.starts_with("http://")
+        {
+            c.fail(
+                path.key("jwks_url"),
+                format!("`{url}` must be an http:// URL (https comes with TLS support)"),
+            );
+        }
+        for (i, secret) in set.secrets.iter().enumerate() {
+            let given = [&secret.env, &secret.file, &secret.value]
+                .iter()
+                .filter(|v| v.is_some())
+                .count();
+            if given != 1 {
+                c.fail(
+                    path.key("secrets").index(i),
+                    "give exactly one of `env`, `file`, `value`",
+                );
+            }
+        }
+        if set.min_refetch_ms == 0 {
+            c.fail(path.key("min_refetch_ms"), "must be greater than 0");
+        }
+    }
 }
 
 fn check_server(config: &Config, c: &mut Checker<'_>) {

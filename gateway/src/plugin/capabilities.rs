@@ -12,7 +12,7 @@
 //! names the first offending import, so the operator reads "imports `wasi:filesystem/types`,
 //! which needs capability `wasi`" instead of a linker error.
 
-use super::bindings::gateway::plugin::{clock, log};
+use super::bindings::gateway::plugin::{clock, counters, crypto, kv, log};
 use super::state::StoreState;
 use std::fmt;
 use std::str::FromStr;
@@ -32,17 +32,30 @@ pub enum Capability {
     Log,
     /// `gateway:plugin/clock`.
     Clock,
+    /// `gateway:plugin/crypto`: verify JWS tokens against configured key sets.
+    Crypto,
+    /// `gateway:plugin/counters`: shared windowed counters.
+    Counters,
+    /// `gateway:plugin/kv`: shared key-value state with TTL.
+    Kv,
     /// `wasi:filesystem` and `wasi:sockets`, backed by nothing (no dirs, no addresses).
     Wasi,
 }
 
+/// Every capability, in the order they are listed to operators.
+const ALL: [Capability; 6] = [
+    Capability::Log,
+    Capability::Clock,
+    Capability::Crypto,
+    Capability::Counters,
+    Capability::Kv,
+    Capability::Wasi,
+];
+
 impl Capability {
     /// All capability names, for error messages.
     pub fn names() -> Vec<&'static str> {
-        [Capability::Log, Capability::Clock, Capability::Wasi]
-            .iter()
-            .map(|c| c.name())
-            .collect()
+        ALL.iter().map(|c| c.name()).collect()
     }
 
     /// The name used in config.
@@ -50,6 +63,9 @@ impl Capability {
         match self {
             Capability::Log => "log",
             Capability::Clock => "clock",
+            Capability::Crypto => "crypto",
+            Capability::Counters => "counters",
+            Capability::Kv => "kv",
             Capability::Wasi => "wasi",
         }
     }
@@ -64,12 +80,7 @@ impl fmt::Display for Capability {
 impl FromStr for Capability {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "log" => Ok(Capability::Log),
-            "clock" => Ok(Capability::Clock),
-            "wasi" => Ok(Capability::Wasi),
-            _ => Err(()),
-        }
+        ALL.into_iter().find(|c| c.name() == s).ok_or(())
     }
 }
 
@@ -123,10 +134,12 @@ pub fn classify(import: &str) -> ImportClass {
     let unversioned = import.split('@').next().unwrap_or(import);
     if BASELINE.contains(&unversioned) {
         ImportClass::Baseline
-    } else if unversioned == "gateway:plugin/log" {
-        ImportClass::Needs(Capability::Log)
-    } else if unversioned == "gateway:plugin/clock" {
-        ImportClass::Needs(Capability::Clock)
+    } else if let Some(cap) = unversioned
+        .strip_prefix("gateway:plugin/")
+        .and_then(|iface| iface.parse::<Capability>().ok())
+        .filter(|cap| *cap != Capability::Wasi)
+    {
+        ImportClass::Needs(cap)
     } else if WASI_GRANTED.contains(&unversioned) {
         ImportClass::Needs(Capability::Wasi)
     } else {
@@ -188,6 +201,13 @@ pub fn linker(engine: &Engine, granted: &[Capability]) -> wasmtime::Result<Linke
             Capability::Clock => {
                 clock::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?
             }
+            Capability::Crypto => {
+                crypto::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?
+            }
+            Capability::Counters => {
+                counters::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?
+            }
+            Capability::Kv => kv::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?,
             Capability::Wasi => add_empty_wasi(&mut linker)?,
         }
     }

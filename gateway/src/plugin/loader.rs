@@ -8,6 +8,7 @@ use super::engine::Engines;
 use super::state::StoreState;
 use super::{builtin, cache};
 use crate::config::{Isolation, LimitsConfig, PluginConfig};
+use crate::services::Services;
 use std::path::Path;
 use std::sync::Arc;
 use wasmtime::Engine;
@@ -30,6 +31,8 @@ pub struct LoadedPlugin {
     pub max_uses: u64,
     /// The plugin-level limits, overridden per use.
     pub limits: LimitsConfig,
+    /// Host services its capabilities call.
+    pub services: Arc<Services>,
 }
 
 /// Where a load problem sits in the plugin's table, with the reason.
@@ -70,6 +73,7 @@ pub fn load(
     engines: &Engines,
     cache_dir: Option<&Path>,
     metered: bool,
+    services: Arc<Services>,
 ) -> Result<LoadedPlugin, LoadError> {
     let bytes = read_module(&config.module, base_dir).map_err(|e| fail("module", e))?;
     let hash = cache::sha256_hex(&bytes);
@@ -118,5 +122,6 @@ pub fn load(
         max_instances: config.max_instances,
         max_uses: config.max_uses,
         limits: config.limits(),
+        services,
     })
 }

@@ -202,7 +202,11 @@ async fn instantiate(
 ) -> Result<(Instance, Settings), Violation> {
     let mut store = Store::new(
         &plugin.engine,
-        StoreState::new(plugin.name.clone(), limits.memory_bytes),
+        StoreState::new(
+            plugin.name.clone(),
+            limits.memory_bytes,
+            plugin.services.clone(),
+        ),
     );
     store.limiter(|state| &mut state.limiter);
     store.epoch_deadline_trap();

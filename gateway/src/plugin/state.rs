@@ -1,6 +1,7 @@
 //! What a plugin instance's store holds: the (empty) WASI context, its resource table, the
 //! memory limiter, and who it is for log lines.
 
+use crate::services::Services;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -18,6 +19,8 @@ pub struct StoreState {
     pub route: Arc<str>,
     /// Request id of the current call, for log lines.
     pub request_id: String,
+    /// Key sets and shared state behind `crypto`, `counters` and `kv`.
+    pub services: Arc<Services>,
 }
 
 impl StoreState {
@@ -26,7 +29,7 @@ impl StoreState {
     /// The WASI context is empty on purpose: no environment variables, no arguments, no
     /// preopened directories, stdin empty, stdout/stderr discarded, and no socket address
     /// allowed, so even a plugin granted `wasi` reaches nothing outside its sandbox.
-    pub fn new(plugin: Arc<str>, memory_bytes: usize) -> Self {
+    pub fn new(plugin: Arc<str>, memory_bytes: usize, services: Arc<Services>) -> Self {
         let mut builder = WasiCtx::builder();
         builder.allow_ip_name_lookup(false);
         builder.socket_addr_check(|_, _| Box::pin(async { false }));
@@ -37,6 +40,7 @@ impl StoreState {
             plugin,
             route: Arc::from(""),
             request_id: String::new(),
+            services,
         }
     }
 }

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod jose;
+pub mod redis;
 pub mod upstream;
 pub mod wasm;
 

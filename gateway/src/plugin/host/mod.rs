@@ -2,4 +2,7 @@
 //! the plugin is granted it. Host functions never panic; failures are values.
 
 pub mod clock;
+pub mod counters;
+pub mod crypto;
+pub mod kv;
 pub mod log;

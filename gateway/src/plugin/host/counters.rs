@@ -1,0 +1,40 @@
+//! Capability `counters`: windowed counters in the plugin's own namespace (its name in
+//! `[plugins.NAME]`), on the backend `[state]` chose.
+
+use crate::config::UnavailablePolicy as Policy;
+use crate::plugin::bindings::gateway::plugin::counters::{
+    Bump, Count, CounterError, Host, UnavailablePolicy,
+};
+use crate::plugin::state::StoreState;
+use crate::services::state::{self, StateError};
+
+impl Host for StoreState {
+    async fn increment(&mut self, counters: Vec<Bump>) -> Result<Vec<Count>, CounterError> {
+        let requests: Vec<state::Increment> = counters
+            .into_iter()
+            .map(|c| state::Increment {
+                key: c.key,
+                window_ms: c.window_ms,
+                delta: c.delta,
+            })
+            .collect();
+        let store = &self.services.state;
+        match store.increment(&self.plugin, &requests).await {
+            Ok(counts) => Ok(counts
+                .into_iter()
+                .map(|c| Count {
+                    current: c.current,
+                    previous: c.previous,
+                    elapsed_ms: c.elapsed_ms,
+                })
+                .collect()),
+            Err(StateError::Unavailable) => {
+                Err(CounterError::Unavailable(match store.on_unavailable {
+                    Policy::Allow => UnavailablePolicy::Allow,
+                    Policy::Deny => UnavailablePolicy::Deny,
+                }))
+            }
+            Err(StateError::Invalid(message)) => Err(CounterError::Invalid(message)),
+        }
+    }
+}

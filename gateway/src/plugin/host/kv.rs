@@ -1,0 +1,39 @@
+//! Capability `kv`: small values with a TTL in the plugin's own namespace (its name in
+//! `[plugins.NAME]`), on the backend `[state]` chose.
+
+use crate::plugin::bindings::gateway::plugin::kv::{Host, KvError};
+use crate::plugin::state::StoreState;
+use crate::services::state::StateError;
+
+fn convert(e: StateError) -> KvError {
+    match e {
+        StateError::Unavailable => KvError::Unavailable,
+        StateError::Invalid(message) => KvError::Invalid(message),
+    }
+}
+
+impl Host for StoreState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
+        self.services
+            .state
+            .get(&self.plugin, &key)
+            .await
+            .map_err(convert)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> Result<(), KvError> {
+        self.services
+            .state
+            .set(&self.plugin, &key, value, ttl_ms)
+            .await
+            .map_err(convert)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, KvError> {
+        self.services
+            .state
+            .delete(&self.plugin, &key)
+            .await
+            .map_err(convert)
+    }
+}
