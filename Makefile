@@ -1,17 +1,24 @@
 # The two set-up commands of the README are `make run` and `make test`; CI runs `make ci`.
 
-.PHONY: run test lint ci setup
+.PHONY: run test lint ci setup test-deps
 
 # Toolchain targets in rust-toolchain.toml are not auto-installed on every machine.
 setup:
 	rustup target add wasm32-wasip2
+
+# What the end-to-end tests drive: Debian's redis-server (started and killed by the tests
+# themselves) and PyJWT, the independent JOSE library that makes the test tokens.
+test-deps:
+	command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+	python3 -c "import jwt, cryptography" 2>/dev/null || \
+		python3 -m pip install --quiet --disable-pip-version-check "pyjwt[crypto]==2.15.1"
 
 ## Serve config/gateway.toml (in-memory defaults; nothing else needed).
 run: setup
 	cargo run --release -p gateway -- run --config config/gateway.toml
 
 ## All tests: unit tests, plugin SDK tests, end-to-end tests against the real binary.
-test: setup
+test: setup test-deps
 	cargo test --workspace
 
 ## Formatting and lints, for the host and the wasm32-wasip2 plugins.

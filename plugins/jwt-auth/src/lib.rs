@@ -270,14 +270,11 @@ impl JwtAuth {
             }
             _ => return Err(INVALID),
         }
-        match claims.get("nbf") {
-            None => {}
-            Some(Value::Number(nbf)) => {
-                if now + leeway < nbf.as_f64().ok_or(INVALID)? {
-                    return Err(INVALID);
-                }
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = nbf.as_f64().ok_or(INVALID)?;
+            if now + leeway < nbf {
+                return Err(INVALID);
             }
-            Some(_) => return Err(INVALID),
         }
         if !self.issuers.is_empty() {
             match claims.get("iss") {

@@ -67,7 +67,7 @@ pub struct StateStore {
 
 enum Backend {
     Memory(MemoryStore),
-    Redis(RedisStore),
+    Redis(Box<RedisStore>),
 }
 
 impl StateStore {
@@ -76,7 +76,7 @@ impl StateStore {
     pub fn new(config: &StateConfig) -> Result<Self, String> {
         let backend = match config.backend {
             StateBackend::Memory => Backend::Memory(MemoryStore::new()),
-            StateBackend::Redis => Backend::Redis(RedisStore::new(config)?),
+            StateBackend::Redis => Backend::Redis(Box::new(RedisStore::new(config)?)),
         };
         Ok(StateStore {
             backend,
