@@ -26,6 +26,11 @@ fn main() {
     for dir in ["plugins", "plugin-sdk", "wit"] {
         println!("cargo::rerun-if-changed={}", root.join(dir).display());
     }
+    // The workspace manifest holds the `wasm` profile the plugins are built with.
+    println!(
+        "cargo::rerun-if-changed={}",
+        root.join("Cargo.toml").display()
+    );
     println!("cargo::rerun-if-env-changed=GATEWAY_WASM_TARGET_DIR");
 
     let target_dir = std::env::var_os("GATEWAY_WASM_TARGET_DIR")

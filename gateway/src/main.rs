@@ -1,20 +1,6 @@
-//! `gateway`: an API gateway whose policies run as sandboxed WebAssembly components.
-//!
-//! The native core (this crate) owns sockets, routing, upstream pools and limits; plugins own
-//! decisions. See the README for the request lifecycle and the config reference.
-
-pub mod cli;
-pub mod config;
-pub mod error;
-pub mod plugin;
-pub mod proxy;
-pub mod router;
-pub mod runtime;
-pub mod server;
-pub mod services;
-pub mod telemetry;
-pub mod upstream;
+//! `gateway`: the command-line entry point; everything else lives in the library half
+//! (`src/lib.rs`), which benchmarks and tools link against too.
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    gateway::cli::main()
 }

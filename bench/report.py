@@ -1,0 +1,57 @@
+"""Turn bench/run.sh's raw lines into the results table with gateway/nginx ratios."""
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+path, commit, duration, rounds = sys.argv[1:]
+runs = defaultdict(list)
+memory = {}
+for line in open(path):
+    parts = line.split()
+    if parts[0] == "memory":
+        memory[parts[1]] = (int(parts[2]) / 1024, int(parts[3]) / 1024)
+    else:
+        runs[(parts[0], parts[1])].append(parts[2:])
+
+
+def med(values, i):
+    nums = [float(v[i]) for v in values if v[i] != "-"]
+    return statistics.median(nums) if nums else None
+
+
+def fmt(v, digits=0):
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+names = {
+    "none": "no plugins, small body",
+    "plugin": "1 pooled plugin (request-transformer, empty config)",
+    "chain": "3-plugin chain (jwt-auth HS256 + rate-limit local + request-transformer), pooled",
+    "chain-request": "3-plugin chain, isolation = \"request\"",
+    "big": "no plugins, 16 KiB body",
+    "h2": "HTTP/2 (h2load 64 conns x 10 streams), no plugins",
+}
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+                     capture_output=True, text=True).stdout.strip()
+print(f"machine: {cpu}, {platform.machine()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; "
+      f"date {time.strftime('%Y-%m-%d')}; commit {commit}; {rounds} rounds x {duration} s per proxy")
+print()
+print("| scenario | gateway req/s | nginx req/s | gateway p50 / p99 ms | nginx p50 / p99 ms | gateway req/CPU-s | nginx req/CPU-s (no plugins) | ratio req/CPU-s |")
+print("|---|---|---|---|---|---|---|---|")
+for key, name in names.items():
+    g, n = runs.get((key, "gateway"), []), runs.get((key, "nginx"), [])
+    if not g or not n:
+        continue
+    g_eff, n_eff = med(g, 3), med(n, 3)
+    ratio = g_eff / n_eff if g_eff and n_eff else None
+    print(f"| {name} | {fmt(med(g, 0))} | {fmt(med(n, 0))} | {fmt(med(g, 1), 2)} / {fmt(med(g, 2), 2)} "
+          f"| {fmt(med(n, 1), 2)} / {fmt(med(n, 2), 2)} | {fmt(g_eff)} | {fmt(n_eff)} | {fmt(ratio, 2)}x |")
+if memory:
+    print()
+    print("| memory | idle RSS MB | RSS with 1,000 idle keep-alive conns MB | added MB |")
+    print("|---|---|---|---|")
+    for proxy, (idle, held) in memory.items():
+        print(f"| {proxy} | {idle:.1f} | {held:.1f} | {held - idle:.1f} |")

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: the gateway vs nginx as a reverse proxy, on one machine.
+#
+#   bench/run.sh            # all scenarios, 2 interleaved rounds of 5 s each
+#   DURATION=10 ROUNDS=3 bench/run.sh
+#
+# CPU 0 runs the proxy under test (gateway with one worker thread, or nginx with one worker
+# process); CPU 1 runs the backend (nginx) and the load generator (wrk for HTTP/1.1, h2load for
+# HTTP/2). Rounds interleave gateway / nginx / gateway / nginx so drift hits both. For each run
+# it reports requests/s, p50 and p99 latency, and requests per CPU-second of the proxy process
+# (utime+stime from /proc, stable even on a busy machine); RSS idle and with 1,000 idle
+# keep-alive connections. Everything it starts is stopped on exit; the whole run is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-2}
+CONNS=${CONNS:-64}
+WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
+BACKEND_PORT=18081 NGINX_PORT=18082 GATEWAY_PORT=18083 NGINX_H2_PORT=18084
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+# Bound the whole run, whatever happens.
+( sleep "${BENCH_TIMEOUT_S:-1800}"; echo "bench: time limit reached" >&2; kill -TERM $$ ) 2>/dev/null &
+PIDS+=($!)
+
+need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+need nginx nginx
+need wrk wrk
+need h2load nghttp2-client
+python3 -c "import jwt" 2>/dev/null || python3 -m pip install --quiet "pyjwt[crypto]==2.15.1"
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+cargo build --release -p gateway --quiet
+GATEWAY=$ROOT/target/release/gateway
+
+# --- backend: nginx on CPU 1 answering a small body and a 16 KiB body ------------------------
+mkdir -p "$WORK/www" "$WORK/logs"
+printf 'hello from the backend\n' > "$WORK/www/small"
+head -c 16384 /dev/zero | tr '\0' 'x' > "$WORK/www/big"
+cat > "$WORK/backend.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $WORK/backend.pid;
+error_log $WORK/logs/backend.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
+  server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; location / { default_type text/plain; } }
+}
+CONF
+taskset -c 1 nginx -c "$WORK/backend.conf" -e "$WORK/logs/backend.err" &
+PIDS+=($!)
+
+# --- reference: nginx reverse proxy, one worker, upstream keep-alive, on CPU 0 ----------------
+cat > "$WORK/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $WORK/nginx.pid;
+error_log $WORK/logs/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
+  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    listen 127.0.0.1:$NGINX_H2_PORT http2;   # cleartext HTTP/2 (prior knowledge) only
+    location / {
+      proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+CONF
+
+# --- gateway configs per scenario -------------------------------------------------------------
+SECRET="bench-only-hmac-secret-of-at-least-32-bytes!"
+TOKEN=$(python3 -c "import jwt,time; print(jwt.encode({'sub':'bench','exp':int(time.time())+86400}, '$SECRET', algorithm='HS256'))")
+gateway_config() { # $1 = scenario
+  local plugins="" isolation="pooled"
+  case "$1" in
+    plugin) plugins='{ use = "rt", config = {} }' ;;
+    chain|chain-request)
+      plugins='{ use = "jwt", config = { key_set = "bench", algorithms = ["HS256"] } },
+  { use = "rl", config = { second = 100000000, limit_by = "consumer" } },
+  { use = "rt", config = { add = { headers = { "x-gateway" = "bench" } } } }'
+      [ "$1" = chain-request ] && isolation="request" ;;
+  esac
+  cat <<CONF
+[server]
+listen = ["127.0.0.1:$GATEWAY_PORT"]
+workers = 1
+plugin_cache_dir = "$WORK/cache"
+
+[upstreams.backend]
+targets = ["127.0.0.1:$BACKEND_PORT"]
+
+[keys.bench]
+secrets = [ { value = "$SECRET" } ]
+
+[plugins.rt]
+module = "builtin:request-transformer"
+isolation = "$isolation"
+
+[plugins.jwt]
+module = "builtin:jwt-auth"
+capabilities = ["crypto", "clock", "log"]
+isolation = "$isolation"
+
+[plugins.rl]
+module = "builtin:rate-limit"
+capabilities = ["counters", "log"]
+isolation = "$isolation"
+
+[[routes]]
+name = "all"
+match = { path_prefix = "/" }
+upstream = "backend"
+plugins = [ $plugins ]
+CONF
+}
+
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+TICKS=$(getconf CLK_TCK)
+
+start_proxy() { # $1 = gateway|nginx, $2 = scenario; sets PROXY_PID PORT
+  if [ "$1" = nginx ]; then
+    taskset -c 0 nginx -c "$WORK/nginx.conf" -e "$WORK/logs/nginx.err" & PROXY_PID=$!; PORT=$NGINX_PORT
+  else
+    gateway_config "$2" > "$WORK/gateway.toml"
+    RUST_LOG=warn taskset -c 0 "$GATEWAY" run --config "$WORK/gateway.toml" > /dev/null 2> "$WORK/logs/gateway.err" & PROXY_PID=$!
+    PORT=$GATEWAY_PORT
+  fi
+  wait_port "$PORT"
+}
+stop_proxy() { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; }
+
+# One load run; prints "rps p50_ms p99_ms req_per_cpu_s".
+load() { # $1 = scenario, $2 = port
+  local path=/small headers=()
+  [ "$1" = big ] && path=/big
+  case "$1" in chain|chain-request) headers=(-H "authorization: Bearer $TOKEN") ;; esac
+  local before after out
+  before=$(cpu_ticks "$PROXY_PID")
+  if [ "$1" = h2 ]; then
+    out=$(taskset -c 1 h2load -c 64 -m 10 -D "$DURATION" "${headers[@]}" "http://127.0.0.1:$2$path" 2>&1)
+    after=$(cpu_ticks "$PROXY_PID")
+    local rps total mean
+    rps=$(awk '/^finished in/ {gsub(",","",$4); print $4}' <<<"$out")
+    total=$(awk '/^requests:/ {print $8}' <<<"$out")
+    mean=$(awk '/^time for request:/ {print $6}' <<<"$out")
+    python3 - "$rps" "$total" "$before" "$after" "$TICKS" "$mean" <<'PY'
+import sys
+rps, total, before, after, ticks, mean = sys.argv[1:]
+cpu = (int(after) - int(before)) / int(ticks)
+m = mean
+ms = float(m[:-2]) if m.endswith("ms") else float(m[:-2]) / 1000 if m.endswith("us") else float(m[:-1]) * 1000
+print(f"{float(rps):.0f} {ms:.2f} - {int(total) / cpu if cpu else 0:.0f}")
+PY
+  else
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${headers[@]}" "http://127.0.0.1:$2$path")
+    after=$(cpu_ticks "$PROXY_PID")
+    python3 - "$before" "$after" "$TICKS" <<PY
+import re, sys
+out = """$out"""
+before, after, ticks = map(int, sys.argv[1:])
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(\w+)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+total = int(re.search(r"(\d+) requests in", out).group(1))
+p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+if total == 0:
+    sys.exit("no requests completed:\n" + out)
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+if non2xx:
+    sys.exit(f"{non2xx.group(1)} non-2xx responses")
+cpu = (after - before) / ticks
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {total / cpu if cpu else 0:.0f}")
+PY
+  fi
+}
+
+wait_port "$BACKEND_PORT"
+RESULTS=$WORK/results.txt
+: > "$RESULTS"
+for scenario in none plugin chain chain-request big h2; do
+  for round in $(seq "$ROUNDS"); do
+    for proxy in gateway nginx; do
+      start_proxy "$proxy" "$scenario"
+      port=$PORT
+      [ "$proxy" = nginx ] && [ "$scenario" = h2 ] && port=$NGINX_H2_PORT
+      [ "$round" = 1 ] && load "$scenario" "$port" > /dev/null   # warm-up: pools, caches
+      echo "$scenario $proxy $(load "$scenario" "$port")" | tee -a "$RESULTS" >&2
+      stop_proxy
+    done
+  done
+done
+
+# Memory: idle, and with 1,000 idle keep-alive connections.
+for proxy in gateway nginx; do
+  start_proxy "$proxy" chain
+  sleep 0.5
+  idle=$(rss_kb "$PROXY_PID")
+  python3 "$ROOT/bench/idle_conns.py" "$PORT" 1000 "$WORK/held" &
+  holder=$!
+  for _ in $(seq 300); do [ -e "$WORK/held" ] && break; sleep 0.1; done
+  sleep 0.5
+  held=$(rss_kb "$PROXY_PID")
+  kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true; rm -f "$WORK/held"
+  echo "memory $proxy $idle $held" | tee -a "$RESULTS" >&2
+  stop_proxy
+done
+
+python3 "$ROOT/bench/report.py" "$RESULTS" "$(git rev-parse --short HEAD)" "$DURATION" "$ROUNDS"

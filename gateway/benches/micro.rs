@@ -1,0 +1,137 @@
+//! Microbenchmarks (`cargo bench -p gateway --bench micro`): router lookup with 10 / 1,000 /
+//! 10,000 routes, one plugin call through the `Filter` trait (pooled and fresh instance), and
+//! the cost of marshalling headers across the WIT boundary (2 vs 32 request headers).
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use gateway::config::{Isolation, PluginConfig};
+use gateway::plugin::limits::Limits;
+use gateway::plugin::loader;
+use gateway::plugin::pool::InstancePool;
+use gateway::plugin::{Engines, WasmFilter};
+use gateway::proxy::filter::{Filter, RequestContext, RequestVerdict, Slot};
+use gateway::router::{Matcher, PathMatch, RequestKey, Router};
+use gateway::services::Services;
+use http::{HeaderMap, Method};
+use std::hint::black_box;
+use std::sync::Arc;
+
+fn router_lookup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("router_lookup");
+    for count in [10usize, 1_000, 10_000] {
+        let routes = (0..count)
+            .map(|i| {
+                let matcher = Matcher::new(
+                    PathMatch::Prefix(format!("/service-{i}/api")),
+                    vec![Method::GET, Method::POST],
+                    &[],
+                    Vec::new(),
+                    0,
+                );
+                (matcher, i)
+            })
+            .collect();
+        let router = Router::new(routes);
+        let headers = HeaderMap::new();
+        // The worst case for a scan: the route matched is the last one tried.
+        let path = format!("/service-{}/api/items/42", count - 1);
+        group.bench_with_input(BenchmarkId::from_parameter(count), &path, |b, path| {
+            b.iter(|| {
+                let key = RequestKey {
+                    host: Some("api.example.com"),
+                    path,
+                    method: &Method::GET,
+                    headers: &headers,
+                };
+                black_box(router.find(black_box(&key)))
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A request-transformer use with an empty config (a no-op filter) in `isolation`.
+fn noop_filter(rt: &tokio::runtime::Runtime, isolation: &str) -> WasmFilter {
+    let engines = Engines::new().unwrap();
+    let config: PluginConfig = toml::from_str(&format!(
+        "module = \"builtin:request-transformer\"\nisolation = \"{isolation}\""
+    ))
+    .unwrap();
+    assert!(matches!(
+        config.isolation,
+        Isolation::Pooled | Isolation::Request
+    ));
+    let cache = std::env::temp_dir().join("gateway-bench-cache");
+    let plugin = loader::load(
+        "noop",
+        &config,
+        std::path::Path::new("."),
+        &engines,
+        Some(&cache),
+        false,
+        Services::empty(),
+    )
+    .map_err(|e| e.message)
+    .unwrap();
+    let limits = Limits::resolve(&config.limits());
+    let pool = rt
+        .block_on(InstancePool::new(Arc::new(plugin), "{}".into(), limits))
+        .map_err(|e| e.to_string())
+        .unwrap();
+    // Engines stop their epoch ticker on drop; keep them for the whole run.
+    std::mem::forget(engines);
+    WasmFilter::new(pool)
+}
+
+fn request_with_headers(count: usize) -> http::request::Parts {
+    let mut builder = http::Request::get("/api/items?id=42").header("host", "api.example.com");
+    for i in 0..count.saturating_sub(1) {
+        builder = builder.header(format!("x-header-{i}"), "some-typical-header-value");
+    }
+    builder.body(()).unwrap().into_parts().0
+}
+
+fn call(rt: &tokio::runtime::Runtime, filter: &WasmFilter, request: &http::request::Parts) {
+    let mut request = request.clone();
+    let mut body = None;
+    let mut ctx = RequestContext {
+        route: Arc::from("bench"),
+        request_id: "req-1".into(),
+        client_addr: "127.0.0.1:5000".parse().unwrap(),
+        scheme: "http",
+        values: Vec::new(),
+    };
+    let mut slot: Slot = None;
+    let verdict = rt
+        .block_on(filter.on_request(&mut request, &mut body, &mut ctx, &mut slot))
+        .map_err(|f| f.detail)
+        .unwrap();
+    assert!(matches!(verdict, RequestVerdict::Continue));
+}
+
+fn plugin_call(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pooled = noop_filter(&rt, "pooled");
+    let fresh = noop_filter(&rt, "request");
+    let request = request_with_headers(8);
+    let mut group = c.benchmark_group("plugin_call");
+    group.bench_function("pooled", |b| b.iter(|| call(&rt, &pooled, &request)));
+    group.bench_function("fresh_instance", |b| b.iter(|| call(&rt, &fresh, &request)));
+    group.finish();
+
+    let mut group = c.benchmark_group("header_marshalling");
+    for headers in [2usize, 32] {
+        let request = request_with_headers(headers);
+        group.bench_with_input(BenchmarkId::from_parameter(headers), &request, |b, r| {
+            b.iter(|| call(&rt, &pooled, r))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, router_lookup, plugin_call);
+criterion_main!(benches);
