@@ -29,11 +29,14 @@ pub(crate) fn find_all_headers<'a>(fields: &'a [(String, String)], name: &str) -
 
 /// Header fields with change tracking: reads see writes at once; [`Headers::changes`] says
 /// what to send to the gateway.
+/// A header view that records exactly what the filter did: names removed (or set) and fields
+/// added, in order. Recording operations rather than diffing the view keeps `add` correct
+/// for fields the filter was never shown (see `Settings::request_headers`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Headers {
     fields: Vec<(String, String)>,
-    /// Lower-case names of fields that changed.
-    touched: BTreeSet<String>,
+    removed: BTreeSet<String>,
+    added: Vec<(String, String)>,
 }
 
 impl Headers {
@@ -43,7 +46,7 @@ impl Headers {
                 .into_iter()
                 .map(|h| (h.name.to_ascii_lowercase(), h.value))
                 .collect(),
-            touched: BTreeSet::new(),
+            ..Headers::default()
         }
     }
 
@@ -58,7 +61,8 @@ impl Headers {
     fn remove(&mut self, name: &str) {
         let name = name.to_ascii_lowercase();
         self.fields.retain(|(n, _)| *n != name);
-        self.touched.insert(name);
+        self.added.retain(|(n, _)| *n != name);
+        self.removed.insert(name);
     }
 
     fn set(&mut self, name: &str, value: &str) {
@@ -69,19 +73,16 @@ impl Headers {
     fn add(&mut self, name: &str, value: &str) {
         let name = name.to_ascii_lowercase();
         self.fields.push((name.clone(), value.to_string()));
-        self.touched.insert(name);
+        self.added.push((name, value.to_string()));
     }
 
-    /// Changes that turn the original fields into the current ones: every touched name is
-    /// removed, then its current values are added (the gateway applies remove, set, add).
     pub(crate) fn changes(&self) -> wit::HeaderChanges {
         wit::HeaderChanges {
-            remove: self.touched.iter().cloned().collect(),
+            remove: self.removed.iter().cloned().collect(),
             set: Vec::new(),
             add: self
-                .fields
+                .added
                 .iter()
-                .filter(|(name, _)| self.touched.contains(name))
                 .map(|(name, value)| wit::Header {
                     name: name.clone(),
                     value: value.clone(),
@@ -91,7 +92,6 @@ impl Headers {
     }
 }
 
-/// Header accessors shared by [`Request`], [`Response`] and [`Reply`]-free views.
 macro_rules! header_methods {
     () => {
         /// The first value of header `name` (case-insensitive).
@@ -304,7 +304,7 @@ impl Response {
 }
 
 /// What a filter needs from the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Buffer the request body and pass it in.
     pub request_body: bool,
@@ -312,6 +312,11 @@ pub struct Settings {
     pub response_body: bool,
     /// Call `on_response` at all.
     pub response_phase: bool,
+    /// Request headers the filter reads; `None` (default) passes all. Declaring them makes
+    /// each call cheaper; setting, adding and removing headers works on any name regardless.
+    pub request_headers: Option<Vec<String>>,
+    /// Response headers the filter reads in `on_response`; `None` (default) passes all.
+    pub response_headers: Option<Vec<String>>,
 }
 
 impl Default for Settings {
@@ -321,16 +326,27 @@ impl Default for Settings {
             request_body: false,
             response_body: false,
             response_phase: true,
+            request_headers: None,
+            response_headers: None,
         }
     }
 }
 
+/// Lower-cased header names from a filter's declaration.
+fn lower_all(names: &Option<Vec<String>>) -> Option<Vec<String>> {
+    names
+        .as_ref()
+        .map(|list| list.iter().map(|n| n.to_ascii_lowercase()).collect())
+}
+
 impl Settings {
-    pub(crate) fn to_wit(self) -> wit::Settings {
+    pub(crate) fn to_wit(&self) -> wit::Settings {
         wit::Settings {
             request_body: self.request_body,
             response_body: self.response_body,
             response_phase: self.response_phase,
+            request_headers: lower_all(&self.request_headers),
+            response_headers: lower_all(&self.response_headers),
         }
     }
 }

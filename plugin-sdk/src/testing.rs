@@ -195,9 +195,17 @@ impl RequestOutcome {
     }
 }
 
+/// Keep only the headers a filter declared it reads, as the gateway does.
+fn only_declared(headers: &mut Vec<wit::Header>, declared: &Option<Vec<String>>) {
+    if let Some(names) = declared {
+        headers.retain(|h| names.iter().any(|n| n.eq_ignore_ascii_case(&h.name)));
+    }
+}
+
 /// Run `on_request` on `request`.
 pub fn request<F: Filter>(filter: &F, request: TestRequest) -> RequestOutcome {
-    let (ctx, head) = request.wit();
+    let (ctx, mut head) = request.wit();
+    only_declared(&mut head.headers, &filter.settings().request_headers);
     let (action, _, after) = glue::run_request(filter, ctx, head, request.body.clone());
     let mut context = request.context.clone();
     let (upstream, reply) = match &action {
@@ -282,8 +290,10 @@ pub fn response<F: Filter>(
     request: TestRequest,
     response: TestResponse,
 ) -> TestResponse {
-    let (ctx, head) = request.wit();
-    let wit_response = wit::ResponseHead {
+    let (ctx, mut head) = request.wit();
+    let settings = filter.settings();
+    only_declared(&mut head.headers, &settings.request_headers);
+    let mut wit_response = wit::ResponseHead {
         status: response.status,
         headers: response
             .headers
@@ -294,6 +304,7 @@ pub fn response<F: Filter>(
             })
             .collect(),
     };
+    only_declared(&mut wit_response.headers, &settings.response_headers);
     let (action, _) = glue::run_response(filter, ctx, head, wit_response, response.body.clone());
     match action {
         wit::ResponseAction::Replace(reply) => TestResponse {

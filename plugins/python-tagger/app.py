@@ -67,7 +67,10 @@ class Filter(exports.Filter):
         if not isinstance(name, str) or not name:
             raise Err("`name` must be a non-empty string")
         NAME = name
-        return Settings(request_body=False, response_body=False, response_phase=True)
+        return Settings(
+            request_body=False, response_body=False, response_phase=True,
+            request_headers=None, response_headers=None,
+        )
 
     def on_request(self, ctx, request, body):
         log.write(log.Level.DEBUG, f"python tagger {NAME} on {request.path}")

@@ -14,5 +14,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::gateway::plugin::filter;
-pub use gateway::plugin::types;
+pub use self::exports::gateway::plugin::filter;
+pub use self::gateway::plugin::types;

@@ -23,6 +23,21 @@ use std::sync::Arc;
 pub struct WasmFilter {
     pool: Arc<InstancePool>,
     needs: FilterNeeds,
+    /// Request headers the plugin reads (`None`: all).
+    request_headers: Option<Vec<HeaderName>>,
+    /// Response headers the plugin reads (`None`: all).
+    response_headers: Option<Vec<HeaderName>>,
+}
+
+/// Valid header names of a plugin's declaration; a name that is not a header name cannot
+/// match any field, so it is dropped.
+fn declared(names: &Option<Vec<String>>) -> Option<Vec<HeaderName>> {
+    names.as_ref().map(|names| {
+        names
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect()
+    })
 }
 
 impl WasmFilter {
@@ -35,6 +50,8 @@ impl WasmFilter {
                 response_body: settings.response_body,
                 response_phase: settings.response_phase,
             },
+            request_headers: declared(&settings.request_headers),
+            response_headers: declared(&settings.response_headers),
             pool,
         }
     }
@@ -96,7 +113,7 @@ impl Filter for WasmFilter {
     ) -> BoxFuture<'a, Result<RequestVerdict, FilterFailure>> {
         async move {
             let wit_ctx = context(ctx);
-            let head = request_head(request, ctx.scheme);
+            let head = request_head(request, ctx.scheme, self.request_headers.as_deref());
             let mut instance = self
                 .take_instance(slot)
                 .await
@@ -123,10 +140,10 @@ impl Filter for WasmFilter {
     ) -> BoxFuture<'a, Result<ResponseVerdict, FilterFailure>> {
         async move {
             let wit_ctx = context(ctx);
-            let request_head = request_head(request, ctx.scheme);
+            let request_head = request_head(request, ctx.scheme, self.request_headers.as_deref());
             let response_head = ResponseHead {
                 status: response.status.as_u16(),
-                headers: headers_to_wit(&response.headers),
+                headers: headers_to_wit(&response.headers, self.response_headers.as_deref()),
             };
             let mut instance = self
                 .take_instance(slot)
@@ -160,7 +177,11 @@ fn context(ctx: &RequestContext) -> Context {
     }
 }
 
-fn request_head(request: &request::Parts, scheme: &str) -> RequestHead {
+fn request_head(
+    request: &request::Parts,
+    scheme: &str,
+    declared: Option<&[HeaderName]>,
+) -> RequestHead {
     let authority = request.uri.authority().map(|a| a.to_string()).or_else(|| {
         request
             .headers
@@ -173,18 +194,23 @@ fn request_head(request: &request::Parts, scheme: &str) -> RequestHead {
         authority,
         path: request.uri.path().to_string(),
         query: request.uri.query().map(str::to_string),
-        headers: headers_to_wit(&request.headers),
+        headers: headers_to_wit(&request.headers, declared),
     }
 }
 
-fn headers_to_wit(headers: &HeaderMap) -> Vec<Header> {
-    headers
-        .iter()
-        .map(|(name, value)| Header {
-            name: name.as_str().to_string(),
-            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        })
-        .collect()
+/// The header fields to pass: every one, or only those of the declared names.
+fn headers_to_wit(headers: &HeaderMap, declared: Option<&[HeaderName]>) -> Vec<Header> {
+    let field = |name: &HeaderName, value: &HeaderValue| Header {
+        name: name.as_str().to_string(),
+        value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+    };
+    match declared {
+        None => headers.iter().map(|(n, v)| field(n, v)).collect(),
+        Some(names) => names
+            .iter()
+            .flat_map(|name| headers.get_all(name).iter().map(move |v| field(name, v)))
+            .collect(),
+    }
 }
 
 fn bad(message: String) -> Violation {

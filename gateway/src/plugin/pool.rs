@@ -63,8 +63,8 @@ impl InstancePool {
     }
 
     /// What the plugin asked for in `init`.
-    pub fn settings(&self) -> Settings {
-        self.settings
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// The effective limits of this use.

@@ -48,6 +48,7 @@ impl Filter for Acl {
     fn settings(&self) -> Settings {
         Settings {
             response_phase: false,
+            request_headers: Some(Vec::new()),
             ..Settings::default()
         }
     }

@@ -71,7 +71,15 @@ impl Filter for Cors {
     }
 
     fn settings(&self) -> Settings {
-        Settings::default()
+        Settings {
+            request_headers: Some(vec![
+                "origin".into(),
+                "access-control-request-method".into(),
+                "access-control-request-headers".into(),
+            ]),
+            response_headers: Some(Vec::new()),
+            ..Settings::default()
+        }
     }
 
     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Flow {

@@ -124,6 +124,7 @@ impl Filter for IpRestriction {
     fn settings(&self) -> Settings {
         Settings {
             response_phase: false,
+            request_headers: Some(Vec::new()),
             ..Settings::default()
         }
     }

@@ -181,8 +181,13 @@ impl Filter for JwtAuth {
     }
 
     fn settings(&self) -> Settings {
+        let mut reads = vec![self.config.header.clone()];
+        if self.config.cookie.is_some() {
+            reads.push("cookie".into());
+        }
         Settings {
             response_phase: false,
+            request_headers: Some(reads),
             ..Settings::default()
         }
     }

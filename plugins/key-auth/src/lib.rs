@@ -106,6 +106,7 @@ impl Filter for KeyAuth {
     fn settings(&self) -> Settings {
         Settings {
             response_phase: false,
+            request_headers: Some(vec![self.header.clone()]),
             ..Settings::default()
         }
     }

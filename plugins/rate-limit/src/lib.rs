@@ -154,6 +154,8 @@ impl Filter for RateLimit {
     fn settings(&self) -> Settings {
         Settings {
             response_phase: !self.config.hide_headers,
+            request_headers: Some(self.config.header_name.iter().cloned().collect()),
+            response_headers: Some(Vec::new()),
             ..Settings::default()
         }
     }

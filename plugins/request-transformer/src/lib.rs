@@ -175,6 +175,8 @@ impl Filter for RequestTransformer {
     fn settings(&self) -> Settings {
         Settings {
             response_phase: false,
+            // Only renamed headers are read; removing, setting and adding need no values.
+            request_headers: Some(self.config.rename.headers.keys().cloned().collect()),
             ..Settings::default()
         }
     }

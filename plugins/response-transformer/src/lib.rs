@@ -125,6 +125,8 @@ impl Filter for ResponseTransformer {
     fn settings(&self) -> Settings {
         Settings {
             response_body: !self.json_paths.is_empty(),
+            request_headers: Some(Vec::new()),
+            response_headers: Some(vec!["content-type".into()]),
             ..Settings::default()
         }
     }

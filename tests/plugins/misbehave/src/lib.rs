@@ -107,6 +107,7 @@ impl Filter for Misbehave {
             request_body: bodies,
             response_body: bodies,
             response_phase: true,
+            ..Settings::default()
         }
     }
 
