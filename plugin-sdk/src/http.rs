@@ -237,6 +237,18 @@ impl Request {
         self.target_changed = true;
     }
 
+    /// Remove every occurrence of query parameter `name`.
+    pub fn remove_query_param(&mut self, name: &str) {
+        if let Some(query) = &self.query {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| pair.split('=').next() != Some(name))
+                .collect();
+            let kept = kept.join("&");
+            self.set_query(Some(&kept));
+        }
+    }
+
     /// Replace the body (honoured only with [`Settings::request_body`]).
     pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
         self.body = Some(body.into());
@@ -367,6 +379,19 @@ impl Reply {
             headers: Vec::new(),
             body: Vec::new(),
         }
+    }
+
+    /// An error in the gateway's own JSON shape, so clients see one error format whether
+    /// the gateway or a plugin refused them:
+    /// `{"error": {"status", "code", "message", "request_id"}}`.
+    pub fn error(status: u16, code: &str, message: &str, ctx: &crate::Context) -> Self {
+        Reply::json(
+            status,
+            &serde_json::json!({"error": {
+                "status": status, "code": code, "message": message,
+                "request_id": ctx.request_id()
+            }}),
+        )
     }
 
     /// A JSON reply (sets `content-type: application/json`).

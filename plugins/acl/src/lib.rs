@@ -80,12 +80,7 @@ fn refuse(status: u16, message: &str, ctx: &Context) -> Reply {
     } else {
         "forbidden"
     };
-    Reply::json(
-        status,
-        &serde_json::json!({"error": {
-            "status": status, "code": code, "message": message, "request_id": ctx.request_id()
-        }}),
-    )
+    Reply::error(status, code, message, ctx)
 }
 
 plugin_sdk::export_filter!(Acl);

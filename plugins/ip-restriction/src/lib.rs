@@ -140,12 +140,11 @@ impl Filter for IpRestriction {
         if allowed {
             return Flow::Continue;
         }
-        Flow::Respond(Reply::json(
+        Flow::Respond(Reply::error(
             self.status,
-            &serde_json::json!({"error": {
-                "status": self.status, "code": "forbidden",
-                "message": "your IP address is not allowed", "request_id": ctx.request_id()
-            }}),
+            "forbidden",
+            "your IP address is not allowed",
+            ctx,
         ))
     }
 }

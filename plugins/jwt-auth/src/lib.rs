@@ -200,7 +200,7 @@ impl Filter for JwtAuth {
             match crypto::verify_jws(&self.config.key_set, &token, &self.config.algorithms) {
                 Ok(v) => v,
                 Err(VerifyError::KeysUnavailable) => {
-                    return Flow::Respond(error_reply(
+                    return Flow::Respond(Reply::error(
                         503,
                         "keys_unavailable",
                         "cannot verify tokens right now",
@@ -212,7 +212,7 @@ impl Filter for JwtAuth {
                         "key set `{}` is not configured",
                         self.config.key_set
                     ));
-                    return Flow::Respond(error_reply(
+                    return Flow::Respond(Reply::error(
                         500,
                         "misconfigured",
                         "authentication is misconfigured",
@@ -344,13 +344,8 @@ impl JwtAuth {
                 Source::Header => req.remove_header(&self.config.header),
                 Source::Cookie => {}
                 Source::Query => {
-                    if let (Some(name), Some(query)) = (&self.config.query_param, req.query()) {
-                        let kept: Vec<&str> = query
-                            .split('&')
-                            .filter(|pair| pair.split('=').next() != Some(name.as_str()))
-                            .collect();
-                        let kept = kept.join("&");
-                        req.set_query(Some(&kept));
+                    if let Some(name) = &self.config.query_param {
+                        req.remove_query_param(name);
                     }
                 }
             }
@@ -360,9 +355,9 @@ impl JwtAuth {
     fn challenge(&self, refusal: Option<Refusal>, message: &str, ctx: &Context) -> Reply {
         let realm = &self.config.realm;
         match refusal {
-            None => error_reply(401, "unauthorized", message, ctx)
+            None => Reply::error(401, "unauthorized", message, ctx)
                 .header("www-authenticate", &format!("Bearer realm=\"{realm}\"")),
-            Some(r) => error_reply(401, r.code, r.description, ctx).header(
+            Some(r) => Reply::error(401, r.code, r.description, ctx).header(
                 "www-authenticate",
                 &format!(
                     "Bearer realm=\"{realm}\", error=\"{}\", error_description=\"{}\"",
@@ -390,16 +385,6 @@ fn cookie(req: &Request, name: &str) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, v)| *k == name && !v.is_empty())
         .map(|(_, v)| v.to_string())
-}
-
-/// The gateway's JSON error shape, so clients see one format.
-fn error_reply(status: u16, code: &str, message: &str, ctx: &Context) -> Reply {
-    Reply::json(
-        status,
-        &serde_json::json!({"error": {
-            "status": status, "code": code, "message": message, "request_id": ctx.request_id()
-        }}),
-    )
 }
 
 plugin_sdk::export_filter!(JwtAuth);

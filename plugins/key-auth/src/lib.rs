@@ -135,13 +135,8 @@ impl Filter for KeyAuth {
         if self.strip_key {
             if from_header.is_some() {
                 req.remove_header(&self.header);
-            } else if let (Some(name), Some(query)) = (&self.query_param, req.query()) {
-                let kept: Vec<&str> = query
-                    .split('&')
-                    .filter(|pair| pair.split('=').next() != Some(name.as_str()))
-                    .collect();
-                let kept = kept.join("&");
-                req.set_query(Some(&kept));
+            } else if let Some(name) = &self.query_param {
+                req.remove_query_param(name);
             }
         }
         Flow::Continue
@@ -149,14 +144,8 @@ impl Filter for KeyAuth {
 }
 
 fn refuse(message: &str, ctx: &Context) -> Reply {
-    Reply::json(
-        401,
-        &serde_json::json!({"error": {
-            "status": 401, "code": "unauthorized", "message": message,
-            "request_id": ctx.request_id()
-        }}),
-    )
-    .header("www-authenticate", "ApiKey realm=\"gateway\"")
+    Reply::error(401, "unauthorized", message, ctx)
+        .header("www-authenticate", "ApiKey realm=\"gateway\"")
 }
 
 plugin_sdk::export_filter!(KeyAuth);

@@ -182,7 +182,7 @@ impl Filter for RateLimit {
                 return if allow {
                     Flow::Continue
                 } else {
-                    Flow::Respond(error_reply(
+                    Flow::Respond(Reply::error(
                         503,
                         "rate_limit_unavailable",
                         "rate limiting is unavailable",
@@ -222,7 +222,7 @@ impl Filter for RateLimit {
             headers.push(("ratelimit-reset".into(), reset_s));
         }
         if let Some(retry_after) = exceeded_reset {
-            let mut reply = error_reply(429, "rate_limited", "API rate limit exceeded", ctx)
+            let mut reply = Reply::error(429, "rate_limited", "API rate limit exceeded", ctx)
                 .header("retry-after", &retry_after.max(1).to_string());
             if !self.config.hide_headers {
                 for (name, value) in &headers {
@@ -274,15 +274,6 @@ impl RateLimit {
         key.truncate(400);
         key
     }
-}
-
-fn error_reply(status: u16, code: &str, message: &str, ctx: &Context) -> Reply {
-    Reply::json(
-        status,
-        &serde_json::json!({"error": {
-            "status": status, "code": code, "message": message, "request_id": ctx.request_id()
-        }}),
-    )
 }
 
 plugin_sdk::export_filter!(RateLimit);
