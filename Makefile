@@ -28,6 +28,6 @@ lint: setup
 	cargo clippy --target wasm32-wasip2 --target-dir target/wasm \
 		-p plugin-sdk -p request-transformer -p response-transformer \
 		-p jwt-auth -p key-auth -p acl -p rate-limit -p ip-restriction -p cors \
-		-p test-misbehave -p test-fs-reader -p test-tagger -- -D warnings
+		-p test-misbehave -p test-fs-reader -p test-tagger -p test-kv-probe -- -D warnings
 
 ci: lint test

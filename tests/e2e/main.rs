@@ -12,6 +12,7 @@ mod chain;
 mod config_errors;
 mod isolation;
 mod jwt;
+mod kv;
 mod limits;
 mod policies;
 mod python;

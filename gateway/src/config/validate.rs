@@ -76,11 +76,11 @@ fn check_keys(config: &Config, c: &mut Checker<'_>) {
             );
         }
         if let Some(url) = &set.jwks_url
-            && !url.starts_with("http://")
+            && (!url.starts_with("http://") || url.parse::<http::Uri>().is_err())
         {
             c.fail(
                 path.key("jwks_url"),
-                format!("`{url}` must be an http:// URL (https comes with TLS support)"),
+                format!("`{url}` must be a valid http:// URL (https comes with TLS support)"),
             );
         }
         for (i, secret) in set.secrets.iter().enumerate() {

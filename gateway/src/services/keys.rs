@@ -146,33 +146,29 @@ impl KeySets {
             return Err(VerifyError::AlgorithmNotAllowed);
         }
         let kid = header.kid.as_deref();
-        let mut remote_keys = match &set.remote {
-            Some(remote) => remote.keys(false).await,
-            None => Ok(Arc::new(Vec::new())),
+        let fits = |keys: &[Key]| keys.iter().any(|k| k.fits(kid, alg));
+        // Remote keys: `None` while none could ever be fetched.
+        let mut remote: Option<Arc<Vec<Key>>> = match &set.remote {
+            Some(jwks) => jwks.keys(false).await,
+            None => None,
         };
-        let has_candidate = |remote: &Result<Arc<Vec<Key>>, ()>| {
-            set.local.iter().any(|k| k.fits(kid, alg))
-                || remote
-                    .as_ref()
-                    .is_ok_and(|keys| keys.iter().any(|k| k.fits(kid, alg)))
-        };
-        if !has_candidate(&remote_keys)
-            && let Some(remote) = &set.remote
+        let remote_fits =
+            |remote: &Option<Arc<Vec<Key>>>| remote.as_deref().is_some_and(|k| fits(k));
+        if !fits(&set.local)
+            && !remote_fits(&remote)
+            && let Some(jwks) = &set.remote
         {
             // An unknown kid may be a freshly rotated key: refetch (rate-limited).
-            remote_keys = remote.keys(true).await;
+            remote = jwks.keys(true).await;
         }
-        if !has_candidate(&remote_keys) {
-            return Err(if set.local.is_empty() && remote_keys.is_err() {
+        if !fits(&set.local) && !remote_fits(&remote) {
+            return Err(if set.local.is_empty() && remote.is_none() {
                 VerifyError::KeysUnavailable
             } else {
                 VerifyError::UnknownKey
             });
         }
-        let remote_slice: &[Key] = match &remote_keys {
-            Ok(keys) => keys,
-            Err(()) => &[],
-        };
+        let remote_slice: &[Key] = remote.as_deref().map_or(&[], Vec::as_slice);
         let mut validation = Validation::new(alg);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;
@@ -329,20 +325,20 @@ impl RemoteJwks {
 
     /// The cached keys, fetched first if there are none, they are stale, or `unknown_kid`
     /// asks for a refetch — each fetch at most once per `min_refetch`.
-    async fn keys(&self, unknown_kid: bool) -> Result<Arc<Vec<Key>>, ()> {
+    async fn keys(&self, unknown_kid: bool) -> Option<Arc<Vec<Key>>> {
         let cached = self.cached();
         let stale = cached
             .as_ref()
             .is_none_or(|(_, at)| at.elapsed() >= self.refresh);
         if !(stale || unknown_kid) {
-            return cached.map(|(keys, _)| keys).ok_or(());
+            return cached.map(|(keys, _)| keys);
         }
         let _guard = self.fetch_lock.lock().await;
         // Another request may have fetched while we waited.
         if let Some((keys, at)) = self.cached()
             && cached.as_ref().is_none_or(|(_, before)| at > *before)
         {
-            return Ok(keys);
+            return Some(keys);
         }
         if self.may_attempt() {
             match self.fetch().await {
@@ -352,7 +348,7 @@ impl RemoteJwks {
                     if let Ok(mut cache) = self.cache.write() {
                         *cache = Some((keys.clone(), Instant::now()));
                     }
-                    return Ok(keys);
+                    return Some(keys);
                 }
                 Err(e) => tracing::warn!(
                     key_set = %self.set_name,
@@ -361,7 +357,7 @@ impl RemoteJwks {
                 ),
             }
         }
-        self.cached().map(|(keys, _)| keys).ok_or(())
+        self.cached().map(|(keys, _)| keys)
     }
 
     fn cached(&self) -> Option<(Arc<Vec<Key>>, Instant)> {

@@ -31,7 +31,7 @@ impl Services {
     pub fn empty() -> Arc<Self> {
         Arc::new(Services {
             keys: keys::KeySets::default(),
-            state: state::StateStore::memory(Default::default()),
+            state: state::StateStore::memory(),
         })
     }
 }

@@ -502,6 +502,34 @@ mod tests {
     }
 
     #[test]
+    fn token_from_cookie_or_query_and_claims_to_headers() {
+        let mut config = base();
+        config["cookie"] = json!("session");
+        config["query_param"] = json!("jwt");
+        config["strip_token"] = json!(true);
+        config["claims_to_headers"] = json!({"email": "x-user-email"});
+        let f = filter(config);
+        let claims = json!({"sub": "a", "exp": now() + 60, "iss": "iss-a", "aud": "api",
+                            "email": "a@example.com"});
+        let by_cookie = testing::request(
+            &f,
+            TestRequest::get("/").header("cookie", &format!("other=1; session={claims}")),
+        );
+        let up = by_cookie.upstream().expect("cookie token accepted");
+        assert_eq!(up.get_header("x-user-email"), Some("a@example.com"));
+        let by_query = testing::request(&f, TestRequest::get(&format!("/x?a=1&jwt={claims}")));
+        let up = by_query.upstream().expect("query token accepted");
+        assert_eq!(
+            up.query.as_deref(),
+            Some("a=1"),
+            "token stripped from the query"
+        );
+        // A non-Bearer Authorization header is not a token.
+        let basic = testing::request(&f, TestRequest::get("/").header("authorization", "Basic x"));
+        assert_eq!(basic.reply().unwrap().status(), 401);
+    }
+
+    #[test]
     fn rejects_unknown_algorithms() {
         let err = testing::init::<JwtAuth>(json!({"key_set": "k", "algorithms": ["none"]}))
             .err()

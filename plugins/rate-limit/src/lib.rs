@@ -125,10 +125,10 @@ impl Filter for RateLimit {
 
     fn new(config: Config) -> Result<Self, String> {
         let limits: Vec<Limit> = [
-            ("Second", 1_000, config.second),
-            ("Minute", 60_000, config.minute),
-            ("Hour", 3_600_000, config.hour),
-            ("Day", 86_400_000, config.day),
+            ("second", 1_000, config.second),
+            ("minute", 60_000, config.minute),
+            ("hour", 3_600_000, config.hour),
+            ("day", 86_400_000, config.day),
         ]
         .into_iter()
         .filter_map(|(name, window_ms, max)| {
@@ -303,6 +303,51 @@ mod tests {
         // Another consumer has its own counter.
         let other = TestRequest::get("/").context("consumer", "bob");
         assert!(testing::request(&f, other).upstream().is_some());
+    }
+
+    #[test]
+    fn several_limits_apply_at_once_and_the_tightest_is_reported() {
+        testing::reset_state();
+        let f =
+            testing::init::<RateLimit>(json!({"minute": 2, "day": 100, "limit_by": "ip"})).unwrap();
+        let out = testing::request(&f, TestRequest::get("/"));
+        let headers = out.context_value(HEADERS_KEY).unwrap().to_string();
+        assert!(headers.contains("ratelimit-limit=2"), "{headers}");
+        assert!(
+            headers.contains("x-ratelimit-remaining-day=99"),
+            "{headers}"
+        );
+        assert!(
+            testing::request(&f, TestRequest::get("/"))
+                .upstream()
+                .is_some()
+        );
+        let limited = testing::request(&f, TestRequest::get("/"));
+        assert_eq!(
+            limited.reply().unwrap().status(),
+            429,
+            "minute limit hit first"
+        );
+    }
+
+    #[test]
+    fn sliding_window_weighs_the_previous_window() {
+        use plugin_sdk::counters::Count;
+        let count = |current, previous, elapsed_ms| Count {
+            current,
+            previous,
+            elapsed_ms,
+        };
+        // A quarter into the window, three quarters of the previous one still overlap.
+        assert_eq!(
+            counters::sliding_estimate(&count(10, 100, 15_000), 60_000),
+            85
+        );
+        assert_eq!(counters::sliding_estimate(&count(10, 100, 0), 60_000), 110);
+        assert_eq!(
+            counters::sliding_estimate(&count(10, 100, 60_000), 60_000),
+            10
+        );
     }
 
     #[test]

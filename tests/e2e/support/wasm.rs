@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-const TEST_PLUGINS: &[&str] = &["test-misbehave", "test-fs-reader", "test-tagger"];
+const TEST_PLUGINS: &[&str] = &[
+    "test-misbehave",
+    "test-fs-reader",
+    "test-tagger",
+    "test-kv-probe",
+];
 
 /// Path of the compiled test plugin `package` (e.g. `test-misbehave`).
 pub fn test_plugin(package: &str) -> String {

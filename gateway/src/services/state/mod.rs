@@ -15,6 +15,7 @@ mod memory;
 mod redis_store;
 
 use crate::config::{StateBackend, StateConfig, UnavailablePolicy};
+use crate::plugin::host::clock::unix_ms as now_ms;
 use memory::MemoryStore;
 use redis_store::RedisStore;
 
@@ -84,11 +85,11 @@ impl StateStore {
         })
     }
 
-    /// An in-memory store.
-    pub fn memory(config: StateConfig) -> Self {
+    /// An in-memory store with the default policy.
+    pub fn memory() -> Self {
         StateStore {
             backend: Backend::Memory(MemoryStore::new()),
-            on_unavailable: config.on_unavailable,
+            on_unavailable: UnavailablePolicy::default(),
         }
     }
 
@@ -179,12 +180,4 @@ fn check_key(key: &str) -> Result<(), StateError> {
         )));
     }
     Ok(())
-}
-
-/// Milliseconds since the Unix epoch on this host.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
