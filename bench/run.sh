@@ -3,6 +3,7 @@
 #
 #   bench/run.sh            # all scenarios, 2 interleaved rounds of 5 s each
 #   DURATION=10 ROUNDS=3 bench/run.sh
+#   SCENARIOS="none big" MEMORY=0 bench/run.sh   # a subset, without the memory runs
 #
 # CPU 0 runs the proxy under test (gateway with one worker thread, or nginx with one worker
 # process); CPU 1 runs the backend (nginx) and the load generator (wrk for HTTP/1.1, h2load for
@@ -16,6 +17,8 @@ ROOT=$PWD
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
+SCENARIOS=${SCENARIOS:-none plugin chain chain-request big h2}
+MEMORY=${MEMORY:-1}
 WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
 BACKEND_PORT=18081 NGINX_PORT=18082 GATEWAY_PORT=18083 NGINX_H2_PORT=18084
 PIDS=()
@@ -186,7 +189,7 @@ PY
 wait_port "$BACKEND_PORT"
 RESULTS=$WORK/results.txt
 : > "$RESULTS"
-for scenario in none plugin chain chain-request big h2; do
+for scenario in $SCENARIOS; do
   for round in $(seq "$ROUNDS"); do
     for proxy in gateway nginx; do
       start_proxy "$proxy" "$scenario"
@@ -201,6 +204,7 @@ done
 
 # Memory: idle, and with 1,000 idle keep-alive connections.
 for proxy in gateway nginx; do
+  [ "$MEMORY" = 1 ] || break
   start_proxy "$proxy" chain
   sleep 0.5
   idle=$(rss_kb "$PROXY_PID")

@@ -1,5 +1,7 @@
 //! Misbehaving plugins are stopped by their limits, fail only their own request as their
-//! `on_error` policy says, and never disturb other routes or the process.
+//! `on_error` policy says, and never disturb other routes or the process — with warm pooled
+//! instances and with a fresh instance per request (whose memory, tables and stacks come from
+//! the pooling allocator), so neither allocation strategy loosens a limit.
 
 use crate::support::wasm::test_plugin;
 use crate::support::{Gateway, HttpClient, Upstream, server_section};
@@ -7,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-fn config(up: &Upstream) -> String {
+fn config(up: &Upstream, isolation: &str) -> String {
     let module = test_plugin("test-misbehave");
     let route = |name: &str, use_: &str| {
         format!(
@@ -23,12 +25,14 @@ targets = [{target}]
 module = {module:?}
 capabilities = ["log"]
 timeout_ms = 50
+isolation = "{isolation}"
 
 [plugins.metered]
 module = {module:?}
 capabilities = ["log"]
 fuel = 5000000
 timeout_ms = 10000
+isolation = "{isolation}"
 
 "#,
         server = server_section(),
@@ -73,8 +77,17 @@ timeout_ms = 10000
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_violation_fails_only_its_own_request() {
+    violations_fail_only_their_own_request("pooled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_violation_fails_only_its_own_request_with_request_isolation() {
+    violations_fail_only_their_own_request("request").await;
+}
+
+async fn violations_fail_only_their_own_request(isolation: &str) {
     let up = Upstream::echo("up").await;
-    let mut gw = Gateway::start(&config(&up));
+    let mut gw = Gateway::start(&config(&up, isolation));
     let client = HttpClient::http1();
     assert_eq!(client.get(&gw.url("/ok"), &[]).await.status, 200);
 

@@ -23,3 +23,14 @@ async fn python_and_rust_plugins_share_one_chain() {
     check_chain(python(), Tagger::rust()).await;
     check_chain(Tagger::rust(), python()).await;
 }
+
+/// A fresh CPython instance per request fits the pooling allocator's slots (several core
+/// instances, large tables, a 128 MB memory cap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_plugin_runs_with_request_isolation() {
+    let fresh = Tagger {
+        module: python_tagger(),
+        extra: "capabilities = [\"log\", \"clock\", \"wasi\"]\nmemory_mb = 128\ntimeout_ms = 1000\nisolation = \"request\"",
+    };
+    check_chain(fresh, Tagger::rust()).await;
+}

@@ -1,14 +1,25 @@
 //! The wasmtime engines, narrowed to what the gateway needs, and the epoch ticker.
 //!
-//! Two engines share one configuration but for fuel: fuel metering instruments every compiled
-//! function (≈ +50% on hot loops), so only plugins that ask for a `fuel` budget are compiled
-//! with it. Both engines use epoch interruption for wall-clock timeouts; one background thread
+//! Engines differ in two settings. Fuel metering instruments every compiled function (≈ +50%
+//! on hot loops), so only plugins that ask for a `fuel` budget are compiled with it. And
+//! plugins with `isolation = "request"` get a fresh instance per request, so their engine
+//! allocates instances from wasmtime's pooling allocator: linear memories, tables and fiber
+//! stacks live in address space reserved once, and a finished instance's memory is reset in
+//! place (copy-on-write image, `madvise`) instead of `mmap`/`munmap` per request — the
+//! profile of a fresh-instance call was mostly those system calls, TLB shootdowns and page
+//! faults. Pooled engines are built on first use, so a gateway without request isolation
+//! reserves nothing.
+//!
+//! Every engine uses epoch interruption for wall-clock timeouts; one background thread
 //! advances their epoch every [`TICK`], so a `timeout_ms` deadline is `timeout_ms` ticks away.
 
-use std::sync::Arc;
+use crate::config::Isolation;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use wasmtime::{Config, Engine, OptLevel};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 /// One epoch tick.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -16,47 +27,88 @@ pub const TICK: Duration = Duration::from_millis(1);
 /// Guest stack allowed per instance.
 const MAX_WASM_STACK: usize = 512 << 10;
 
+/// Instances of request-isolated plugins alive at once, over all such plugins. Each plugin's
+/// `max_instances` bounds its own share; past this total, instantiation fails and the call
+/// fails by the plugin's `on_error`.
+pub const POOL_INSTANCES: u32 = 1_000;
+
+/// Memory of a finished pooled instance that is reset in place rather than released.
+const KEEP_RESIDENT: usize = 4 << 20;
+
 /// The gateway's engines and their ticker; the ticker stops when this is dropped.
 pub struct Engines {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     plain: Engine,
     fueled: Engine,
-    stop: Arc<AtomicBool>,
+    pooled: OnceLock<Engine>,
+    pooled_fueled: OnceLock<Engine>,
+    stop: AtomicBool,
 }
 
 impl Engines {
-    /// Build both engines and start the epoch ticker.
+    /// Build the on-demand engines and start the epoch ticker.
     pub fn new() -> wasmtime::Result<Self> {
-        let plain = Engine::new(&config(false))?;
-        let fueled = Engine::new(&config(true))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = (plain.clone(), fueled.clone(), stop.clone());
+        let inner = Arc::new(Inner {
+            plain: Engine::new(&config(false))?,
+            fueled: Engine::new(&config(true))?,
+            pooled: OnceLock::new(),
+            pooled_fueled: OnceLock::new(),
+            stop: AtomicBool::new(false),
+        });
+        let ticker = inner.clone();
         std::thread::Builder::new()
             .name("wasm-epoch".into())
             .spawn(move || {
-                let (plain, fueled, stop) = ticker;
-                while !stop.load(Ordering::Relaxed) {
+                while !ticker.stop.load(Ordering::Relaxed) {
                     std::thread::sleep(TICK);
-                    plain.increment_epoch();
-                    fueled.increment_epoch();
+                    ticker.plain.increment_epoch();
+                    ticker.fueled.increment_epoch();
+                    for pooled in [&ticker.pooled, &ticker.pooled_fueled] {
+                        if let Some(engine) = pooled.get() {
+                            engine.increment_epoch();
+                        }
+                    }
                 }
             })
             .map_err(|e| wasmtime::format_err!("cannot start epoch ticker: {e}"))?;
-        Ok(Engines {
-            plain,
-            fueled,
-            stop,
-        })
+        Ok(Engines { inner })
     }
 
-    /// The engine for a plugin, by whether it meters fuel.
-    pub fn engine(&self, fuel: bool) -> &Engine {
-        if fuel { &self.fueled } else { &self.plain }
+    /// The engine for a plugin, by whether it meters fuel and how it isolates requests.
+    pub fn engine(&self, fuel: bool, isolation: Isolation) -> &Engine {
+        let inner = &*self.inner;
+        let on_demand = if fuel { &inner.fueled } else { &inner.plain };
+        if isolation != Isolation::Request {
+            return on_demand;
+        }
+        let pooled = if fuel {
+            &inner.pooled_fueled
+        } else {
+            &inner.pooled
+        };
+        pooled.get_or_init(|| {
+            let pooled = |pagemap| Engine::new(config(fuel).allocation_strategy(pool(pagemap)));
+            match pooled(true).or_else(|_| pooled(false)) {
+                Ok(engine) => engine,
+                Err(e) => {
+                    // Only address space is at stake (e.g. a `ulimit -v`): run on demand.
+                    tracing::warn!(
+                        "cannot reserve the instance pool ({e:#}); \
+                         request-isolated plugins allocate per request"
+                    );
+                    on_demand.clone()
+                }
+            }
+        })
     }
 }
 
 impl Drop for Engines {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.inner.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -69,4 +121,35 @@ fn config(fuel: bool) -> Config {
         .cranelift_opt_level(OptLevel::Speed)
         .max_wasm_stack(MAX_WASM_STACK);
     config
+}
+
+/// The instance pool of request-isolated plugins. Sizes are per pool slot, generous enough
+/// for components built by componentize-py (an embedded CPython: several core instances and
+/// large tables); memory growth is still capped per plugin by `memory_mb` (the store's
+/// limiter), the pool only bounds the address space reserved.
+///
+/// With `pagemap` (Linux ≥ 6.7's `PAGEMAP_SCAN`), a finished instance's memory is reset by
+/// rewriting just the pages it dirtied, up to [`KEEP_RESIDENT`]; pages stay mapped, so the
+/// next instance neither page-faults nor triggers a TLB shootdown. Without it, memory is
+/// released with `madvise` (resetting a resident region blindly would `memset` all of it).
+fn pool(pagemap: bool) -> InstanceAllocationStrategy {
+    let mut pool = PoolingAllocationConfig::new();
+    // Slots keep the memory of the plugin they last held; bound how many idle ones do.
+    pool.max_unused_warm_slots(16);
+    if pagemap {
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .async_stack_keep_resident(MAX_WASM_STACK);
+    }
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 8)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 8)
+        .total_stacks(POOL_INSTANCES)
+        .max_tables_per_module(4)
+        .table_elements(65_536)
+        .max_core_instance_size(4 << 20)
+        .max_component_instance_size(4 << 20);
+    InstanceAllocationStrategy::Pooling(pool)
 }

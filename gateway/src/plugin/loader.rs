@@ -65,7 +65,8 @@ pub fn read_module(module: &str, base_dir: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// Load plugin `name`. `metered` selects the fuel engine (some use sets `fuel`).
+/// Load plugin `name`. `metered` selects the fuel engine (some use sets `fuel`); request
+/// isolation selects the engine whose instances come from a pre-reserved pool.
 pub fn load(
     name: &str,
     config: &PluginConfig,
@@ -85,7 +86,7 @@ pub fn load(
             format!("module hash is {hash}, but the config pins {pin}; refusing to load"),
         ));
     }
-    let engine = engines.engine(metered).clone();
+    let engine = engines.engine(metered, config.isolation).clone();
     let component = cache::load(&engine, &bytes, cache_dir)
         .map_err(|e| fail("module", format!("not a valid component: {e:#}")))?;
 
