@@ -1,8 +1,11 @@
-//! Routing, balancing, upstream failures and header hygiene.
+//! Routing, balancing, upstream keep-alive and failures, and header hygiene.
 
 use crate::support::upstream::{Behaviour, unreachable_addr};
 use crate::support::{Gateway, HttpClient, Upstream, server_section};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_path_and_method() {
@@ -193,4 +196,81 @@ async fn proxy_header_hygiene_and_request_ids() {
     let generated = reply.header("x-request-id").unwrap().to_string();
     assert_eq!(generated.len(), 32);
     assert_eq!(up.seen()[1].headers["x-request-id"], generated.as_str());
+}
+
+/// A raw HTTP/1.1 upstream answering `ok` to every request; with `close_after_response` it
+/// closes each connection right after answering, without announcing it (as an upstream whose
+/// keep-alive timeout just ran out does). Returns its address and its count of accepted
+/// connections.
+async fn raw_upstream(close_after_response: bool) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(reply).await.is_err() || close_after_response {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("\"{addr}\""), accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_are_reused_and_closed_ones_replaced() {
+    let (reusing, reusing_accepted) = raw_upstream(false).await;
+    let (closing, closing_accepted) = raw_upstream(true).await;
+    let gw = Gateway::start(&format!(
+        r#"{}
+[upstreams.reusing]
+targets = [{reusing}]
+[upstreams.closing]
+targets = [{closing}]
+
+[[routes]]
+name = "reusing"
+match = {{ path_prefix = "/reusing" }}
+upstream = "reusing"
+[[routes]]
+name = "closing"
+match = {{ path_prefix = "/closing" }}
+upstream = "closing"
+"#,
+        server_section(),
+    ));
+    let client = HttpClient::http1();
+    for _ in 0..20 {
+        let reply = client.get(&gw.url("/reusing"), &[]).await;
+        assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
+    }
+    // Sequential requests share one upstream connection.
+    assert_eq!(reusing_accepted.load(Ordering::SeqCst), 1);
+
+    for i in 0..10 {
+        let reply = client.get(&gw.url("/closing"), &[]).await;
+        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+        // Give the closed connection's end time to arrive, as between real requests.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every request found its pooled connection closed and opened a new one.
+    assert_eq!(closing_accepted.load(Ordering::SeqCst), 10);
 }

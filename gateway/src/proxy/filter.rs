@@ -23,6 +23,8 @@ pub struct RequestContext {
     pub request_id: String,
     /// The client's address.
     pub client_addr: SocketAddr,
+    /// The client's address as text (`ip:port`), formatted once per connection.
+    pub client_text: Arc<str>,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// Values set by filters for later ones, in the order first set.

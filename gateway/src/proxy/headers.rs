@@ -3,6 +3,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,8 +18,50 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::UPGRADE,
 ];
 
+/// Names the gateway sets on every request, parsed once.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// See [`X_FORWARDED_FOR`].
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// See [`X_FORWARDED_FOR`].
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// See [`X_FORWARDED_FOR`].
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
+}
+
+/// The client end of a connection, with the text forms its requests need, formatted once per
+/// connection rather than once per request (or per plugin call).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// `ip:port`, as plugins see it.
+    pub addr_text: Arc<str>,
+    /// The IP, as an `X-Forwarded-For` element.
+    pub ip: HeaderValue,
+}
+
+impl Peer {
+    /// Describe the client at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = addr.ip().to_string();
+        Peer {
+            addr,
+            addr_text: Arc::from(addr.to_string()),
+            // An IP address is always a valid header value.
+            ip: HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("")),
+        }
+    }
+}
+
 /// Remove hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of a lookup per name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -36,31 +79,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Append the client to `X-Forwarded-For` and set `X-Forwarded-Proto`/`-Host`.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
-    client: SocketAddr,
+    peer: &Peer,
     scheme: &str,
-    host: Option<&str>,
+    host: Option<HeaderValue>,
 ) {
-    let ip = client.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {ip}"),
-        _ => ip,
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{existing}, {}", peer.addr.ip())).ok()
+        }
+        _ => Some(peer.ip.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
+    if let Some(value) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, value);
     }
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
     );
-    if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert("x-forwarded-host", host);
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST, host);
     }
 }
 
 /// The request id: the client's `X-Request-Id` if sane (1–128 visible ASCII characters),
 /// else a new unique one.
 pub fn request_id(headers: &HeaderMap) -> String {
-    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+    if let Some(id) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
         && (1..=128).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_graphic())
     {
@@ -107,9 +151,9 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         add_forwarded(
             &mut h,
-            "127.0.0.1:5000".parse().unwrap(),
+            &Peer::new("127.0.0.1:5000".parse().unwrap()),
             "http",
-            Some("api.test"),
+            Some(HeaderValue::from_static("api.test")),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");

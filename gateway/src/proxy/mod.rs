@@ -23,10 +23,10 @@ use filter::{FilterFailure, LocalResponse, RequestContext, RequestVerdict, Respo
 use http::{HeaderValue, Request, Response, StatusCode, header, request};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use filter::Filter;
+pub use headers::Peer;
 
 /// Bodies on both sides: streamed from the peer, or buffered/generated in full.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -34,33 +34,44 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 /// Handle one client request; always answers.
 pub async fn handle(
     runtime: Arc<Runtime>,
-    client: SocketAddr,
+    client: &Peer,
     scheme: &'static str,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let request_id = headers::request_id(request.headers());
+    let request_id_value = HeaderValue::from_str(&request_id).ok();
+    // For the log line of a failure; cloning a method or URI shares its bytes.
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let result = proxy(&runtime, client, scheme, request, &request_id).await;
+    let uri = request.uri().clone();
+    let result = proxy(
+        &runtime,
+        client,
+        scheme,
+        request,
+        &request_id,
+        request_id_value.as_ref(),
+    )
+    .await;
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
-            tracing::warn!(%request_id, %method, path, source = %error.source(), code = error.kind().code(), "{}", error.message());
+            tracing::warn!(%request_id, %method, path = uri.path(), source = %error.source(), code = error.kind().code(), "{}", error.message());
             error.into_response(&request_id).map(Either::Right)
         }
     };
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
+    if let Some(value) = request_id_value {
+        response.headers_mut().insert(headers::X_REQUEST_ID, value);
     }
     response
 }
 
 async fn proxy(
     runtime: &Runtime,
-    client: SocketAddr,
+    client: &Peer,
     scheme: &'static str,
     request: Request<Incoming>,
     request_id: &str,
+    request_id_value: Option<&HeaderValue>,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, body) = request.into_parts();
     let host = request_host(&parts.uri, &parts.headers);
@@ -82,21 +93,22 @@ async fn proxy(
         })?;
 
     headers::strip_hop_by_hop(&mut parts.headers);
-    let original_host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-    headers::add_forwarded(&mut parts.headers, client, scheme, original_host.as_deref());
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        parts.headers.insert("x-request-id", value);
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::add_forwarded(&mut parts.headers, client, scheme, original_host);
+    if let Some(value) = request_id_value {
+        parts.headers.insert(headers::X_REQUEST_ID, value.clone());
     }
 
     let mut ctx = RequestContext {
         route: route.name.clone(),
         request_id: request_id.to_string(),
-        client_addr: client,
+        client_addr: client.addr,
+        client_text: client.addr_text.clone(),
         scheme,
         values: Vec::new(),
     };

@@ -41,10 +41,12 @@ pub async fn serve(runtime: Arc<Runtime>, listeners: Vec<TcpListener>, grace: Du
                 };
                 let _ = stream.set_nodelay(true);
                 let runtime = runtime.clone();
+                let peer = Arc::new(proxy::Peer::new(client));
                 let service = service_fn(move |request| {
                     let runtime = runtime.clone();
+                    let peer = peer.clone();
                     async move {
-                        Ok::<_, Infallible>(proxy::handle(runtime, client, "http", request).await)
+                        Ok::<_, Infallible>(proxy::handle(runtime, &peer, "http", request).await)
                     }
                 });
                 let connection = builder

@@ -1,30 +1,28 @@
 //! Upstream services: targets, round-robin balancing, pooled keep-alive connections, timeouts.
 //!
-//! One hyper-util client per upstream holds the keep-alive pool for all of its targets. A
-//! connection failure is retried on the next target when the request body can be replayed
-//! (it is empty or was buffered); a missing response head after `response_timeout_ms` is a 504.
+//! Each target keeps its own pool of keep-alive connections ([`pool`]). A connection failure
+//! is retried on the next target when the request body can be replayed (it is empty or was
+//! buffered); a missing response head after `response_timeout_ms` is a 504.
+
+mod pool;
 
 use crate::config::UpstreamConfig;
 use crate::error::{ErrorKind, GatewayError, Source};
 use crate::proxy::Body;
 use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-
+use pool::{SendError, TargetPool};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A named upstream service.
 pub struct Upstream {
     name: String,
-    targets: Vec<Authority>,
+    targets: Vec<TargetPool>,
     next: AtomicUsize,
-    client: Client<HttpConnector, Body>,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
@@ -32,27 +30,26 @@ pub struct Upstream {
 impl Upstream {
     /// Build from validated config.
     pub fn new(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         let targets = config
             .targets
             .iter()
             .map(|t| {
-                t.parse::<Authority>()
-                    .map_err(|e| format!("target `{t}`: {e}"))
+                let authority = t
+                    .parse::<Authority>()
+                    .map_err(|e| format!("target `{t}`: {e}"))?;
+                TargetPool::new(
+                    authority,
+                    config.pool_max_idle_per_target,
+                    Duration::from_secs(config.pool_idle_timeout_s),
+                    connect_timeout,
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(config.pool_idle_timeout_s))
-            .pool_max_idle_per_host(config.pool_max_idle_per_target)
-            .build(connector);
         Ok(Upstream {
             name: name.to_string(),
             targets,
             next: AtomicUsize::new(0),
-            client,
             connect_timeout,
             response_timeout: Duration::from_millis(config.response_timeout_ms),
         })
@@ -87,17 +84,21 @@ impl Upstream {
         };
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut body = Some(body);
+        let mut parts = Some(parts);
         let mut last_error = None;
         for attempt in 0..attempts {
             let target = &self.targets[(start + attempt) % self.targets.len()];
-            let uri = Uri::builder()
-                .scheme(Scheme::HTTP)
-                .authority(target.clone())
-                .path_and_query(path.clone())
-                .build()
-                .map_err(|e| self.error(ErrorKind::Internal, format!("bad upstream uri: {e}")))?;
-            let mut attempt_parts = clone_parts(&parts);
-            attempt_parts.uri = uri;
+            // The head is copied only while a later attempt may still need it.
+            let mut attempt_parts = match parts.take() {
+                Some(head) if attempt + 1 < attempts => {
+                    let copy = clone_parts(&head);
+                    parts = Some(head);
+                    copy
+                }
+                Some(head) => head,
+                None => break,
+            };
+            attempt_parts.uri = Uri::from(path.clone());
             let attempt_body = match (&replayable, body.take()) {
                 (Some(full), _) => Either::Right(full.clone()),
                 (None, Some(body)) => body,
@@ -109,6 +110,7 @@ impl Upstream {
             {
                 Ok(response) => return Ok(response),
                 Err(error) if error.is_retryable() => {
+                    let target = target.authority();
                     tracing::warn!(upstream = %self.name, %target, "{}", error.message());
                     last_error = Some(error);
                 }
@@ -123,30 +125,30 @@ impl Upstream {
     async fn send_once(
         &self,
         request: Request<Body>,
-        target: &Authority,
+        target: &TargetPool,
     ) -> Result<Response<Incoming>, GatewayError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+        let authority = target.authority();
+        match tokio::time::timeout(self.response_timeout, target.send(request)).await {
             Err(_) => Err(self.error(
                 ErrorKind::UpstreamTimeout,
                 format!(
-                    "{target} sent no response within {} ms",
+                    "{authority} sent no response within {} ms",
                     self.response_timeout.as_millis()
                 ),
             )),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_connect() => Err(self
+            Ok(Err(SendError::Connect(reason))) => Err(self
                 .error(
                     ErrorKind::UpstreamUnreachable,
                     format!(
-                        "cannot connect to {target} (connect timeout {} ms): {}",
+                        "cannot connect to {authority} (connect timeout {} ms): {reason}",
                         self.connect_timeout.as_millis(),
-                        cause(&e)
                     ),
                 )
                 .retryable(true)),
-            Ok(Err(e)) => Err(self.error(
+            Ok(Err(SendError::Exchange(e))) => Err(self.error(
                 ErrorKind::UpstreamBadResponse,
-                format!("{target} failed: {}", cause(&e)),
+                format!("{authority} failed: {}", cause(&e)),
             )),
         }
     }
@@ -179,7 +181,14 @@ impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
             .field("name", &self.name)
-            .field("targets", &self.targets)
+            .field(
+                "targets",
+                &self
+                    .targets
+                    .iter()
+                    .map(TargetPool::authority)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
