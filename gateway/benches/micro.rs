@@ -104,6 +104,8 @@ fn call(rt: &tokio::runtime::Runtime, filter: &WasmFilter, request: &http::reque
         client_text: Arc::from("127.0.0.1:5000"),
         scheme: "http",
         values: Vec::new(),
+        position: 0,
+        response_edits: Vec::new(),
     };
     let mut slot: Slot = None;
     let verdict = rt

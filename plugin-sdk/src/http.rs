@@ -138,6 +138,8 @@ pub struct Request {
     path: String,
     query: Option<String>,
     pub(crate) headers: Headers,
+    /// Changes for this request's response (see [`Request::set_response_header`]).
+    response_headers: Headers,
     body: Option<Vec<u8>>,
     method_changed: bool,
     target_changed: bool,
@@ -153,6 +155,7 @@ impl Request {
             path: head.path,
             query: head.query,
             headers: Headers::from_wit(head.headers),
+            response_headers: Headers::default(),
             body,
             method_changed: false,
             target_changed: false,
@@ -174,10 +177,30 @@ impl Request {
                 None
             },
             context,
+            response_headers: self.response_headers.changes(),
         }
     }
 
     header_methods!();
+
+    /// Set header `name` to `value` on this request's response, whether it comes from the
+    /// upstream or from a later plugin. A plugin that only decorates the response this way
+    /// needs no `on_response` (and should not ask for a response phase): it saves a call.
+    pub fn set_response_header(&mut self, name: &str, value: &str) {
+        self.response_headers.set(name, value);
+    }
+
+    /// Append a value of `name` to this request's response (see
+    /// [`Request::set_response_header`]).
+    pub fn add_response_header(&mut self, name: &str, value: &str) {
+        self.response_headers.add(name, value);
+    }
+
+    /// Remove every value of `name` from this request's response (see
+    /// [`Request::set_response_header`]).
+    pub fn remove_response_header(&mut self, name: &str) {
+        self.response_headers.remove(name);
+    }
 
     /// Method, e.g. `GET`.
     pub fn method(&self) -> &str {

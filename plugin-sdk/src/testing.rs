@@ -176,6 +176,20 @@ pub struct RequestOutcome {
 }
 
 impl RequestOutcome {
+    /// The value the filter set or added for header `name` on this request's response
+    /// (`Request::set_response_header`); None if it did not.
+    pub fn response_header(&self, name: &str) -> Option<String> {
+        let wit::RequestAction::Continue(changes) = &self.action else {
+            return None;
+        };
+        let mut fields = Vec::new();
+        apply_headers(&mut fields, &changes.response_headers);
+        let name = name.to_ascii_lowercase();
+        fields.into_iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+impl RequestOutcome {
     /// The request as it would go on (None if the filter responded).
     pub fn upstream(&self) -> Option<&TestRequest> {
         self.upstream.as_ref()

@@ -97,6 +97,7 @@ class Filter(exports.Filter):
                 headers=changes,
                 body=None,
                 context=[("seen", (seen or "") + NAME)],
+                response_headers=set_headers([]),
             )
         )
 

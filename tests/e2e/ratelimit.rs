@@ -221,3 +221,56 @@ plugins = [
     assert_eq!(seen[3].headers["x-consumer-id"], "carol");
     assert!(seen[0].headers.get("x-api-key").is_none(), "key stripped");
 }
+
+/// Rate-limit sets its headers from the request phase (no response call); they reach the
+/// client on upstream responses and on replies from plugins later in the chain alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_headers_reach_upstream_and_local_replies() {
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&format!(
+        r#"{server}
+[upstreams.up]
+targets = [{target}]
+
+[plugins.rl]
+module = "builtin:rate-limit"
+capabilities = ["counters", "log"]
+
+[plugins.acl]
+module = "builtin:acl"
+
+[[routes]]
+name = "open"
+match = {{ path_prefix = "/open" }}
+upstream = "up"
+plugins = [ {{ use = "rl", config = {{ minute = 100, limit_by = "ip" }} }} ]
+
+[[routes]]
+name = "guarded"
+match = {{ path_prefix = "/guarded" }}
+upstream = "up"
+plugins = [
+  {{ use = "rl", config = {{ minute = 50, limit_by = "ip" }} }},
+  {{ use = "acl", config = {{ allow = ["admin"] }} }},
+]
+"#,
+        server = server_section(),
+        target = up.target(),
+    ));
+    let client = HttpClient::http1();
+    let open = client.get(&gw.url("/open"), &[]).await;
+    assert_eq!(open.status, 200);
+    assert_eq!(open.header("ratelimit-limit"), Some("100"));
+    assert_eq!(open.header("x-ratelimit-remaining-minute"), Some("99"));
+
+    // acl answers itself (no consumer); the rate-limit headers are on its reply too.
+    let denied = client.get(&gw.url("/guarded"), &[]).await;
+    assert!(
+        denied.status == 401 || denied.status == 403,
+        "{}",
+        denied.text()
+    );
+    assert_eq!(denied.header("ratelimit-limit"), Some("50"));
+    assert_eq!(denied.header("ratelimit-remaining"), Some("49"));
+    assert_eq!(up.count(), 1, "only /open reached the upstream");
+}

@@ -12,6 +12,7 @@ use crate::proxy::filter::{
     Filter, FilterFailure, FilterNeeds, LocalResponse, RequestContext, RequestVerdict,
     ResponseVerdict, Slot,
 };
+use crate::proxy::headers::HeaderEdits;
 use crate::proxy::local_response;
 use bytes::Bytes;
 use futures::FutureExt;
@@ -226,30 +227,29 @@ fn header_value(value: &str) -> Result<HeaderValue, Violation> {
     HeaderValue::from_str(value).map_err(|_| bad(format!("invalid header value {value:?}")))
 }
 
-/// Apply header changes in the documented order: remove, set, add. Validates everything
-/// first so a bad change leaves the headers untouched.
-fn apply_header_changes(changes: &HeaderChanges, headers: &mut HeaderMap) -> Result<(), Violation> {
-    let removes = changes
-        .remove
-        .iter()
-        .map(|n| header_name(n))
-        .collect::<Result<Vec<_>, _>>()?;
+/// Validate header changes; a bad name or value fails the whole set, so nothing is half
+/// applied.
+fn header_edits(changes: &HeaderChanges) -> Result<HeaderEdits, Violation> {
     let pairs = |list: &[Header]| {
         list.iter()
             .map(|h| Ok((header_name(&h.name)?, header_value(&h.value)?)))
             .collect::<Result<Vec<_>, Violation>>()
     };
-    let sets = pairs(&changes.set)?;
-    let adds = pairs(&changes.add)?;
-    for name in removes {
-        headers.remove(name);
-    }
-    for (name, value) in sets {
-        headers.insert(name, value);
-    }
-    for (name, value) in adds {
-        headers.append(name, value);
-    }
+    Ok(HeaderEdits {
+        remove: changes
+            .remove
+            .iter()
+            .map(|n| header_name(n))
+            .collect::<Result<Vec<_>, _>>()?,
+        set: pairs(&changes.set)?,
+        add: pairs(&changes.add)?,
+    })
+}
+
+/// Apply header changes in the documented order: remove, set, add. Validates everything
+/// first so a bad change leaves the headers untouched.
+fn apply_header_changes(changes: &HeaderChanges, headers: &mut HeaderMap) -> Result<(), Violation> {
+    header_edits(changes)?.apply(headers);
     Ok(())
 }
 
@@ -266,6 +266,7 @@ fn apply_request_action(
         }
         RequestAction::Continue(changes) => changes,
     };
+    let response_edits = header_edits(&changes.response_headers)?;
     if let Some(method) = &changes.method {
         request.method = Method::from_bytes(method.as_bytes())
             .map_err(|_| bad(format!("invalid method {method:?}")))?;
@@ -298,6 +299,9 @@ fn apply_request_action(
     }
     for (key, value) in &changes.context {
         ctx.set(key, value);
+    }
+    if !response_edits.is_empty() {
+        ctx.response_edits.push((ctx.position, response_edits));
     }
     Ok(RequestVerdict::Continue)
 }

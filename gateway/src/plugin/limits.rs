@@ -139,6 +139,7 @@ pub fn check_request_action(action: &RequestAction, limits: &Limits) -> Result<(
     match action {
         RequestAction::Continue(changes) => {
             check_headers(&changes.headers, 0, limits)?;
+            check_headers(&changes.response_headers, 0, limits)?;
             check_body(changes.body.as_deref(), limits)
         }
         RequestAction::Respond(response) => check_response(response, limits),
@@ -227,6 +228,11 @@ mod tests {
             },
             body: None,
             context: vec![],
+            response_headers: HeaderChanges {
+                remove: vec![],
+                set: vec![],
+                add: vec![],
+            },
         })
     }
 

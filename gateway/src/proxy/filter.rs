@@ -3,6 +3,7 @@
 //! this trait, and pipeline tests can use plain Rust filters.
 
 use crate::config::OnError;
+use crate::proxy::headers::HeaderEdits;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{StatusCode, request, response};
@@ -29,6 +30,11 @@ pub struct RequestContext {
     pub scheme: &'static str,
     /// Values set by filters for later ones, in the order first set.
     pub values: Vec<(String, String)>,
+    /// Position in the chain of the filter now running.
+    pub position: usize,
+    /// Header changes filters asked for on the response, by their position in the chain;
+    /// applied as the response passes back through each.
+    pub response_edits: Vec<(usize, HeaderEdits)>,
 }
 
 impl RequestContext {

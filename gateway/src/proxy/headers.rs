@@ -31,6 +31,37 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
 }
 
+/// Validated header changes, applied in the documented order: remove, set, add.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    /// Names whose every value goes.
+    pub remove: Vec<HeaderName>,
+    /// Fields replacing every value of their name.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Fields appended.
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderEdits {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+
+    /// Apply to `headers`.
+    pub fn apply(self, headers: &mut HeaderMap) {
+        for name in self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in self.set {
+            headers.insert(name, value);
+        }
+        for (name, value) in self.add {
+            headers.append(name, value);
+        }
+    }
+}
+
 /// The client end of a connection, with the text forms its requests need, formatted once per
 /// connection rather than once per request (or per plugin call).
 #[derive(Debug, Clone)]

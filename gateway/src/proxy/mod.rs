@@ -111,6 +111,8 @@ async fn proxy(
         client_text: client.addr_text.clone(),
         scheme,
         values: Vec::new(),
+        position: 0,
+        response_edits: Vec::new(),
     };
     let mut slots: Vec<Slot> = route.chain.iter().map(|_| None).collect();
 
@@ -123,7 +125,8 @@ async fn proxy(
     };
     let mut ran = 0;
     let mut local: Option<LocalResponse> = None;
-    for (filter, slot) in route.chain.iter().zip(slots.iter_mut()) {
+    for (position, (filter, slot)) in route.chain.iter().zip(slots.iter_mut()).enumerate() {
+        ctx.position = position;
         let mut body = if filter.needs().request_body {
             buffered.take()
         } else {
@@ -188,47 +191,55 @@ async fn proxy(
         }
     };
 
-    // Response phase, in reverse over the filters that let the request through.
-    let responders: Vec<usize> = (0..ran)
-        .rev()
-        .filter(|&i| route.chain[i].needs().response_phase)
-        .collect();
-    if let (Some(request_head), false) = (&request_head, responders.is_empty()) {
-        if responders
-            .iter()
-            .any(|&i| route.chain[i].needs().response_body)
-        {
-            response_body =
-                ResponseBody::Buffered(response_body.buffer(route.max_body_bytes, &route).await?);
+    // Response phase, in reverse over the filters that let the request through: each one's
+    // response header edits (asked for in its request phase), then its `on-response`.
+    let mut edits = std::mem::take(&mut ctx.response_edits);
+    let needs_body = (0..ran).any(|i| {
+        let needs = route.chain[i].needs();
+        needs.response_phase && needs.response_body
+    });
+    if request_head.is_some() && needs_body {
+        response_body =
+            ResponseBody::Buffered(response_body.buffer(route.max_body_bytes, &route).await?);
+    }
+    for i in (0..ran).rev() {
+        while edits.last().is_some_and(|(position, _)| *position == i) {
+            if let Some((_, edit)) = edits.pop() {
+                edit.apply(&mut response_parts.headers);
+            }
         }
-        for i in responders {
-            let filter = &route.chain[i];
-            let mut body = match (&response_body, filter.needs().response_body) {
-                (ResponseBody::Buffered(bytes), true) => Some(bytes.clone()),
-                _ => None,
-            };
-            let verdict = filter
-                .on_response(
-                    request_head,
-                    &mut response_parts,
-                    &mut body,
-                    &ctx,
-                    &mut slots[i],
-                )
-                .await;
-            match verdict {
-                Ok(ResponseVerdict::Continue) => {
-                    if let Some(bytes) = body {
-                        response_body = ResponseBody::Buffered(bytes);
-                    }
-                }
-                Ok(ResponseVerdict::Replace(replacement)) => {
-                    let (parts, bytes) = replacement.into_parts();
-                    response_parts = parts;
+        let filter = &route.chain[i];
+        let Some(request_head) = request_head
+            .as_ref()
+            .filter(|_| filter.needs().response_phase)
+        else {
+            continue;
+        };
+        let mut body = match (&response_body, filter.needs().response_body) {
+            (ResponseBody::Buffered(bytes), true) => Some(bytes.clone()),
+            _ => None,
+        };
+        let verdict = filter
+            .on_response(
+                request_head,
+                &mut response_parts,
+                &mut body,
+                &ctx,
+                &mut slots[i],
+            )
+            .await;
+        match verdict {
+            Ok(ResponseVerdict::Continue) => {
+                if let Some(bytes) = body {
                     response_body = ResponseBody::Buffered(bytes);
                 }
-                Err(failure) => fail_or_skip(failure, &ctx)?,
             }
+            Ok(ResponseVerdict::Replace(replacement)) => {
+                let (parts, bytes) = replacement.into_parts();
+                response_parts = parts;
+                response_body = ResponseBody::Buffered(bytes);
+            }
+            Err(failure) => fail_or_skip(failure, &ctx)?,
         }
     }
 

@@ -19,11 +19,8 @@
 //!   plugin's own `on_unavailable` overrides it.
 
 use plugin_sdk::counters::{self, Bump, CounterError, UnavailablePolicy};
-use plugin_sdk::{Context, Filter, Flow, Reply, Request, Response, Settings};
+use plugin_sdk::{Context, Filter, Flow, Reply, Request, Settings};
 use serde::Deserialize;
-
-/// Context key carrying the headers from the request phase to the response phase.
-const HEADERS_KEY: &str = "rate-limit.headers";
 
 /// What requests are counted together.
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +150,8 @@ impl Filter for RateLimit {
 
     fn settings(&self) -> Settings {
         Settings {
-            response_phase: !self.config.hide_headers,
+            // Response headers are set from the request phase: no response call needed.
+            response_phase: false,
             request_headers: Some(self.config.header_name.iter().cloned().collect()),
             response_headers: Some(Vec::new()),
             ..Settings::default()
@@ -232,18 +230,8 @@ impl Filter for RateLimit {
             return Flow::Respond(reply);
         }
         if !self.config.hide_headers {
-            let encoded: Vec<String> = headers.iter().map(|(n, v)| format!("{n}={v}")).collect();
-            ctx.set(HEADERS_KEY, &encoded.join(";"));
-        }
-        Flow::Continue
-    }
-
-    fn on_response(&self, _req: &Request, resp: &mut Response, ctx: &Context) -> Flow {
-        if let Some(encoded) = ctx.get(HEADERS_KEY) {
-            for pair in encoded.split(';') {
-                if let Some((name, value)) = pair.split_once('=') {
-                    resp.set_header(name, value);
-                }
+            for (name, value) in &headers {
+                req.set_response_header(name, &value.to_string());
             }
         }
         Flow::Continue
@@ -281,7 +269,7 @@ plugin_sdk::export_filter!(RateLimit);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_sdk::testing::{self, TestRequest, TestResponse};
+    use plugin_sdk::testing::{self, TestRequest};
     use serde_json::json;
 
     #[test]
@@ -292,8 +280,10 @@ mod tests {
         for expected_remaining in ["2", "1", "0"] {
             let out = testing::request(&f, req());
             assert!(out.upstream().is_some());
-            let headers = out.context_value(HEADERS_KEY).unwrap().to_string();
-            assert!(headers.contains(&format!("ratelimit-remaining={expected_remaining}")));
+            assert_eq!(
+                out.response_header("ratelimit-remaining").as_deref(),
+                Some(expected_remaining)
+            );
         }
         let out = testing::request(&f, req());
         let reply = out.reply().expect("limited");
@@ -311,11 +301,10 @@ mod tests {
         let f =
             testing::init::<RateLimit>(json!({"minute": 2, "day": 100, "limit_by": "ip"})).unwrap();
         let out = testing::request(&f, TestRequest::get("/"));
-        let headers = out.context_value(HEADERS_KEY).unwrap().to_string();
-        assert!(headers.contains("ratelimit-limit=2"), "{headers}");
-        assert!(
-            headers.contains("x-ratelimit-remaining-day=99"),
-            "{headers}"
+        assert_eq!(out.response_header("ratelimit-limit").as_deref(), Some("2"));
+        assert_eq!(
+            out.response_header("x-ratelimit-remaining-day").as_deref(),
+            Some("99")
         );
         assert!(
             testing::request(&f, TestRequest::get("/"))
@@ -351,16 +340,24 @@ mod tests {
     }
 
     #[test]
-    fn response_gets_headers() {
+    fn response_gets_headers_without_a_response_phase() {
         testing::reset_state();
         let f = testing::init::<RateLimit>(json!({"minute": 10, "limit_by": "ip"})).unwrap();
+        assert!(!f.settings().response_phase);
         let out = testing::request(&f, TestRequest::get("/"));
-        let ctx = out.context.clone();
-        let mut resp_req = TestRequest::get("/");
-        resp_req.context = ctx;
-        let resp = testing::response(&f, resp_req, TestResponse::new(200));
-        assert_eq!(resp.get_header("ratelimit-limit"), Some("10"));
-        assert_eq!(resp.get_header("x-ratelimit-remaining-minute"), Some("9"));
+        assert_eq!(
+            out.response_header("ratelimit-limit").as_deref(),
+            Some("10")
+        );
+        assert_eq!(
+            out.response_header("x-ratelimit-remaining-minute")
+                .as_deref(),
+            Some("9")
+        );
+        let hidden =
+            testing::init::<RateLimit>(json!({"minute": 10, "hide_headers": true})).unwrap();
+        let out = testing::request(&hidden, TestRequest::get("/"));
+        assert_eq!(out.response_header("ratelimit-limit"), None);
     }
 
     #[test]
