@@ -12,6 +12,8 @@
 //!
 //! Every engine uses epoch interruption for wall-clock timeouts; one background thread
 //! advances their epoch every [`TICK`], so a `timeout_ms` deadline is `timeout_ms` ticks away.
+//! The thread sleeps until the first plugin is loaded: a gateway without plugins is not woken
+//! a thousand times a second for nothing.
 
 use crate::config::Isolation;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +40,7 @@ const KEEP_RESIDENT: usize = 4 << 20;
 /// The gateway's engines and their ticker; the ticker stops when this is dropped.
 pub struct Engines {
     inner: Arc<Inner>,
+    ticker: std::thread::Thread,
 }
 
 struct Inner {
@@ -45,6 +48,8 @@ struct Inner {
     fueled: Engine,
     pooled: OnceLock<Engine>,
     pooled_fueled: OnceLock<Engine>,
+    /// Set once a plugin was loaded; the ticker idles until then.
+    ticking: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -56,13 +61,18 @@ impl Engines {
             fueled: Engine::new(&config(true))?,
             pooled: OnceLock::new(),
             pooled_fueled: OnceLock::new(),
+            ticking: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
         let ticker = inner.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("wasm-epoch".into())
             .spawn(move || {
                 while !ticker.stop.load(Ordering::Relaxed) {
+                    if !ticker.ticking.load(Ordering::Acquire) {
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        continue;
+                    }
                     std::thread::sleep(TICK);
                     ticker.plain.increment_epoch();
                     ticker.fueled.increment_epoch();
@@ -74,12 +84,19 @@ impl Engines {
                 }
             })
             .map_err(|e| wasmtime::format_err!("cannot start epoch ticker: {e}"))?;
-        Ok(Engines { inner })
+        Ok(Engines {
+            inner,
+            ticker: thread.thread().clone(),
+        })
     }
 
     /// The engine for a plugin, by whether it meters fuel and how it isolates requests.
+    /// Starts the epoch ticker, as a plugin is about to be loaded.
     pub fn engine(&self, fuel: bool, isolation: Isolation) -> &Engine {
         let inner = &*self.inner;
+        if !inner.ticking.swap(true, Ordering::AcqRel) {
+            self.ticker.unpark();
+        }
         let on_demand = if fuel { &inner.fueled } else { &inner.plain };
         if isolation != Isolation::Request {
             return on_demand;
@@ -109,6 +126,7 @@ impl Engines {
 impl Drop for Engines {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::Relaxed);
+        self.ticker.unpark();
     }
 }
 
