@@ -4,6 +4,11 @@
 #   bench/run.sh            # all scenarios, 2 interleaved rounds of 5 s each
 #   DURATION=10 ROUNDS=3 bench/run.sh
 #   SCENARIOS="none big" MEMORY=0 bench/run.sh   # a subset, without the memory runs
+#   MODE=instructions bench/run.sh                # user-space instructions per request
+#
+# MODE=instructions runs each proxy under valgrind's callgrind instead (4 connections, 8 s after
+# a warm-up) and prints user-space instructions per request for the HTTP/1.1 scenarios and the
+# gateway/nginx ratio: exact and repeatable on a noisy machine, but blind to kernel time.
 #
 # CPU 0 runs the proxy under test (gateway with one worker thread, or nginx with one worker
 # process); CPU 1 runs the backend (nginx) and the load generator (wrk for HTTP/1.1, h2load for
@@ -35,6 +40,7 @@ need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -
 need nginx nginx
 need wrk wrk
 need h2load nghttp2-client
+[ "${MODE:-throughput}" = instructions ] && need valgrind valgrind
 python3 -c "import jwt" 2>/dev/null || python3 -m pip install --quiet "pyjwt[crypto]==2.15.1"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 cargo build --release -p gateway --quiet
@@ -122,7 +128,7 @@ plugins = [ $plugins ]
 CONF
 }
 
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+wait_port() { for _ in $(seq "${WAIT_TRIES:-200}"); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 TICKS=$(getconf CLK_TCK)
@@ -186,7 +192,47 @@ PY
   fi
 }
 
+# One callgrind run; prints user-space instructions per request.
+instructions() { # $1 = gateway|nginx, $2 = scenario
+  local out="$WORK/callgrind.$1.$2" path=/small headers=() port
+  [ "$2" = big ] && path=/big
+  case "$2" in chain|chain-request) headers=(-H "authorization: Bearer $TOKEN") ;; esac
+  if [ "$1" = nginx ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$out" nginx -c "$WORK/nginx.conf" \
+      -e "$WORK/logs/nginx.err" 2> "$WORK/logs/valgrind.err" & PROXY_PID=$!; port=$NGINX_PORT
+  else
+    start_proxy gateway "$2"; stop_proxy   # compiles the plugins into the cache natively
+    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "$GATEWAY" run \
+      --config "$WORK/gateway.toml" > /dev/null 2> "$WORK/logs/valgrind.err" & PROXY_PID=$!
+    port=$GATEWAY_PORT
+  fi
+  WAIT_TRIES=1200 wait_port "$port"
+  wrk -t1 -c4 -d2s "${headers[@]}" "http://127.0.0.1:$port$path" > /dev/null
+  callgrind_control -z "$PROXY_PID" > /dev/null 2>&1
+  local requests total
+  requests=$(wrk -t1 -c4 -d8s "${headers[@]}" "http://127.0.0.1:$port$path" | awk '/requests in/ {print $1}')
+  callgrind_control -d "$PROXY_PID" > /dev/null 2>&1
+  sleep 1
+  total=$(callgrind_annotate "$out".* 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  stop_proxy
+  echo $((total / requests))
+}
+
 wait_port "$BACKEND_PORT"
+if [ "${MODE:-throughput}" = instructions ]; then
+  nginx_small=$(instructions nginx none)
+  nginx_big=$(instructions nginx big)
+  echo "| scenario | gateway instructions/request | nginx (no plugins, same body) | ratio |"
+  echo "|---|---|---|---|"
+  for scenario in $SCENARIOS; do
+    [ "$scenario" = h2 ] && continue   # wrk drives HTTP/1.1 only
+    ir=$(instructions gateway "$scenario")
+    reference=$nginx_small
+    [ "$scenario" = big ] && reference=$nginx_big
+    python3 -c "import sys; g, n = map(int, sys.argv[2:]); print(f'| {sys.argv[1]} | {g:,} | {n:,} | {n / g:.2f}x |')" "$scenario" "$ir" "$reference"
+  done
+  exit 0
+fi
 RESULTS=$WORK/results.txt
 : > "$RESULTS"
 for scenario in $SCENARIOS; do

@@ -14,15 +14,17 @@ pub fn is_valid_header_name(name: &str) -> bool {
 
 /// The first value of `name` (case-insensitive) among lower-case `fields`.
 pub(crate) fn find_header<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    find_all_headers(fields, name).into_iter().next()
+    fields
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// Every value of `name` (case-insensitive) among lower-case `fields`.
 pub(crate) fn find_all_headers<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    let name = name.to_ascii_lowercase();
     fields
         .iter()
-        .filter(|(n, _)| *n == name)
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
         .collect()
 }
@@ -42,9 +44,14 @@ pub(crate) struct Headers {
 impl Headers {
     pub(crate) fn from_wit(fields: Vec<wit::Header>) -> Self {
         Headers {
+            // The gateway sends lower-case names; lower-casing in place costs no allocation
+            // for names that already are.
             fields: fields
                 .into_iter()
-                .map(|h| (h.name.to_ascii_lowercase(), h.value))
+                .map(|mut h| {
+                    h.name.make_ascii_lowercase();
+                    (h.name, h.value)
+                })
                 .collect(),
             ..Headers::default()
         }
