@@ -1,6 +1,6 @@
 # The two set-up commands of the README are `make run` and `make test`; CI runs `make ci`.
 
-.PHONY: run test lint ci setup test-deps
+.PHONY: run test lint ci setup test-deps lint-deps
 
 # Toolchain targets in rust-toolchain.toml are not auto-installed on every machine.
 setup:
@@ -22,7 +22,10 @@ test: setup test-deps
 	cargo test --workspace
 
 ## Formatting and lints, for the host and the wasm32-wasip2 plugins.
-lint: setup
+lint-deps:
+	rustup component add rustfmt clippy
+
+lint: setup lint-deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip2 --target-dir target/wasm \
@@ -30,4 +33,4 @@ lint: setup
 		-p jwt-auth -p key-auth -p acl -p rate-limit -p ip-restriction -p cors \
 		-p test-misbehave -p test-fs-reader -p test-tagger -p test-kv-probe -- -D warnings
 
-ci: lint test
+ci: test lint

@@ -50,36 +50,34 @@ GATEWAY=$ROOT/target/release/gateway
 mkdir -p "$WORK/www" "$WORK/logs"
 printf 'hello from the backend\n' > "$WORK/www/small"
 head -c 16384 /dev/zero | tr '\0' 'x' > "$WORK/www/big"
-cat > "$WORK/backend.conf" <<CONF
-daemon off; master_process off; worker_processes 1; pid $WORK/backend.pid;
-error_log $WORK/logs/backend.err warn;
+# One nginx worker in the foreground: $1 = name (pid and error log), $2 = the `http` block's
+# contents.
+nginx_conf() {
+  cat <<CONF
+daemon off; master_process off; worker_processes 1; pid $WORK/$1.pid;
+error_log $WORK/logs/$1.err warn;
 events { worker_connections 4096; }
 http {
   access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
-  server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; location / { default_type text/plain; } }
+$2
 }
 CONF
+}
+nginx_conf backend "  server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; location / { default_type text/plain; } }" \
+  > "$WORK/backend.conf"
 taskset -c 1 nginx -c "$WORK/backend.conf" -e "$WORK/logs/backend.err" &
 PIDS+=($!)
 
 # --- reference: nginx reverse proxy, one worker, upstream keep-alive, on CPU 0 ----------------
-cat > "$WORK/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; pid $WORK/nginx.pid;
-error_log $WORK/logs/nginx.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
-  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 256; }
+nginx_conf nginx "  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 256; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
     listen 127.0.0.1:$NGINX_H2_PORT http2;   # cleartext HTTP/2 (prior knowledge) only
     location / {
-      proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     }
-  }
-}
-CONF
+  }" > "$WORK/nginx.conf"
 
 # --- gateway configs per scenario -------------------------------------------------------------
 SECRET="bench-only-hmac-secret-of-at-least-32-bytes!"

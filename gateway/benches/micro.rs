@@ -100,8 +100,7 @@ fn call(rt: &tokio::runtime::Runtime, filter: &WasmFilter, request: &http::reque
     let mut ctx = RequestContext {
         route: Arc::from("bench"),
         request_id: "req-1".into(),
-        client_addr: "127.0.0.1:5000".parse().unwrap(),
-        client_text: Arc::from("127.0.0.1:5000"),
+        client_addr: Arc::from("127.0.0.1:5000"),
         scheme: "http",
         values: Vec::new(),
         position: 0,

@@ -173,7 +173,7 @@ fn context(ctx: &RequestContext) -> Context {
     Context {
         route: ctx.route.to_string(),
         request_id: ctx.request_id.clone(),
-        client_addr: ctx.client_text.to_string(),
+        client_addr: ctx.client_addr.to_string(),
         values: ctx.values.clone(),
     }
 }

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{StatusCode, request, response};
 use std::any::Any;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Per-request state a filter may keep between its request and response phase (e.g. the
@@ -22,10 +21,8 @@ pub struct RequestContext {
     pub route: Arc<str>,
     /// Request id (propagated or generated).
     pub request_id: String,
-    /// The client's address.
-    pub client_addr: SocketAddr,
     /// The client's address as text (`ip:port`), formatted once per connection.
-    pub client_text: Arc<str>,
+    pub client_addr: Arc<str>,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// Values set by filters for later ones, in the order first set.

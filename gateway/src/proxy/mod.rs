@@ -107,8 +107,7 @@ async fn proxy(
     let mut ctx = RequestContext {
         route: route.name.clone(),
         request_id: request_id.to_string(),
-        client_addr: client.addr,
-        client_text: client.addr_text.clone(),
+        client_addr: client.addr_text.clone(),
         scheme,
         values: Vec::new(),
         position: 0,
@@ -203,10 +202,8 @@ async fn proxy(
             ResponseBody::Buffered(response_body.buffer(route.max_body_bytes, &route).await?);
     }
     for i in (0..ran).rev() {
-        while edits.last().is_some_and(|(position, _)| *position == i) {
-            if let Some((_, edit)) = edits.pop() {
-                edit.apply(&mut response_parts.headers);
-            }
+        while let Some((_, edit)) = edits.pop_if(|(position, _)| *position == i) {
+            edit.apply(&mut response_parts.headers);
         }
         let filter = &route.chain[i];
         let Some(request_head) = request_head
