@@ -2,14 +2,17 @@
 
 use crate::bindings::gateway::plugin::types as wit;
 
+/// Context values as (key, value) pairs.
+pub(crate) type Values = Vec<(String, String)>;
+
 /// Facts about the request, and values earlier filters set for later ones.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     route: String,
     request_id: String,
     client_addr: String,
-    values: Vec<(String, String)>,
-    pub(crate) changes: Vec<(String, String)>,
+    values: Values,
+    pub(crate) changes: Values,
 }
 
 impl Context {
@@ -72,6 +75,11 @@ impl Context {
         }
         self.changes.retain(|(k, _)| k != key);
         self.changes.push((key.to_string(), value.to_string()));
+    }
+
+    /// The values as the filter left them, and the ones it set (for the gateway).
+    pub(crate) fn into_values_and_changes(self) -> (Values, Values) {
+        (self.values, self.changes)
     }
 
     /// All values, in the order first set.

@@ -47,7 +47,7 @@ pub fn on_request<F: Filter>(
     FILTER.with(
         |slot| match slot.borrow().as_ref().and_then(|f| f.downcast_ref::<F>()) {
             Some(filter) => run_request(filter, ctx, head, body).0,
-            None => wit::RequestAction::Respond(not_initialised().to_wit()),
+            None => wit::RequestAction::Respond(not_initialised().into_wit()),
         },
     )
 }
@@ -61,42 +61,48 @@ pub fn on_response<F: Filter>(
 ) -> wit::ResponseAction {
     FILTER.with(
         |slot| match slot.borrow().as_ref().and_then(|f| f.downcast_ref::<F>()) {
-            Some(filter) => run_response(filter, ctx, request, response, body).0,
-            None => wit::ResponseAction::Replace(not_initialised().to_wit()),
+            Some(filter) => run_response(filter, ctx, request, response, body),
+            None => wit::ResponseAction::Replace(not_initialised().into_wit()),
         },
     )
 }
 
-/// Run `on_request`; also returns the views as the filter left them.
+/// Run `on_request`; also returns the context values as the filter left them. The views are
+/// consumed: what the filter set or added moves into the action without a copy.
 pub fn run_request<F: Filter>(
     filter: &F,
     ctx: wit::Context,
     head: wit::RequestHead,
     body: Option<Vec<u8>>,
-) -> (wit::RequestAction, Request, Context) {
+) -> (wit::RequestAction, Vec<(String, String)>) {
     let mut request = Request::from_wit(head, body);
     let mut ctx = Context::from_wit(ctx);
     let action = match filter.on_request(&mut request, &mut ctx) {
-        Flow::Continue => wit::RequestAction::Continue(request.changes(ctx.changes.clone())),
-        Flow::Respond(reply) => wit::RequestAction::Respond(reply.to_wit()),
+        Flow::Continue => {
+            let (values, changes) = ctx.into_values_and_changes();
+            return (
+                wit::RequestAction::Continue(request.into_changes(changes)),
+                values,
+            );
+        }
+        Flow::Respond(reply) => wit::RequestAction::Respond(reply.into_wit()),
     };
-    (action, request, ctx)
+    (action, ctx.into_values_and_changes().0)
 }
 
-/// Run `on_response`; also returns the response view as the filter left it.
+/// Run `on_response`.
 pub fn run_response<F: Filter>(
     filter: &F,
     ctx: wit::Context,
     request: wit::RequestHead,
     response: wit::ResponseHead,
     body: Option<Vec<u8>>,
-) -> (wit::ResponseAction, Response) {
+) -> wit::ResponseAction {
     let request = Request::from_wit(request, None);
     let mut response = Response::from_wit(response, body);
     let ctx = Context::from_wit(ctx);
-    let action = match filter.on_response(&request, &mut response, &ctx) {
-        Flow::Continue => wit::ResponseAction::Continue(response.changes()),
-        Flow::Respond(reply) => wit::ResponseAction::Replace(reply.to_wit()),
-    };
-    (action, response)
+    match filter.on_response(&request, &mut response, &ctx) {
+        Flow::Continue => wit::ResponseAction::Continue(response.into_changes()),
+        Flow::Respond(reply) => wit::ResponseAction::Replace(reply.into_wit()),
+    }
 }

@@ -1,7 +1,6 @@
 //! Request and response views that record what a filter changed, and the filter's answers.
 
 use crate::bindings::gateway::plugin::types as wit;
-use std::collections::BTreeSet;
 
 /// True if `name` is a valid HTTP field name (an RFC 9110 token). Validate configured header
 /// names in `Filter::new`, so a typo is a config error rather than a failed request.
@@ -29,16 +28,22 @@ pub(crate) fn find_all_headers<'a>(fields: &'a [(String, String)], name: &str) -
         .collect()
 }
 
-/// Header fields with change tracking: reads see writes at once; [`Headers::changes`] says
-/// what to send to the gateway.
-/// A header view that records exactly what the filter did: names removed (or set) and fields
-/// added, in order. Recording operations rather than diffing the view keeps `add` correct
-/// for fields the filter was never shown (see `Settings::request_headers`).
+/// A header view that records what the filter did as the gateway applies it: names removed,
+/// names set to one value, fields appended (applied in that order). Recording operations
+/// rather than diffing the view keeps `add` correct for fields the filter was never shown
+/// (see `Settings::request_headers`). Set and added fields are kept as the WIT records they
+/// will be sent as, so continuing moves them out instead of copying: a call's cost is mostly
+/// allocations, in the guest as on the host.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Headers {
+    /// The fields the gateway passed in that are still in effect.
     fields: Vec<(String, String)>,
-    removed: BTreeSet<String>,
-    added: Vec<(String, String)>,
+    /// Lower-case names whose fields the gateway drops.
+    removed: Vec<String>,
+    /// Names replaced by one value (each name once).
+    set: Vec<wit::Header>,
+    /// Fields appended after removals and replacements.
+    added: Vec<wit::Header>,
 }
 
 impl Headers {
@@ -57,44 +62,67 @@ impl Headers {
         }
     }
 
+    /// Every field in effect: a set name's value comes before fields added to it, and
+    /// originals of a set name are gone, so the first match is the first value.
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        fn wit(h: &wit::Header) -> (&str, &str) {
+            (h.name.as_str(), h.value.as_str())
+        }
+        self.set
+            .iter()
+            .map(wit)
+            .chain(self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .chain(self.added.iter().map(wit))
+    }
+
     fn get(&self, name: &str) -> Option<&str> {
-        find_header(&self.fields, name)
+        self.get_all_iter(name).next()
     }
 
     fn get_all(&self, name: &str) -> Vec<&str> {
-        find_all_headers(&self.fields, name)
+        self.get_all_iter(name).collect()
+    }
+
+    fn get_all_iter<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Drop every field of lower-case `name` from the view.
+    fn forget(&mut self, name: &str) {
+        self.fields.retain(|(n, _)| n != name);
+        self.set.retain(|h| h.name != name);
+        self.added.retain(|h| h.name != name);
     }
 
     fn remove(&mut self, name: &str) {
         let name = name.to_ascii_lowercase();
-        self.fields.retain(|(n, _)| *n != name);
-        self.added.retain(|(n, _)| *n != name);
-        self.removed.insert(name);
+        self.forget(&name);
+        if !self.removed.contains(&name) {
+            self.removed.push(name);
+        }
     }
 
-    fn set(&mut self, name: &str, value: &str) {
-        self.remove(name);
-        self.add(name, value);
-    }
-
-    fn add(&mut self, name: &str, value: &str) {
+    fn set(&mut self, name: &str, value: String) {
         let name = name.to_ascii_lowercase();
-        self.fields.push((name.clone(), value.to_string()));
-        self.added.push((name, value.to_string()));
+        self.forget(&name);
+        self.set.push(wit::Header { name, value });
     }
 
-    pub(crate) fn changes(&self) -> wit::HeaderChanges {
+    fn add(&mut self, name: &str, value: String) {
+        let name = name.to_ascii_lowercase();
+        self.added.push(wit::Header { name, value });
+    }
+
+    pub(crate) fn into_changes(self) -> wit::HeaderChanges {
         wit::HeaderChanges {
-            remove: self.removed.iter().cloned().collect(),
-            set: Vec::new(),
-            add: self
-                .added
-                .iter()
-                .map(|(name, value)| wit::Header {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
+            remove: self.removed,
+            set: self.set,
+            add: self.added,
         }
     }
 }
@@ -111,22 +139,20 @@ macro_rules! header_methods {
             self.headers.get_all(name)
         }
 
-        /// All header fields as (lower-case name, value), in order.
+        /// All header fields as (lower-case name, value): those the filter set, then the
+        /// others in received order, then those it added.
         pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-            self.headers
-                .fields
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
+            self.headers.iter()
         }
 
-        /// Replace all values of `name` with `value`.
-        pub fn set_header(&mut self, name: &str, value: &str) {
-            self.headers.set(name, value);
+        /// Replace all values of `name` with `value` (a `String` is moved, not copied).
+        pub fn set_header(&mut self, name: &str, value: impl Into<String>) {
+            self.headers.set(name, value.into());
         }
 
         /// Append a value of `name`, keeping existing ones.
-        pub fn add_header(&mut self, name: &str, value: &str) {
-            self.headers.add(name, value);
+        pub fn add_header(&mut self, name: &str, value: impl Into<String>) {
+            self.headers.add(name, value.into());
         }
 
         /// Remove every value of `name`.
@@ -170,21 +196,15 @@ impl Request {
         }
     }
 
-    pub(crate) fn changes(&self, context: Vec<(String, String)>) -> wit::RequestChanges {
+    pub(crate) fn into_changes(self, context: Vec<(String, String)>) -> wit::RequestChanges {
         wit::RequestChanges {
-            method: self.method_changed.then(|| self.method.clone()),
-            path: self.target_changed.then(|| self.path.clone()),
-            query: self
-                .target_changed
-                .then(|| self.query.clone().unwrap_or_default()),
-            headers: self.headers.changes(),
-            body: if self.body_changed {
-                self.body.clone()
-            } else {
-                None
-            },
+            method: self.method_changed.then_some(self.method),
+            path: self.target_changed.then_some(self.path),
+            query: self.target_changed.then(|| self.query.unwrap_or_default()),
+            headers: self.headers.into_changes(),
+            body: self.body.filter(|_| self.body_changed),
             context,
-            response_headers: self.response_headers.changes(),
+            response_headers: self.response_headers.into_changes(),
         }
     }
 
@@ -193,14 +213,14 @@ impl Request {
     /// Set header `name` to `value` on this request's response, whether it comes from the
     /// upstream or from a later plugin. A plugin that only decorates the response this way
     /// needs no `on_response` (and should not ask for a response phase): it saves a call.
-    pub fn set_response_header(&mut self, name: &str, value: &str) {
-        self.response_headers.set(name, value);
+    pub fn set_response_header(&mut self, name: &str, value: impl Into<String>) {
+        self.response_headers.set(name, value.into());
     }
 
     /// Append a value of `name` to this request's response (see
     /// [`Request::set_response_header`]).
-    pub fn add_response_header(&mut self, name: &str, value: &str) {
-        self.response_headers.add(name, value);
+    pub fn add_response_header(&mut self, name: &str, value: impl Into<String>) {
+        self.response_headers.add(name, value.into());
     }
 
     /// Remove every value of `name` from this request's response (see
@@ -307,15 +327,11 @@ impl Response {
         }
     }
 
-    pub(crate) fn changes(&self) -> wit::ResponseChanges {
+    pub(crate) fn into_changes(self) -> wit::ResponseChanges {
         wit::ResponseChanges {
             status: self.status_changed.then_some(self.status),
-            headers: self.headers.changes(),
-            body: if self.body_changed {
-                self.body.clone()
-            } else {
-                None
-            },
+            headers: self.headers.into_changes(),
+            body: self.body.filter(|_| self.body_changed),
         }
     }
 
@@ -432,9 +448,8 @@ impl Reply {
     }
 
     /// Add a header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .push((name.to_ascii_lowercase(), value.to_string()));
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
         self
     }
 
@@ -459,18 +474,15 @@ impl Reply {
         &self.body
     }
 
-    pub(crate) fn to_wit(&self) -> wit::Response {
+    pub(crate) fn into_wit(self) -> wit::Response {
         wit::Response {
             status: self.status,
             headers: self
                 .headers
-                .iter()
-                .map(|(name, value)| wit::Header {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
+                .into_iter()
+                .map(|(name, value)| wit::Header { name, value })
                 .collect(),
-            body: self.body.clone(),
+            body: self.body,
         }
     }
 
@@ -533,31 +545,43 @@ mod tests {
     fn recorded_changes_reproduce_the_view() {
         let original = [("x-a", "1"), ("X-B", "2"), ("x-b", "3"), ("x-keep", "k")];
         let mut h = headers(&original);
-        h.set("x-a", "one");
-        h.add("X-A", "two");
+        h.set("x-a", "one".into());
+        h.add("X-A", "two".into());
         h.remove("x-b");
-        h.add("x-b", "again");
-        h.add("x-new", "n");
+        h.add("x-b", "again".into());
+        h.add("x-new", "n".into());
         h.remove("x-gone");
-        let changes = h.changes();
+        h.add("x-late", "1".into());
+        h.set("x-late", "2".into());
+        h.set("x-twice", "1".into());
+        h.set("X-Twice", "2".into());
+        h.add("x-dropped", "1".into());
+        h.remove("x-dropped");
         let start: Vec<(String, String)> = original
             .iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
             .collect();
+        let mut expected: Vec<(String, String)> = h
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(h.get("X-a"), Some("one"));
+        assert_eq!(h.get_all("x-a"), vec!["one", "two"]);
+        assert_eq!(h.get_all("x-twice"), vec!["2"]);
+        assert_eq!(h.get("x-late"), Some("2"));
+        assert_eq!(h.get("x-dropped"), None);
+        let changes = h.into_changes();
+        assert!(!changes.remove.contains(&"x-keep".to_string()));
         let mut result = apply(start, &changes);
-        let mut expected = h.fields.clone();
         result.sort();
         expected.sort();
         assert_eq!(result, expected);
-        assert_eq!(h.get("X-a"), Some("one"));
-        assert_eq!(h.get_all("x-a"), vec!["one", "two"]);
-        assert!(!changes.remove.contains(&"x-keep".to_string()));
     }
 
     #[test]
     fn untouched_view_sends_no_changes() {
         let h = headers(&[("x-a", "1")]);
-        let changes = h.changes();
+        let changes = h.into_changes();
         assert!(changes.remove.is_empty() && changes.add.is_empty() && changes.set.is_empty());
     }
 
@@ -575,9 +599,9 @@ mod tests {
         assert_eq!(req.query_param("a"), Some("1"));
         assert_eq!(req.query_param("b"), Some(""));
         assert_eq!(req.query_param("z"), None);
-        assert!(req.changes(vec![]).path.is_none());
+        assert!(req.clone().into_changes(vec![]).path.is_none());
         req.set_query(None);
-        let changes = req.changes(vec![]);
+        let changes = req.into_changes(vec![]);
         assert_eq!(changes.path.as_deref(), Some("/"));
         assert_eq!(changes.query.as_deref(), Some(""));
     }

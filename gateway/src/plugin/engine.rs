@@ -14,6 +14,10 @@
 //! advances their epoch every [`TICK`], so a `timeout_ms` deadline is `timeout_ms` ticks away.
 //! The thread sleeps until the first plugin is loaded: a gateway without plugins is not woken
 //! a thousand times a second for nothing.
+//!
+//! With `GATEWAY_PERFMAP` set in its environment, the gateway writes `/tmp/perf-PID.map` for
+//! compiled plugin code, so `perf report` names plugin functions (from the module's name
+//! section: build plugins without `strip` to see them) instead of bare addresses.
 
 use crate::config::Isolation;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +26,9 @@ use std::time::Duration;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
 };
+
+/// Environment variable that turns on the perf map of compiled plugin code.
+const PERFMAP_ENV: &str = "GATEWAY_PERFMAP";
 
 /// One epoch tick.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -138,6 +145,9 @@ fn config(fuel: bool) -> Config {
         .consume_fuel(fuel)
         .cranelift_opt_level(OptLevel::Speed)
         .max_wasm_stack(MAX_WASM_STACK);
+    if std::env::var_os(PERFMAP_ENV).is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 

@@ -97,7 +97,7 @@ impl Filter for Cors {
             .header("access-control-allow-origin", &allow_origin)
             .header(
                 "access-control-allow-methods",
-                &self.config.methods.join(", "),
+                self.config.methods.join(", "),
             );
         let headers = if self.config.headers.is_empty() {
             req.header("access-control-request-headers")
@@ -113,7 +113,7 @@ impl Filter for Cors {
             reply = reply.header("access-control-allow-credentials", "true");
         }
         if let Some(max_age) = self.config.max_age_s {
-            reply = reply.header("access-control-max-age", &max_age.to_string());
+            reply = reply.header("access-control-max-age", max_age.to_string());
         }
         Flow::Respond(reply)
     }
@@ -128,7 +128,7 @@ impl Filter for Cors {
             if !self.config.exposed_headers.is_empty() {
                 resp.set_header(
                     "access-control-expose-headers",
-                    &self.config.exposed_headers.join(", "),
+                    self.config.exposed_headers.join(", "),
                 );
             }
         }

@@ -356,10 +356,10 @@ impl JwtAuth {
         let realm = &self.config.realm;
         match refusal {
             None => Reply::error(401, "unauthorized", message, ctx)
-                .header("www-authenticate", &format!("Bearer realm=\"{realm}\"")),
+                .header("www-authenticate", format!("Bearer realm=\"{realm}\"")),
             Some(r) => Reply::error(401, r.code, r.description, ctx).header(
                 "www-authenticate",
-                &format!(
+                format!(
                     "Bearer realm=\"{realm}\", error=\"{}\", error_description=\"{}\"",
                     r.code, r.description
                 ),

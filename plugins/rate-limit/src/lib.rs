@@ -103,12 +103,13 @@ fn default_true() -> bool {
     true
 }
 
-/// One configured limit.
-#[derive(Debug, Clone, Copy)]
+/// One configured limit, with its `X-RateLimit-*` header names built once.
+#[derive(Debug, Clone)]
 struct Limit {
-    name: &'static str,
     window_ms: u64,
     max: u64,
+    limit_header: String,
+    remaining_header: String,
 }
 
 /// The filter.
@@ -130,9 +131,10 @@ impl Filter for RateLimit {
         .into_iter()
         .filter_map(|(name, window_ms, max)| {
             max.map(|max| Limit {
-                name,
                 window_ms,
                 max,
+                limit_header: format!("x-ratelimit-limit-{name}"),
+                remaining_header: format!("x-ratelimit-remaining-{name}"),
             })
         })
         .collect();
@@ -193,7 +195,7 @@ impl Filter for RateLimit {
                 return Flow::Continue;
             }
         };
-        let mut headers = Vec::new();
+        let mut headers: Vec<(&str, u64)> = Vec::new();
         let mut tightest: Option<(u64, u64, u64)> = None; // (remaining, limit, reset_s)
         let mut exceeded_reset: Option<u64> = None;
         for (limit, count) in self.limits.iter().zip(&counts) {
@@ -210,28 +212,28 @@ impl Filter for RateLimit {
                 tightest = Some((remaining, limit.max, reset_s));
             }
             if self.config.x_headers {
-                headers.push((format!("x-ratelimit-limit-{}", limit.name), limit.max));
-                headers.push((format!("x-ratelimit-remaining-{}", limit.name), remaining));
+                headers.push((&limit.limit_header, limit.max));
+                headers.push((&limit.remaining_header, remaining));
             }
         }
         if let Some((remaining, max, reset_s)) = tightest {
-            headers.push(("ratelimit-limit".into(), max));
-            headers.push(("ratelimit-remaining".into(), remaining));
-            headers.push(("ratelimit-reset".into(), reset_s));
+            headers.push(("ratelimit-limit", max));
+            headers.push(("ratelimit-remaining", remaining));
+            headers.push(("ratelimit-reset", reset_s));
         }
         if let Some(retry_after) = exceeded_reset {
             let mut reply = Reply::error(429, "rate_limited", "API rate limit exceeded", ctx)
-                .header("retry-after", &retry_after.max(1).to_string());
+                .header("retry-after", retry_after.max(1).to_string());
             if !self.config.hide_headers {
-                for (name, value) in &headers {
-                    reply = reply.header(name, &value.to_string());
+                for (name, value) in headers {
+                    reply = reply.header(name, value.to_string());
                 }
             }
             return Flow::Respond(reply);
         }
         if !self.config.hide_headers {
-            for (name, value) in &headers {
-                req.set_response_header(name, &value.to_string());
+            for (name, value) in headers {
+                req.set_response_header(name, value.to_string());
             }
         }
         Flow::Continue
@@ -239,27 +241,34 @@ impl Filter for RateLimit {
 }
 
 impl RateLimit {
-    /// The counter key for this request.
+    /// The counter key for this request, built in one string.
     fn identity(&self, req: &Request, ctx: &Context) -> String {
-        let who = match self.config.limit_by {
+        let (kind, who) = match self.config.limit_by {
             LimitBy::Consumer => match ctx.get("consumer") {
-                Some(consumer) => format!("consumer:{consumer}"),
-                None => format!("ip:{}", ctx.client_ip()),
+                Some(consumer) => ("consumer:", consumer),
+                None => ("ip:", ctx.client_ip()),
             },
-            LimitBy::Ip => format!("ip:{}", ctx.client_ip()),
+            LimitBy::Ip => ("ip:", ctx.client_ip()),
             LimitBy::Header => {
                 let name = self.config.header_name.as_deref().unwrap_or_default();
-                format!("header:{}", req.header(name).unwrap_or(""))
+                ("header:", req.header(name).unwrap_or(""))
             }
-            LimitBy::Route => "route".to_string(),
+            LimitBy::Route => ("route", ""),
         };
-        let mut key = if self.config.per_route {
-            format!("{}|{who}", ctx.route())
+        let route = if self.config.per_route {
+            ctx.route()
         } else {
-            who
+            ""
         };
+        let mut key = String::with_capacity(route.len() + 1 + kind.len() + who.len());
+        if self.config.per_route {
+            key.push_str(route);
+            key.push('|');
+        }
+        key.push_str(kind);
+        key.push_str(who);
         // Counter keys are bounded by the host; keep long header values within that.
-        key.truncate(400);
+        key.truncate(key.floor_char_boundary(400));
         key
     }
 }
@@ -317,6 +326,20 @@ mod tests {
             429,
             "minute limit hit first"
         );
+    }
+
+    #[test]
+    fn long_multibyte_keys_are_cut_on_a_character_boundary() {
+        testing::reset_state();
+        let f = testing::init::<RateLimit>(
+            json!({"minute": 1, "limit_by": "header", "header_name": "x-key"}),
+        )
+        .unwrap();
+        // 3 bytes per character: byte 400 falls inside one.
+        let key = "€".repeat(300);
+        let req = || TestRequest::get("/").header("x-key", &key);
+        assert!(testing::request(&f, req()).upstream().is_some());
+        assert_eq!(testing::request(&f, req()).reply().unwrap().status(), 429);
     }
 
     #[test]

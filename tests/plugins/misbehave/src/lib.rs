@@ -114,12 +114,12 @@ impl Filter for Misbehave {
     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Flow {
         if self.mode == Mode::Body {
             let body = req.body().unwrap_or_default().to_ascii_uppercase();
-            req.set_header("x-request-body-len", &body.len().to_string());
+            req.set_header("x-request-body-len", body.len().to_string());
             req.set_body(body);
         }
         if self.mode == Mode::Count {
             let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
-            req.set_header("x-call-count", &n.to_string());
+            req.set_header("x-call-count", n.to_string());
         }
         if self.phase == Phase::Request {
             for (name, value) in misbehave(self.mode) {
@@ -132,10 +132,10 @@ impl Filter for Misbehave {
     fn on_response(&self, _req: &Request, resp: &mut Response, _ctx: &Context) -> Flow {
         if self.mode == Mode::Body {
             let len = resp.body().map_or(0, <[u8]>::len);
-            resp.set_header("x-response-body-len", &len.to_string());
+            resp.set_header("x-response-body-len", len.to_string());
         }
         if self.mode == Mode::Count {
-            resp.set_header("x-call-count", &CALLS.load(Ordering::Relaxed).to_string());
+            resp.set_header("x-call-count", CALLS.load(Ordering::Relaxed).to_string());
         }
         if self.phase == Phase::Response {
             for (name, value) in misbehave(self.mode) {
