@@ -31,6 +31,7 @@ pub fn init<F: Filter>(config: &str) -> Result<wit::Settings, String> {
     let filter = build::<F>(config)?;
     let settings = filter.settings().to_wit();
     FILTER.with(|slot| *slot.borrow_mut() = Some(Box::new(filter)));
+    crate::enable_call_arena();
     Ok(settings)
 }
 

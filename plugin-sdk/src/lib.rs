@@ -40,6 +40,15 @@
 
 extern crate self as plugin_sdk;
 
+#[cfg(any(
+    test,
+    all(
+        feature = "call-arena",
+        target_family = "wasm",
+        not(target_feature = "atomics")
+    )
+))]
+mod arena;
 mod context;
 mod glue;
 pub mod host;
@@ -51,6 +60,29 @@ mod testing_host;
 pub use context::Context;
 pub use host::{clock, counters, crypto, kv, log};
 pub use http::{Flow, Reply, Request, Response, Settings, is_valid_header_name};
+
+/// The plugin's global allocator (see the `arena` module): short-lived allocations of a call
+/// come from a bump arena. A plugin that brings its own allocator turns off the default
+/// `call-arena` feature.
+#[cfg(all(
+    feature = "call-arena",
+    target_family = "wasm",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: arena::CallArena<std::alloc::System, { arena::ARENA_BYTES }> =
+    arena::CallArena::new(std::alloc::System);
+
+/// Start serving allocations from the call arena: called once the filter is built, so its
+/// long-lived state comes from the default allocator.
+pub(crate) fn enable_call_arena() {
+    #[cfg(all(
+        feature = "call-arena",
+        target_family = "wasm",
+        not(target_feature = "atomics")
+    ))]
+    ALLOCATOR.enable();
+}
 
 /// Generated bindings for `wit/` (world `plugin`). Plugin authors never need these.
 #[doc(hidden)]

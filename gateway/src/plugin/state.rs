@@ -9,7 +9,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Per-store state of one plugin instance.
 pub struct StoreState {
-    wasi: WasiCtx,
+    /// Built on the plugin's first WASI call: most plugins never make one, and building a
+    /// context (random sources, clocks, stdio) was a measurable part of a fresh instance.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     /// Enforces `memory_mb` and records that it did.
     pub limiter: MemoryLimiter,
@@ -30,11 +32,8 @@ impl StoreState {
     /// preopened directories, stdin empty, stdout/stderr discarded, and no socket address
     /// allowed, so even a plugin granted `wasi` reaches nothing outside its sandbox.
     pub fn new(plugin: Arc<str>, memory_bytes: usize, services: Arc<Services>) -> Self {
-        let mut builder = WasiCtx::builder();
-        builder.allow_ip_name_lookup(false);
-        builder.socket_addr_check(|_, _| Box::pin(async { false }));
         StoreState {
-            wasi: builder.build(),
+            wasi: None,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_bytes),
             plugin,
@@ -52,10 +51,18 @@ impl StoreState {
     }
 }
 
+/// The empty WASI context described at [`StoreState::new`].
+fn empty_wasi() -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    builder.allow_ip_name_lookup(false);
+    builder.socket_addr_check(|_, _| Box::pin(async { false }));
+    builder.build()
+}
+
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(empty_wasi),
             table: &mut self.table,
         }
     }
