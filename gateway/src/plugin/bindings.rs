@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
     imports: { default: async },
     exports: { default: async },
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
 pub use self::exports::gateway::plugin::filter;

@@ -2,8 +2,8 @@
 //! the WIT records, and between plugin violations and the use's `on_error` policy.
 
 use super::bindings::types::{
-    Context, Header, HeaderChanges, RequestAction, RequestHead, Response as WitResponse,
-    ResponseAction, ResponseHead,
+    Context, HeaderChanges, HeaderParam, HeaderResult, RequestAction, RequestHead,
+    Response as WitResponse, ResponseAction, ResponseHead,
 };
 use super::limits::Violation;
 use super::pool::{Instance, InstancePool};
@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, request, response};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// One plugin use in a route's chain.
@@ -113,16 +114,18 @@ impl Filter for WasmFilter {
         slot: &'a mut Slot,
     ) -> BoxFuture<'a, Result<RequestVerdict, FilterFailure>> {
         async move {
-            let wit_ctx = context(ctx);
-            let head = request_head(request, ctx.scheme, self.request_headers.as_deref());
             let mut instance = self
                 .take_instance(slot)
                 .await
                 .map_err(|v| self.failure(&v))?;
-            let result = self
-                .pool
-                .on_request(&mut instance, &wit_ctx, &head, body.as_deref())
-                .await;
+            let result = {
+                let texts = RequestTexts::new(request, ctx, self.request_headers.as_deref());
+                let headers = texts.fields.params();
+                let head = texts.head(request, ctx.scheme, &headers);
+                self.pool
+                    .on_request(&mut instance, texts.context(ctx), head, body.as_deref())
+                    .await
+            };
             self.put_back(slot, instance, &result, self.needs.response_phase);
             let action = result.map_err(|v| self.failure(&v))?;
             apply_request_action(action, request, body, ctx, self.needs.request_body)
@@ -140,26 +143,30 @@ impl Filter for WasmFilter {
         slot: &'a mut Slot,
     ) -> BoxFuture<'a, Result<ResponseVerdict, FilterFailure>> {
         async move {
-            let wit_ctx = context(ctx);
-            let request_head = request_head(request, ctx.scheme, self.request_headers.as_deref());
-            let response_head = ResponseHead {
-                status: response.status.as_u16(),
-                headers: headers_to_wit(&response.headers, self.response_headers.as_deref()),
-            };
             let mut instance = self
                 .take_instance(slot)
                 .await
                 .map_err(|v| self.failure(&v))?;
-            let result = self
-                .pool
-                .on_response(
-                    &mut instance,
-                    &wit_ctx,
-                    &request_head,
-                    &response_head,
-                    body.as_deref(),
-                )
-                .await;
+            let result = {
+                let texts = RequestTexts::new(request, ctx, self.request_headers.as_deref());
+                let request_headers = texts.fields.params();
+                let response_fields =
+                    Fields::select(&response.headers, self.response_headers.as_deref());
+                let response_headers = response_fields.params();
+                let response_head = ResponseHead {
+                    status: response.status.as_u16(),
+                    headers: &response_headers,
+                };
+                self.pool
+                    .on_response(
+                        &mut instance,
+                        texts.context(ctx),
+                        texts.head(request, ctx.scheme, &request_headers),
+                        response_head,
+                        body.as_deref(),
+                    )
+                    .await
+            };
             self.put_back(slot, instance, &result, false);
             let action = result.map_err(|v| self.failure(&v))?;
             apply_response_action(action, response, body, self.needs.response_body)
@@ -169,48 +176,96 @@ impl Filter for WasmFilter {
     }
 }
 
-fn context(ctx: &RequestContext) -> Context {
-    Context {
-        route: ctx.route.to_string(),
-        request_id: ctx.request_id.clone(),
-        client_addr: ctx.client_addr.to_string(),
-        values: ctx.values.clone(),
+/// The text a call's arguments borrow: the records lowered into guest memory point into the
+/// request (and `HeaderMap`) itself, so nothing is copied on the host side; only header
+/// values that are not UTF-8 are converted (invalid bytes replaced by U+FFFD).
+struct RequestTexts<'a> {
+    values: Vec<(&'a str, &'a str)>,
+    authority: Option<Cow<'a, str>>,
+    fields: Fields<'a>,
+}
+
+impl<'a> RequestTexts<'a> {
+    fn new(
+        request: &'a request::Parts,
+        ctx: &'a RequestContext,
+        declared: Option<&'a [HeaderName]>,
+    ) -> Self {
+        RequestTexts {
+            values: ctx
+                .values
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            authority: request
+                .uri
+                .authority()
+                .map(|a| a.as_str().into())
+                .or_else(|| {
+                    request
+                        .headers
+                        .get(http::header::HOST)
+                        .map(|v| text(v.as_bytes()))
+                }),
+            fields: Fields::select(&request.headers, declared),
+        }
+    }
+
+    fn context<'b>(&'b self, ctx: &'b RequestContext) -> Context<'b> {
+        Context {
+            route: &ctx.route,
+            request_id: &ctx.request_id,
+            client_addr: &ctx.client_addr,
+            values: &self.values,
+        }
+    }
+
+    /// The request head, with `headers` from [`Fields::params`] of `self.fields`.
+    fn head<'b>(
+        &'b self,
+        request: &'b request::Parts,
+        scheme: &'b str,
+        headers: &'b [HeaderParam<'b>],
+    ) -> RequestHead<'b> {
+        RequestHead {
+            method: request.method.as_str(),
+            scheme,
+            authority: self.authority.as_deref(),
+            path: request.uri.path(),
+            query: request.uri.query(),
+            headers,
+        }
     }
 }
 
-fn request_head(
-    request: &request::Parts,
-    scheme: &str,
-    declared: Option<&[HeaderName]>,
-) -> RequestHead {
-    let authority = request.uri.authority().map(|a| a.to_string()).or_else(|| {
-        request
-            .headers
-            .get(http::header::HOST)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    });
-    RequestHead {
-        method: request.method.to_string(),
-        scheme: scheme.to_string(),
-        authority,
-        path: request.uri.path().to_string(),
-        query: request.uri.query().map(str::to_string),
-        headers: headers_to_wit(&request.headers, declared),
-    }
+/// Text of a header value: borrowed when it is UTF-8, else with invalid bytes replaced.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
 }
 
-/// The header fields to pass: every one, or only those of the declared names.
-fn headers_to_wit(headers: &HeaderMap, declared: Option<&[HeaderName]>) -> Vec<Header> {
-    let field = |name: &HeaderName, value: &HeaderValue| Header {
-        name: name.as_str().to_string(),
-        value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-    };
-    match declared {
-        None => headers.iter().map(|(n, v)| field(n, v)).collect(),
-        Some(names) => names
+/// The header fields a plugin is passed: every one, or only those of its declared names.
+struct Fields<'a>(Vec<(&'a str, Cow<'a, str>)>);
+
+impl<'a> Fields<'a> {
+    fn select(headers: &'a HeaderMap, declared: Option<&'a [HeaderName]>) -> Self {
+        let field = |(name, value): (&'a HeaderName, &'a HeaderValue)| {
+            (name.as_str(), text(value.as_bytes()))
+        };
+        Fields(match declared {
+            None => headers.iter().map(field).collect(),
+            Some(names) => names
+                .iter()
+                .flat_map(|name| headers.get_all(name).iter().map(move |v| (name, v)))
+                .map(field)
+                .collect(),
+        })
+    }
+
+    fn params(&self) -> Vec<HeaderParam<'_>> {
+        self.0
             .iter()
-            .flat_map(|name| headers.get_all(name).iter().map(move |v| field(name, v)))
-            .collect(),
+            .map(|(name, value)| HeaderParam { name, value })
+            .collect()
     }
 }
 
@@ -230,7 +285,7 @@ fn header_value(value: &str) -> Result<HeaderValue, Violation> {
 /// Validate header changes; a bad name or value fails the whole set, so nothing is half
 /// applied.
 fn header_edits(changes: &HeaderChanges) -> Result<HeaderEdits, Violation> {
-    let pairs = |list: &[Header]| {
+    let pairs = |list: &[HeaderResult]| {
         list.iter()
             .map(|h| Ok((header_name(&h.name)?, header_value(&h.value)?)))
             .collect::<Result<Vec<_>, Violation>>()
@@ -351,11 +406,36 @@ fn to_local_response(response: WitResponse) -> Result<LocalResponse, Violation> 
 mod tests {
     use super::*;
 
-    fn header(name: &str, value: &str) -> Header {
-        Header {
+    fn header(name: &str, value: &str) -> HeaderResult {
+        HeaderResult {
             name: name.into(),
             value: value.into(),
         }
+    }
+
+    #[test]
+    fn fields_borrow_utf8_values_and_replace_invalid_bytes() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        headers.append("x-b", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let all = Fields::select(&headers, None);
+        let texts: Vec<(&str, &str)> = all.params().iter().map(|h| (h.name, h.value)).collect();
+        assert_eq!(
+            texts,
+            [("x-a", "café"), ("x-a", "2"), ("x-b", "caf\u{fffd}")]
+        );
+        assert!(
+            matches!(all.0[0].1, Cow::Borrowed(_)),
+            "UTF-8 is not copied"
+        );
+        let declared = [
+            HeaderName::from_static("x-b"),
+            HeaderName::from_static("x-a"),
+        ];
+        let some = Fields::select(&headers, Some(&declared));
+        let names: Vec<&str> = some.params().iter().map(|h| h.name).collect();
+        assert_eq!(names, ["x-b", "x-a", "x-a"]);
     }
 
     #[test]

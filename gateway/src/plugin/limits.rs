@@ -209,7 +209,7 @@ fn check_body(body: Option<&[u8]>, limits: &Limits) -> Result<(), Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::bindings::types::{Header, RequestChanges};
+    use crate::plugin::bindings::types::{HeaderResult, RequestChanges};
 
     fn changes(add: usize, value_len: usize) -> RequestAction {
         RequestAction::Continue(RequestChanges {
@@ -220,7 +220,7 @@ mod tests {
                 remove: vec![],
                 set: vec![],
                 add: (0..add)
-                    .map(|i| Header {
+                    .map(|i| HeaderResult {
                         name: format!("x-{i}"),
                         value: "v".repeat(value_len),
                     })

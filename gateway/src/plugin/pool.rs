@@ -117,12 +117,12 @@ impl InstancePool {
     pub async fn on_request(
         &self,
         instance: &mut Instance,
-        ctx: &Context,
-        head: &RequestHead,
+        ctx: Context<'_>,
+        head: RequestHead<'_>,
         body: Option<&[u8]>,
     ) -> Result<RequestAction, Violation> {
         let _permit = self.permits.acquire().await;
-        instance.prepare(&self.limits, self.plugin.metered, ctx);
+        instance.prepare(&self.limits, self.plugin.metered, &ctx);
         let call = instance.bindings.gateway_plugin_filter().call_on_request(
             &mut instance.store,
             ctx,
@@ -139,13 +139,13 @@ impl InstancePool {
     pub async fn on_response(
         &self,
         instance: &mut Instance,
-        ctx: &Context,
-        request: &RequestHead,
-        response: &ResponseHead,
+        ctx: Context<'_>,
+        request: RequestHead<'_>,
+        response: ResponseHead<'_>,
         body: Option<&[u8]>,
     ) -> Result<ResponseAction, Violation> {
         let _permit = self.permits.acquire().await;
-        instance.prepare(&self.limits, self.plugin.metered, ctx);
+        instance.prepare(&self.limits, self.plugin.metered, &ctx);
         let call = instance.bindings.gateway_plugin_filter().call_on_response(
             &mut instance.store,
             ctx,
@@ -173,15 +173,15 @@ async fn bounded<T>(
 }
 
 impl Instance {
-    fn prepare(&mut self, limits: &Limits, metered: bool, ctx: &Context) {
+    fn prepare(&mut self, limits: &Limits, metered: bool, ctx: &Context<'_>) {
         self.uses += 1;
         let data = self.store.data_mut();
         data.limiter.exceeded = false;
         if *data.route != *ctx.route {
-            data.route = Arc::from(ctx.route.as_str());
+            data.route = Arc::from(ctx.route);
         }
         data.request_id.clear();
-        data.request_id.push_str(&ctx.request_id);
+        data.request_id.push_str(ctx.request_id);
         self.store.set_epoch_deadline(limits.deadline_ticks());
         if metered {
             // A metered engine always needs fuel; a use without a budget gets plenty.
