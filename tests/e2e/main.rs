@@ -10,6 +10,7 @@ mod bodies;
 mod capabilities;
 mod chain;
 mod config_errors;
+mod connections;
 mod isolation;
 mod jwt;
 mod kv;

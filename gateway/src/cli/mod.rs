@@ -149,7 +149,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             listeners.push(listener);
         }
         let grace = Duration::from_secs(loaded.config.server.shutdown_grace_s);
-        server::serve(runtime, listeners, grace).await;
+        let settings = server::ConnectionSettings {
+            idle_timeout: Duration::from_secs(loaded.config.server.idle_timeout_s),
+        };
+        server::serve(runtime, listeners, settings, grace).await;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -214,6 +214,10 @@ pub struct ServerConfig {
     /// How long to wait for in-flight requests on shutdown.
     #[serde(default = "defaults::shutdown_grace_s")]
     pub shutdown_grace_s: u64,
+    /// How long a client connection may wait for its first request, or an HTTP/1.1 keep-alive
+    /// connection between requests, before the gateway closes it.
+    #[serde(default = "defaults::idle_timeout_s")]
+    pub idle_timeout_s: u64,
 }
 
 /// `[upstreams.NAME]`.
@@ -409,6 +413,10 @@ pub mod defaults {
     /// Seconds in-flight requests get on shutdown.
     pub fn shutdown_grace_s() -> u64 {
         10
+    }
+    /// Seconds a client connection may idle (nginx and Kong: 60 or 75).
+    pub fn idle_timeout_s() -> u64 {
+        60
     }
     /// Upstream connect timeout.
     pub fn connect_timeout_ms() -> u64 {

@@ -39,7 +39,7 @@ fn invalid_configs_snapshot() {
         (
             "[server]\nlisten = [\"127.0.0.1:0\"]\nworkerz = 2\n",
             &[
-                "g.toml:3:1: server.workerz: unknown field `workerz`, expected one of `listen`, `workers`, `plugin_cache_dir`, `shutdown_grace_s`",
+                "g.toml:3:1: server.workerz: unknown field `workerz`, expected one of `listen`, `workers`, `plugin_cache_dir`, `shutdown_grace_s`, `idle_timeout_s`",
             ],
         ),
         (

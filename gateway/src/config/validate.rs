@@ -116,6 +116,12 @@ fn check_server(config: &Config, c: &mut Checker<'_>) {
             );
         }
     }
+    if config.server.idle_timeout_s == 0 {
+        c.fail(
+            key_path!["server", "idle_timeout_s"],
+            "must be greater than 0",
+        );
+    }
 }
 
 fn check_upstreams(config: &Config, c: &mut Checker<'_>) {

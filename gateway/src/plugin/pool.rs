@@ -17,7 +17,10 @@ use super::limits::{self, Limits, Violation};
 use super::loader::LoadedPlugin;
 use super::state::StoreState;
 use crate::config::Isolation;
+use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use tokio::sync::Semaphore;
 use wasmtime::Store;
 
@@ -161,12 +164,19 @@ impl InstancePool {
 }
 
 /// Run a guest call under a wall-clock bound as well as the epoch deadline: the epoch stops
-/// guest code, the timer stops a call parked in an async host function.
+/// guest code, the timer stops a call parked in an async host function. Most calls never park
+/// (no async host call, or one that answers at once) and finish in their first poll, so the
+/// timer is only made for a call that parks, with the deadline counted from the start.
 async fn bounded<T>(
     limits: &Limits,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> wasmtime::Result<T> {
-    match tokio::time::timeout(limits.timeout, call).await {
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let mut call = pin!(call);
+    if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        return result;
+    }
+    match tokio::time::timeout_at(deadline, call).await {
         Ok(result) => result,
         Err(_) => Err(wasmtime::Error::from(wasmtime::Trap::Interrupt)),
     }

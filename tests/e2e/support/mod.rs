@@ -69,6 +69,11 @@ pub struct Gateway {
 impl Gateway {
     /// Start `gateway run` on `config` (TOML). `listen` should be `127.0.0.1:0`.
     pub fn start(config: &str) -> Gateway {
+        Gateway::start_logging(config, "info,plugin=debug")
+    }
+
+    /// [`Gateway::start`] with `rust_log` as the log filter (`RUST_LOG`).
+    pub fn start_logging(config: &str, rust_log: &str) -> Gateway {
         let dir = scratch_dir("gw");
         let config_path = dir.join("gateway.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -76,7 +81,7 @@ impl Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["run", "--config"])
             .arg(&config_path)
-            .env("RUST_LOG", "info,plugin=debug")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -117,6 +122,27 @@ impl Gateway {
     /// What the gateway has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send SIGTERM, as an init system stopping the service does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Wait up to `limit` for the process to exit; its exit code, or `None` if still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// True while the process runs.
