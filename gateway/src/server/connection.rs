@@ -98,6 +98,7 @@ pub async fn serve(
         }
         // Parked: only the socket and this task remain until the client speaks again.
         tracing::debug!(%client, "idle keep-alive connection parked");
+        super::trim::parked();
         // It has been idle for at least one check period already.
         let idle_left = settings.idle_timeout.saturating_sub(PARK_CHECK);
         idle.as_mut().reset(Instant::now() + idle_left);

@@ -4,6 +4,7 @@
 
 mod connection;
 mod park;
+mod trim;
 
 pub use connection::ConnectionSettings;
 
@@ -52,6 +53,7 @@ pub async fn serve(
         }));
     }
     drop(stop_rx);
+    let trimmer = tokio::spawn(trim::run());
 
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections, draining for up to {grace:?}");
@@ -62,6 +64,7 @@ pub async fn serve(
     if tokio::time::timeout(grace, stop_tx.closed()).await.is_err() {
         tracing::warn!("grace period over; closing remaining connections");
     }
+    trimmer.abort();
 }
 
 async fn shutdown_signal() {
