@@ -10,6 +10,7 @@
 //! ```
 
 use super::park::{Activity, PARK_CHECK, ParkingIo, Tracked};
+use super::sparse::Sparse;
 use crate::proxy::{self, Peer};
 use crate::runtime::Runtime;
 use hyper::body::Body as _;
@@ -17,10 +18,11 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -139,14 +141,30 @@ async fn serve_http1_until_idle(
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut began = activity.began();
     let mut idle_for = Duration::ZERO;
+    let sparse = Sparse::new();
     loop {
-        tokio::select! {
-            result = connection.as_mut() => return Served::Closed(result),
-            () = stopping.as_mut() => {
+        let event = poll_fn(|cx| {
+            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Event::Closed(result));
+            }
+            sparse.poll(cx, |cx| {
+                if stopping.as_mut().poll(cx).is_ready() {
+                    Poll::Ready(Event::Stop)
+                } else if checks.poll_tick(cx).is_ready() {
+                    Poll::Ready(Event::Check)
+                } else {
+                    Poll::Pending
+                }
+            })
+        })
+        .await;
+        match event {
+            Event::Closed(result) => return Served::Closed(result),
+            Event::Stop => {
                 connection.as_mut().graceful_shutdown();
                 return Served::Stopped(connection.await);
             }
-            _ = checks.tick() => {
+            Event::Check => {
                 if activity.began() != began || activity.in_flight() > 0 {
                     idle_for = Duration::ZERO;
                     began = activity.began();
@@ -165,6 +183,13 @@ async fn serve_http1_until_idle(
             }
         }
     }
+}
+
+/// What woke a running HTTP/1.1 connection's loop.
+enum Event {
+    Closed(hyper::Result<()>),
+    Stop,
+    Check,
 }
 
 async fn serve_http2(
@@ -204,9 +229,19 @@ where
     C: Future<Output = hyper::Result<()>>,
 {
     let mut connection = pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => Served::Closed(result),
-        () = stopping => {
+    let mut stopping = stopping;
+    let sparse = Sparse::new();
+    // `Some`: the connection ended; `None`: stopping.
+    let ended = poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        sparse.poll(cx, |cx| stopping.as_mut().poll(cx).map(|()| None))
+    })
+    .await;
+    match ended {
+        Some(result) => Served::Closed(result),
+        None => {
             graceful_shutdown(connection.as_mut());
             Served::Stopped(connection.await)
         }

@@ -4,6 +4,7 @@
 
 mod connection;
 mod park;
+mod sparse;
 mod trim;
 
 pub use connection::ConnectionSettings;
