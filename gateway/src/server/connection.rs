@@ -1,6 +1,6 @@
 //! One client connection, from accept to close: HTTP/2 when the client opens with the HTTP/2
-//! preface (prior knowledge), HTTP/1.1 otherwise, parked between requests ([`super::park`]) and
-//! closed after `idle_timeout` without one.
+//! preface (prior knowledge), HTTP/1.1 otherwise, parked once idle for a park check
+//! ([`super::park`]) and closed after `idle_timeout` without a request.
 //!
 //! ```text
 //! accept ─▶ first bytes ─┬─ HTTP/2 preface ─▶ hyper http2 until closed
@@ -31,8 +31,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 /// How client connections are served.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionSettings {
-    /// How long a connection may wait for its first request, or sit parked between requests,
-    /// before it is closed.
+    /// How long a connection may wait for its first request, or idle between HTTP/1.1
+    /// requests, before it is closed (give or take one park check).
     pub idle_timeout: Duration,
 }
 
