@@ -3,6 +3,7 @@
 //! instances and with a fresh instance per request (whose memory, tables and stacks come from
 //! the pooling allocator), so neither allocation strategy loosens a limit.
 
+use crate::support::upstream::Behaviour;
 use crate::support::wasm::test_plugin;
 use crate::support::{Gateway, HttpClient, Upstream, server_section};
 use std::sync::Arc;
@@ -190,4 +191,55 @@ async fn violations_fail_only_their_own_request(isolation: &str) {
 /// Requests the healthy `/ok` route sent upstream after `from`.
 fn count_healthy_upstream(up: &Upstream, from: usize) -> usize {
     up.seen()[from..].iter().filter(|s| s.uri == "/ok").count()
+}
+
+/// A call parked in an async host function (here a counters call on a Redis that accepts and
+/// never answers, with the state timeout far above the plugin's) is stopped by the plugin's
+/// wall-clock `timeout_ms`, not by the epoch deadline, which only stops running guest code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_parked_in_a_host_function_times_out() {
+    let up = Upstream::echo("up").await;
+    let silent_redis = Upstream::start("redis", Behaviour::Silent).await;
+    let gw = Gateway::start(&format!(
+        r#"{server}
+[state]
+backend = "redis"
+url = "redis://{redis}"
+timeout_ms = 5000
+
+[upstreams.up]
+targets = [{target}]
+
+[plugins.rl]
+module = "builtin:rate-limit"
+capabilities = ["counters", "log"]
+timeout_ms = 100
+
+[[routes]]
+name = "api"
+match = {{ path_prefix = "/" }}
+upstream = "up"
+plugins = [ {{ use = "rl", config = {{ second = 100, limit_by = "route" }} }} ]
+"#,
+        server = server_section(),
+        redis = silent_redis.addr,
+        target = up.target(),
+    ));
+    let client = HttpClient::http1();
+    let started = Instant::now();
+    let reply = client.get(&gw.url("/x"), &[]).await;
+    let elapsed = started.elapsed();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    let error = &reply.json()["error"];
+    assert_eq!(error["code"], "plugin_failed");
+    assert!(
+        error["message"].as_str().unwrap().contains("(timeout)"),
+        "{error}"
+    );
+    // Far below the 5 s the state backend would have waited.
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    assert_eq!(up.count(), 0);
+    // Only that request failed: the store now reports the backend unavailable at once, and
+    // `on_unavailable` (allow by default) lets the next one through.
+    assert_eq!(client.get(&gw.url("/x"), &[]).await.status, 200);
 }

@@ -197,7 +197,7 @@ async fn serve_http2(
     client: SocketAddr,
     shared: Arc<Shared>,
     runtime: Arc<Runtime>,
-    stopping: Pin<&mut impl Future<Output = ()>>,
+    mut stopping: Pin<&mut impl Future<Output = ()>>,
 ) {
     let service = service_fn(move |request| {
         let runtime = runtime.clone();
@@ -206,30 +206,7 @@ async fn serve_http2(
     });
     let connection =
         http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service);
-    let (Served::Closed(result) | Served::Stopped(result)) =
-        run(connection, stopping, |c| c.graceful_shutdown()).await;
-    log_end(client, result);
-}
-
-/// How a hyper connection ended.
-enum Served {
-    /// On its own: the client closed, an error, or parking.
-    Closed(hyper::Result<()>),
-    /// After a graceful shutdown for `stop`.
-    Stopped(hyper::Result<()>),
-}
-
-/// Drive `connection`; when `stopping` fires, shut it down gracefully and let it finish.
-async fn run<C>(
-    connection: C,
-    stopping: Pin<&mut impl Future<Output = ()>>,
-    graceful_shutdown: impl FnOnce(Pin<&mut C>),
-) -> Served
-where
-    C: Future<Output = hyper::Result<()>>,
-{
     let mut connection = pin!(connection);
-    let mut stopping = stopping;
     let sparse = Sparse::new();
     // `Some`: the connection ended; `None`: stopping.
     let ended = poll_fn(|cx| {
@@ -239,13 +216,22 @@ where
         sparse.poll(cx, |cx| stopping.as_mut().poll(cx).map(|()| None))
     })
     .await;
-    match ended {
-        Some(result) => Served::Closed(result),
+    let result = match ended {
+        Some(result) => result,
         None => {
-            graceful_shutdown(connection.as_mut());
-            Served::Stopped(connection.await)
+            connection.as_mut().graceful_shutdown();
+            connection.await
         }
-    }
+    };
+    log_end(client, result);
+}
+
+/// How a hyper HTTP/1.1 connection ended.
+enum Served {
+    /// On its own: the client closed, an error, or parking.
+    Closed(hyper::Result<()>),
+    /// After a graceful shutdown for `stop`.
+    Stopped(hyper::Result<()>),
 }
 
 fn log_end(client: SocketAddr, result: hyper::Result<()>) {
