@@ -3,6 +3,7 @@
 //! instances and with a fresh instance per request (whose memory, tables and stacks come from
 //! the pooling allocator), so neither allocation strategy loosens a limit.
 
+use crate::ratelimit::rate_limited_config;
 use crate::support::upstream::Behaviour;
 use crate::support::wasm::test_plugin;
 use crate::support::{Gateway, HttpClient, Upstream, server_section};
@@ -195,36 +196,16 @@ fn count_healthy_upstream(up: &Upstream, from: usize) -> usize {
 
 /// A call parked in an async host function (here a counters call on a Redis that accepts and
 /// never answers, with the state timeout far above the plugin's) is stopped by the plugin's
-/// wall-clock `timeout_ms`, not by the epoch deadline, which only stops running guest code.
+/// wall-clock `timeout_ms` (200 ms), not by the epoch deadline, which only stops running guest code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_parked_in_a_host_function_times_out() {
     let up = Upstream::echo("up").await;
     let silent_redis = Upstream::start("redis", Behaviour::Silent).await;
-    let gw = Gateway::start(&format!(
-        r#"{server}
-[state]
-backend = "redis"
-url = "redis://{redis}"
-timeout_ms = 5000
-
-[upstreams.up]
-targets = [{target}]
-
-[plugins.rl]
-module = "builtin:rate-limit"
-capabilities = ["counters", "log"]
-timeout_ms = 100
-
-[[routes]]
-name = "api"
-match = {{ path_prefix = "/" }}
-upstream = "up"
-plugins = [ {{ use = "rl", config = {{ second = 100, limit_by = "route" }} }} ]
-"#,
-        server = server_section(),
-        redis = silent_redis.addr,
-        target = up.target(),
-    ));
+    let state = format!(
+        "backend = \"redis\"\nurl = \"redis://{}\"\ntimeout_ms = 5000",
+        silent_redis.addr
+    );
+    let gw = Gateway::start(&rate_limited_config(&up.target(), &state, "second = 100"));
     let client = HttpClient::http1();
     let started = Instant::now();
     let reply = client.get(&gw.url("/x"), &[]).await;

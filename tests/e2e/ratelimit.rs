@@ -6,7 +6,9 @@ use crate::support::redis::RedisServer;
 use crate::support::{Gateway, HttpClient, Upstream, scratch_dir, server_section};
 use std::time::{Duration, Instant};
 
-fn rate_limited_config(upstream: &str, state: &str, limit: &str) -> String {
+/// A gateway config with rate-limit (`timeout_ms = 200`) on every path, `state` as the
+/// `[state]` section's body and `limit` as the plugin's limits.
+pub(crate) fn rate_limited_config(upstream: &str, state: &str, limit: &str) -> String {
     format!(
         r#"{server}
 [state]
