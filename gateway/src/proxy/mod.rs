@@ -20,7 +20,7 @@ use crate::runtime::{Route, Runtime};
 use crate::upstream::clone_parts;
 use bytes::Bytes;
 use filter::{FilterFailure, LocalResponse, RequestContext, RequestVerdict, ResponseVerdict, Slot};
-use http::{HeaderValue, Request, Response, StatusCode, header, request};
+use http::{HeaderValue, Request, Response, StatusCode, header, request, response};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -74,7 +74,11 @@ async fn proxy(
     request_id_value: Option<&HeaderValue>,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, body) = request.into_parts();
-    let host = request_host(&parts.uri, &parts.headers);
+    let host = if runtime.router.matches_hosts() {
+        request_host(&parts.uri, &parts.headers)
+    } else {
+        None
+    };
     let route = runtime
         .router
         .find(&RequestKey {
@@ -102,6 +106,11 @@ async fn proxy(
     headers::add_forwarded(&mut parts.headers, client, scheme, original_host);
     if let Some(value) = request_id_value {
         parts.headers.insert(headers::X_REQUEST_ID, value.clone());
+    }
+    if route.chain.is_empty() {
+        // Nothing to filter: no context, slots or phases to set up.
+        let (parts, body) = forward(&route, parts, Either::Left(body)).await?;
+        return Ok(Response::from_parts(parts, Either::Left(body)));
     }
 
     let mut ctx = RequestContext {
@@ -162,17 +171,6 @@ async fn proxy(
             (parts, ResponseBody::Buffered(bytes))
         }
         None => {
-            let upstream = route.upstream.as_ref().ok_or_else(|| {
-                GatewayError::new(
-                    ErrorKind::UpstreamUnreachable,
-                    Source::Internal,
-                    format!(
-                        "route `{}` has no upstream and no plugin answered",
-                        route.name
-                    ),
-                )
-            })?;
-            prepare_upstream_request(&route, &mut parts);
             let body = match (buffered, streaming.take()) {
                 (Some(bytes), _) => {
                     parts
@@ -183,9 +181,7 @@ async fn proxy(
                 (None, Some(incoming)) => Either::Left(incoming),
                 (None, None) => Either::Right(Full::new(Bytes::new())),
             };
-            let response = upstream.send(Request::from_parts(parts, body)).await?;
-            let (mut parts, body) = response.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers);
+            let (parts, body) = forward(&route, parts, body).await?;
             (parts, ResponseBody::Streaming(body))
         }
     };
@@ -272,6 +268,30 @@ fn fail_or_skip(failure: FilterFailure, ctx: &RequestContext) -> Result<(), Gate
         )
         .with_status(failure.status)),
     }
+}
+
+/// Send the request to the route's upstream and take the response head, without its
+/// hop-by-hop headers.
+async fn forward(
+    route: &Route,
+    mut parts: request::Parts,
+    body: Body,
+) -> Result<(response::Parts, Incoming), GatewayError> {
+    let upstream = route.upstream.as_ref().ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::UpstreamUnreachable,
+            Source::Internal,
+            format!(
+                "route `{}` has no upstream and no plugin answered",
+                route.name
+            ),
+        )
+    })?;
+    prepare_upstream_request(route, &mut parts);
+    let response = upstream.send(Request::from_parts(parts, body)).await?;
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    Ok((parts, body))
 }
 
 /// Rewrite the request for the upstream: strip the route prefix, fix `Host`.

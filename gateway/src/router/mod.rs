@@ -152,6 +152,8 @@ pub struct Router<T> {
     by_segment: HashMap<String, Vec<usize>>,
     /// Indices (ascending) of routes matching any path (or a prefix with no first segment).
     anywhere: Vec<usize>,
+    /// Whether any route is restricted to hosts; if none is, requests need no host lookup.
+    matches_hosts: bool,
 }
 
 /// The first segment of a path: `/api/x` → `api`; empty for `/`.
@@ -185,12 +187,20 @@ impl<T> Router<T> {
                 PathMatch::Prefix(_) | PathMatch::Any => anywhere.push(i),
             }
         }
+        let matches_hosts = routes.iter().any(|(matcher, _)| !matcher.hosts.is_empty());
         Router {
             routes,
             exact,
             by_segment,
             anywhere,
+            matches_hosts,
         }
+    }
+
+    /// Whether any route is restricted to hosts: without one, [`RequestKey::host`] is never
+    /// read and callers may leave it `None` (parsing `Host` costs ≈ 1,000 instructions).
+    pub fn matches_hosts(&self) -> bool {
+        self.matches_hosts
     }
 
     /// The most specific route matching `request`: the first match, in specificity order,
@@ -323,6 +333,16 @@ mod tests {
                 "{host:?} {method} {path}"
             );
         }
+    }
+
+    #[test]
+    fn host_lookup_needed_only_with_host_routes() {
+        assert!(router().matches_hosts());
+        let hostless = Router::new(vec![(
+            Matcher::new(PathMatch::Any, vec![], &[], Vec::new(), 0),
+            "any",
+        )]);
+        assert!(!hostless.matches_hosts());
     }
 
     #[test]
