@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[HeaderName] = &[
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1). All are
+/// `HeaderName`s, so a check compares names, not their text.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -16,6 +17,8 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
 
 /// Names the gateway sets on every request, parsed once.
@@ -28,7 +31,7 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
+    HOP_BY_HOP.contains(name)
 }
 
 /// Validated header changes, applied in the documented order: remove, set, add.
@@ -89,7 +92,8 @@ impl Peer {
 
 /// Remove hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names instead of a lookup per name.
+    // Most messages carry none, or only `Connection: keep-alive`/`close`: one pass over the
+    // names, and no allocation unless `Connection` names other headers.
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
@@ -98,15 +102,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|token| {
+            !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close")
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     // Remove only names present (usually just `connection`), not every candidate.
-    let present: Vec<HeaderName> = headers
+    while let Some(name) = headers
         .keys()
-        .filter(|name| is_hop_by_hop(name) || named.contains(name))
+        .find(|name| is_hop_by_hop(name) || named.contains(name))
         .cloned()
-        .collect();
-    for name in present {
+    {
         headers.remove(name);
     }
 }
