@@ -38,8 +38,8 @@ pub async fn handle(
     scheme: &'static str,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    let request_id = headers::request_id(request.headers());
-    let request_id_value = HeaderValue::from_str(&request_id).ok();
+    let request_id_value = headers::request_id(request.headers());
+    let request_id = request_id_value.to_str().unwrap_or_default();
     // For the log line of a failure; cloning a method or URI shares its bytes.
     let method = request.method().clone();
     let uri = request.uri().clone();
@@ -48,20 +48,20 @@ pub async fn handle(
         client,
         scheme,
         request,
-        &request_id,
-        request_id_value.as_ref(),
+        request_id,
+        &request_id_value,
     )
     .await;
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
             tracing::warn!(%request_id, %method, path = uri.path(), source = %error.source(), code = error.kind().code(), "{}", error.message());
-            error.into_response(&request_id).map(Either::Right)
+            error.into_response(request_id).map(Either::Right)
         }
     };
-    if let Some(value) = request_id_value {
-        response.headers_mut().insert(headers::X_REQUEST_ID, value);
-    }
+    response
+        .headers_mut()
+        .insert(headers::X_REQUEST_ID, request_id_value);
     response
 }
 
@@ -71,7 +71,7 @@ async fn proxy(
     scheme: &'static str,
     request: Request<Incoming>,
     request_id: &str,
-    request_id_value: Option<&HeaderValue>,
+    request_id_value: &HeaderValue,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, body) = request.into_parts();
     let host = if runtime.router.matches_hosts() {
@@ -104,9 +104,9 @@ async fn proxy(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     headers::add_forwarded(&mut parts.headers, client, scheme, original_host);
-    if let Some(value) = request_id_value {
-        parts.headers.insert(headers::X_REQUEST_ID, value.clone());
-    }
+    parts
+        .headers
+        .insert(headers::X_REQUEST_ID, request_id_value.clone());
     if route.chain.is_empty() {
         // Nothing to filter: no context, slots or phases to set up.
         let (parts, body) = forward(&route, parts, Either::Left(body)).await?;
