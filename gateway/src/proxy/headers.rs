@@ -169,7 +169,11 @@ fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 32];
     for (digit, slot) in id.iter_mut().enumerate() {
-        let (value, index) = if digit < 16 { (prefix, digit) } else { (n, digit - 16) };
+        let (value, index) = if digit < 16 {
+            (prefix, digit)
+        } else {
+            (n, digit - 16)
+        };
         *slot = HEX[((value >> ((15 - index) * 4)) & 0xf) as usize];
     }
     HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
