@@ -59,6 +59,10 @@ pub async fn handle(
             error.into_response(request_id).map(Either::Right)
         }
     };
+    let mut request_id_value = request_id_value;
+    // Unique per response: kept out of HTTP/2's HPACK table ("never indexed"), where each id
+    // would be inserted only to evict the fields that do repeat and lengthen every lookup.
+    request_id_value.set_sensitive(true);
     response
         .headers_mut()
         .insert(headers::X_REQUEST_ID, request_id_value);

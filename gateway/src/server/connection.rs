@@ -199,10 +199,15 @@ async fn serve_http2(
     runtime: Arc<Runtime>,
     mut stopping: Pin<&mut impl Future<Output = ()>>,
 ) {
+    // Each stream's future is spawned as a task of its own, which moves it several times on
+    // the way in: boxed, only the pointer moves (HTTP/1.1 polls the future in place, where the
+    // allocation would be pure cost).
     let service = service_fn(move |request| {
         let runtime = runtime.clone();
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(runtime, &shared.peer, "http", request).await) }
+        Box::pin(async move {
+            Ok::<_, Infallible>(proxy::handle(runtime, &shared.peer, "http", request).await)
+        })
     });
     let connection =
         http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service);
