@@ -10,28 +10,22 @@
 //! faults. Pooled engines are built on first use, so a gateway without request isolation
 //! reserves nothing.
 //!
-//! Every engine uses epoch interruption for wall-clock timeouts; one background thread
-//! advances their epoch every [`TICK`], so a `timeout_ms` deadline is `timeout_ms` ticks away.
-//! The thread sleeps until the first plugin is loaded: a gateway without plugins is not woken
-//! a thousand times a second for nothing.
+//! Every engine uses epoch interruption for wall-clock timeouts, advanced by the
+//! [`Ticker`](super::ticker::Ticker) while guest code may run.
 //!
 //! With `GATEWAY_PERFMAP` set in its environment, the gateway writes `/tmp/perf-PID.map` for
 //! compiled plugin code, so `perf report` names plugin functions (from the module's name
 //! section: build plugins without `strip` to see them) instead of bare addresses.
 
+use super::ticker::Ticker;
 use crate::config::Isolation;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
 };
 
 /// Environment variable that turns on the perf map of compiled plugin code.
 const PERFMAP_ENV: &str = "GATEWAY_PERFMAP";
-
-/// One epoch tick.
-pub const TICK: Duration = Duration::from_millis(1);
 
 /// Guest stack allowed per instance.
 const MAX_WASM_STACK: usize = 512 << 10;
@@ -47,7 +41,7 @@ const KEEP_RESIDENT: usize = 4 << 20;
 /// The gateway's engines and their ticker; the ticker stops when this is dropped.
 pub struct Engines {
     inner: Arc<Inner>,
-    ticker: std::thread::Thread,
+    ticker: Ticker,
 }
 
 struct Inner {
@@ -55,55 +49,43 @@ struct Inner {
     fueled: Engine,
     pooled: OnceLock<Engine>,
     pooled_fueled: OnceLock<Engine>,
-    /// Set once a plugin was loaded; the ticker idles until then.
-    ticking: AtomicBool,
-    stop: AtomicBool,
+}
+
+impl Inner {
+    fn increment_epochs(&self) {
+        self.plain.increment_epoch();
+        self.fueled.increment_epoch();
+        for pooled in [&self.pooled, &self.pooled_fueled] {
+            if let Some(engine) = pooled.get() {
+                engine.increment_epoch();
+            }
+        }
+    }
 }
 
 impl Engines {
-    /// Build the on-demand engines and start the epoch ticker.
+    /// Build the on-demand engines and start the epoch ticker (asleep until a call).
     pub fn new() -> wasmtime::Result<Self> {
         let inner = Arc::new(Inner {
             plain: Engine::new(&config(false))?,
             fueled: Engine::new(&config(true))?,
             pooled: OnceLock::new(),
             pooled_fueled: OnceLock::new(),
-            ticking: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
         });
-        let ticker = inner.clone();
-        let thread = std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                while !ticker.stop.load(Ordering::Relaxed) {
-                    if !ticker.ticking.load(Ordering::Acquire) {
-                        std::thread::park_timeout(Duration::from_secs(1));
-                        continue;
-                    }
-                    std::thread::sleep(TICK);
-                    ticker.plain.increment_epoch();
-                    ticker.fueled.increment_epoch();
-                    for pooled in [&ticker.pooled, &ticker.pooled_fueled] {
-                        if let Some(engine) = pooled.get() {
-                            engine.increment_epoch();
-                        }
-                    }
-                }
-            })
+        let epochs = inner.clone();
+        let ticker = Ticker::start(move || epochs.increment_epochs())
             .map_err(|e| wasmtime::format_err!("cannot start epoch ticker: {e}"))?;
-        Ok(Engines {
-            inner,
-            ticker: thread.thread().clone(),
-        })
+        Ok(Engines { inner, ticker })
+    }
+
+    /// The ticker every guest call must hold a [`Running`](super::ticker::Running) guard of.
+    pub fn ticker(&self) -> &Ticker {
+        &self.ticker
     }
 
     /// The engine for a plugin, by whether it meters fuel and how it isolates requests.
-    /// Starts the epoch ticker, as a plugin is about to be loaded.
     pub fn engine(&self, fuel: bool, isolation: Isolation) -> &Engine {
         let inner = &*self.inner;
-        if !inner.ticking.swap(true, Ordering::AcqRel) {
-            self.ticker.unpark();
-        }
         let on_demand = if fuel { &inner.fueled } else { &inner.plain };
         if isolation != Isolation::Request {
             return on_demand;
@@ -132,8 +114,7 @@ impl Engines {
 
 impl Drop for Engines {
     fn drop(&mut self) {
-        self.inner.stop.store(true, Ordering::Relaxed);
-        self.ticker.unpark();
+        self.ticker.stop();
     }
 }
 

@@ -55,7 +55,7 @@ impl Limits {
 
     /// Epoch ticks for the timeout (at least one).
     pub fn deadline_ticks(&self) -> u64 {
-        let ticks = self.timeout.as_millis() / super::engine::TICK.as_millis().max(1);
+        let ticks = self.timeout.as_millis() / super::ticker::TICK.as_millis().max(1);
         u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
     }
 }

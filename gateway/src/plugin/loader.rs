@@ -6,6 +6,7 @@ use super::bindings::PluginPre;
 use super::capabilities::{self, Capability};
 use super::engine::Engines;
 use super::state::StoreState;
+use super::ticker::Ticker;
 use super::{builtin, cache};
 use crate::config::{Isolation, LimitsConfig, PluginConfig};
 use crate::services::Services;
@@ -33,6 +34,8 @@ pub struct LoadedPlugin {
     pub limits: LimitsConfig,
     /// Host services its capabilities call.
     pub services: Arc<Services>,
+    /// Kept awake by every call, for the epoch deadline.
+    pub ticker: Ticker,
 }
 
 /// Where a load problem sits in the plugin's table, with the reason.
@@ -124,5 +127,6 @@ pub fn load(
         max_uses: config.max_uses,
         limits: config.limits(),
         services,
+        ticker: engines.ticker().clone(),
     })
 }

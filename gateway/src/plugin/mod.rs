@@ -1,7 +1,8 @@
 //! The plugin host: WebAssembly components behind the WIT interface in `wit/`, run under
 //! per-plugin limits with only the capabilities they were granted.
 //!
-//! - [`engine`]: wasmtime engines narrowed to safe defaults; epoch ticker for timeouts.
+//! - [`engine`]: wasmtime engines narrowed to safe defaults.
+//! - [`ticker`]: the epoch ticker behind wall-clock timeouts, awake only while guests run.
 //! - [`cache`]: compiled components cached on disk.
 //! - [`builtin`]: first-party plugins embedded in the binary.
 //! - [`capabilities`]: import checking and per-plugin linkers (deny by default).
@@ -24,6 +25,7 @@ pub mod limits;
 pub mod loader;
 pub mod pool;
 pub mod state;
+pub mod ticker;
 
 pub use engine::Engines;
 pub use filter::WasmFilter;

@@ -125,6 +125,7 @@ impl InstancePool {
         body: Option<&[u8]>,
     ) -> Result<RequestAction, Violation> {
         let _permit = self.permits.acquire().await;
+        let _running = self.plugin.ticker.running();
         instance.prepare(&self.limits, self.plugin.metered, &ctx);
         let call = instance.bindings.gateway_plugin_filter().call_on_request(
             &mut instance.store,
@@ -148,6 +149,7 @@ impl InstancePool {
         body: Option<&[u8]>,
     ) -> Result<ResponseAction, Violation> {
         let _permit = self.permits.acquire().await;
+        let _running = self.plugin.ticker.running();
         instance.prepare(&self.limits, self.plugin.metered, &ctx);
         let call = instance.bindings.gateway_plugin_filter().call_on_response(
             &mut instance.store,
@@ -210,6 +212,7 @@ async fn instantiate(
     config_json: &str,
     limits: &Limits,
 ) -> Result<(Instance, Settings), Violation> {
+    let _running = plugin.ticker.running();
     let mut store = Store::new(
         &plugin.engine,
         StoreState::new(
