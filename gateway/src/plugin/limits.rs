@@ -52,12 +52,6 @@ impl Limits {
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
-
-    /// Epoch ticks for the timeout (at least one).
-    pub fn deadline_ticks(&self) -> u64 {
-        let ticks = self.timeout.as_millis() / super::ticker::TICK.as_millis().max(1);
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
-    }
 }
 
 /// How a plugin call failed.
@@ -252,7 +246,6 @@ mod tests {
         let limits = Limits::resolve(&LimitsConfig::default());
         assert_eq!(limits.timeout, Duration::from_millis(20));
         assert_eq!(limits.memory_bytes, 16 << 20);
-        assert_eq!(limits.deadline_ticks(), 20);
         assert_eq!(limits.error_status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -21,11 +21,12 @@ use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wasmtime::Store;
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// Time allowed for instantiation plus `init`, which may parse config or warm a runtime.
-const INIT_TIMEOUT_TICKS: u64 = 5_000;
+const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One live instance.
 pub struct Instance {
@@ -52,6 +53,7 @@ impl InstancePool {
         config_json: String,
         limits: Limits,
     ) -> Result<Arc<Self>, Violation> {
+        plugin.ticker.serve_timeout(limits.timeout);
         let (instance, settings) = instantiate(&plugin, &config_json, &limits).await?;
         let pool = Arc::new(InstancePool {
             permits: Semaphore::new(plugin.max_instances),
@@ -126,14 +128,15 @@ impl InstancePool {
     ) -> Result<RequestAction, Violation> {
         let _permit = self.permits.acquire().await;
         let _running = self.plugin.ticker.running();
-        instance.prepare(&self.limits, self.plugin.metered, &ctx);
+        let deadline = Instant::now() + self.limits.timeout;
+        instance.prepare(deadline, &self.limits, self.plugin.metered, &ctx);
         let call = instance.bindings.gateway_plugin_filter().call_on_request(
             &mut instance.store,
             ctx,
             head,
             body,
         );
-        let action = bounded(&self.limits, call).await;
+        let action = bounded(deadline, call).await;
         let action = instance.finish(action)?;
         limits::check_request_action(&action, &self.limits)?;
         Ok(action)
@@ -150,7 +153,8 @@ impl InstancePool {
     ) -> Result<ResponseAction, Violation> {
         let _permit = self.permits.acquire().await;
         let _running = self.plugin.ticker.running();
-        instance.prepare(&self.limits, self.plugin.metered, &ctx);
+        let deadline = Instant::now() + self.limits.timeout;
+        instance.prepare(deadline, &self.limits, self.plugin.metered, &ctx);
         let call = instance.bindings.gateway_plugin_filter().call_on_response(
             &mut instance.store,
             ctx,
@@ -158,43 +162,53 @@ impl InstancePool {
             response,
             body,
         );
-        let action = bounded(&self.limits, call).await;
+        let action = bounded(deadline, call).await;
         let action = instance.finish(action)?;
         limits::check_response_action(&action, &self.limits)?;
         Ok(action)
     }
 }
 
-/// Run a guest call under a wall-clock bound as well as the epoch deadline: the epoch stops
-/// guest code, the timer stops a call parked in an async host function. Most calls never park
+/// Run a guest call under a wall-clock bound: the epoch callback stops guest code past the
+/// deadline, the timer stops a call parked in an async host function. Most calls never park
 /// (no async host call, or one that answers at once) and finish in their first poll, so the
-/// timer is only made for a call that parks, with the deadline counted from the start.
+/// timer is only made for a call that parks.
 async fn bounded<T>(
-    limits: &Limits,
+    deadline: Instant,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> wasmtime::Result<T> {
-    let deadline = tokio::time::Instant::now() + limits.timeout;
     let mut call = pin!(call);
     if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
         return result;
     }
-    match tokio::time::timeout_at(deadline, call).await {
+    match tokio::time::timeout_at(deadline.into(), call).await {
         Ok(result) => result,
-        Err(_) => Err(wasmtime::Error::from(wasmtime::Trap::Interrupt)),
+        Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
+    }
+}
+
+/// At each epoch tick while guest code runs: stop the call if it is past its deadline
+/// (reported as a timeout), else let it run to the next tick.
+fn check_deadline(state: &StoreState) -> wasmtime::Result<UpdateDeadline> {
+    if Instant::now() >= state.deadline {
+        Err(wasmtime::Error::from(Trap::Interrupt))
+    } else {
+        Ok(UpdateDeadline::Continue(1))
     }
 }
 
 impl Instance {
-    fn prepare(&mut self, limits: &Limits, metered: bool, ctx: &Context<'_>) {
+    fn prepare(&mut self, deadline: Instant, limits: &Limits, metered: bool, ctx: &Context<'_>) {
         self.uses += 1;
         let data = self.store.data_mut();
+        data.deadline = deadline;
         data.limiter.exceeded = false;
         if *data.route != *ctx.route {
             data.route = Arc::from(ctx.route);
         }
         data.request_id.clear();
         data.request_id.push_str(ctx.request_id);
-        self.store.set_epoch_deadline(limits.deadline_ticks());
+        self.store.set_epoch_deadline(1);
         if metered {
             // A metered engine always needs fuel; a use without a budget gets plenty.
             let _ = self.store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
@@ -222,8 +236,9 @@ async fn instantiate(
         ),
     );
     store.limiter(|state| &mut state.limiter);
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(INIT_TIMEOUT_TICKS);
+    store.data_mut().deadline = Instant::now() + INIT_TIMEOUT;
+    store.epoch_deadline_callback(|store| check_deadline(store.data()));
+    store.set_epoch_deadline(1);
     if plugin.metered {
         let _ = store.set_fuel(u64::MAX);
     }

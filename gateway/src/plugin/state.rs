@@ -3,6 +3,7 @@
 
 use crate::services::Services;
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -23,6 +24,9 @@ pub struct StoreState {
     pub request_id: String,
     /// Key sets and shared state behind `crypto`, `counters` and `kv`.
     pub services: Arc<Services>,
+    /// When the current call (or instantiation and `init`) must have finished; checked at
+    /// each epoch tick while guest code runs.
+    pub deadline: Instant,
 }
 
 impl StoreState {
@@ -40,6 +44,7 @@ impl StoreState {
             route: Arc::from(""),
             request_id: String::new(),
             services,
+            deadline: Instant::now(),
         }
     }
 }

@@ -1,24 +1,29 @@
-//! The epoch ticker: one thread that advances the engines' epoch every [`TICK`] while guest
-//! code may run, so a call's `timeout_ms` deadline is `timeout_ms` ticks away.
+//! The epoch ticker: one thread that advances the engines' epoch while guest code may run.
+//! An epoch increment makes running guest code check its call's wall-clock deadline (the
+//! store's epoch callback, see [`super::pool`]); a call past it is stopped as a timeout.
 //!
-//! It sleeps whenever no call has started or been in flight for [`IDLE_TICKS`] ticks. Each
-//! tick is a timer wake-up of its own thread, and on the benchmark VM one costs ≈ 50 µs of CPU
-//! (a timer programmed and fired through the hypervisor): 5% of a core at 1 kHz, charged to
-//! the gateway whether or not any plugin runs. Every guest call holds a [`Running`] guard; the
-//! first call after a quiet spell wakes the thread (one `unpark`), and while a call is in
-//! flight the thread never sleeps, so a guest stuck in a loop is still interrupted. Under
-//! steady load calls start every tick and the thread ticks without pause.
+//! Each tick is a timer wake-up of its own thread, and on the benchmark VM one costs ≈ 50 µs
+//! of CPU (a timer programmed and fired through the hypervisor): at 1 kHz, 5% of a core,
+//! charged to the gateway whether or not any plugin runs. So the thread ticks only as often
+//! as the loaded plugins' timeouts need — every quarter of the shortest `timeout_ms`, between
+//! [`MIN_PERIOD`] and [`MAX_PERIOD`], which bounds how far past its timeout a call can run —
+//! and sleeps once no call has started or been in flight for [`IDLE`]. Every guest call holds
+//! a [`Running`] guard; the first call after a quiet spell wakes the thread (one `unpark`),
+//! and while a call is in flight the thread never sleeps, so a guest stuck in a loop is still
+//! stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// One epoch tick.
-pub const TICK: Duration = Duration::from_millis(1);
+/// Shortest period between ticks.
+pub const MIN_PERIOD: Duration = Duration::from_millis(1);
+/// Longest period between ticks (while any call runs).
+pub const MAX_PERIOD: Duration = Duration::from_millis(5);
 
-/// Quiet ticks after which the thread sleeps until the next call.
-const IDLE_TICKS: u32 = 100;
+/// Time without a call after which the thread sleeps until the next call.
+const IDLE: Duration = Duration::from_millis(100);
 
 /// One started call in [`Shared::calls`]' upper half; one running call is 1.
 const STARTED: u64 = 1 << 32;
@@ -37,9 +42,11 @@ struct Shared {
     calls: AtomicU64,
     /// The thread has stopped ticking, or is about to: the next call must wake it.
     asleep: AtomicBool,
+    /// Time between ticks, in microseconds.
+    period_us: AtomicU64,
     stop: AtomicBool,
-    /// Ticks so far (tests and diagnostics).
-    ticks: AtomicU64,
+    /// Times the thread woke from a tick's sleep (tests and diagnostics).
+    wakes: AtomicU64,
 }
 
 /// Held while guest code may run (instantiation, `init`, a filter call): the ticker keeps
@@ -52,8 +59,9 @@ impl Ticker {
         let shared = Arc::new(Shared {
             calls: AtomicU64::new(0),
             asleep: AtomicBool::new(true),
+            period_us: AtomicU64::new(micros(MAX_PERIOD)),
             stop: AtomicBool::new(false),
-            ticks: AtomicU64::new(0),
+            wakes: AtomicU64::new(0),
         });
         let state = shared.clone();
         let thread = std::thread::Builder::new()
@@ -77,9 +85,23 @@ impl Ticker {
         Running(shared)
     }
 
-    /// Ticks so far.
-    pub fn ticks(&self) -> u64 {
-        self.shared.ticks.load(Ordering::Relaxed)
+    /// Tick often enough for a call with this timeout to be stopped within a quarter of it
+    /// past its deadline (within [`MIN_PERIOD`] for timeouts under 4 ms).
+    pub fn serve_timeout(&self, timeout: Duration) {
+        let period = (timeout / 4).clamp(MIN_PERIOD, MAX_PERIOD);
+        self.shared
+            .period_us
+            .fetch_min(micros(period), Ordering::Relaxed);
+    }
+
+    /// Time between ticks.
+    pub fn period(&self) -> Duration {
+        Duration::from_micros(self.shared.period_us.load(Ordering::Relaxed))
+    }
+
+    /// Times the thread woke to tick so far.
+    pub fn wakes(&self) -> u64 {
+        self.shared.wakes.load(Ordering::Relaxed)
     }
 
     /// End the thread (after its current tick).
@@ -98,78 +120,108 @@ impl Drop for Running<'_> {
 impl Shared {
     fn run(&self, advance: impl Fn()) {
         let mut seen = self.calls.load(Ordering::Relaxed);
-        let mut quiet = IDLE_TICKS;
+        let mut last_busy: Option<Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            if quiet >= IDLE_TICKS {
+            if last_busy.is_none_or(|at| at.elapsed() >= IDLE) {
                 self.asleep.store(true, Ordering::SeqCst);
                 if self.calls.load(Ordering::SeqCst) == seen {
                     // A wake-up that raced with the check above returns at once.
                     std::thread::park();
                 }
                 self.asleep.store(false, Ordering::SeqCst);
-                quiet = 0;
+                last_busy = Some(Instant::now());
             }
-            std::thread::sleep(TICK);
-            advance();
-            self.ticks.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_micros(
+                self.period_us.load(Ordering::Relaxed),
+            ));
+            self.wakes.fetch_add(1, Ordering::Relaxed);
             let now = self.calls.load(Ordering::Acquire);
-            let busy = now != seen || now & RUNNING_MASK > 0;
+            if now & RUNNING_MASK > 0 {
+                // Only running guest code looks at the epoch.
+                advance();
+            }
+            if now != seen || now & RUNNING_MASK > 0 {
+                last_busy = Some(Instant::now());
+            }
             seen = now;
-            quiet = if busy { 0 } else { quiet + 1 };
         }
     }
+}
+
+fn micros(span: Duration) -> u64 {
+    u64::try_from(span.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+    use std::sync::atomic::AtomicU64;
 
-    /// Wait up to 10 s for `done`, checking every tick.
+    /// Wait up to 10 s for `done`.
     fn eventually(done: impl Fn() -> bool) -> bool {
         let until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {
             if done() {
                 return true;
             }
-            std::thread::sleep(TICK);
+            std::thread::sleep(MIN_PERIOD);
         }
         false
     }
 
-    /// Whether the ticker advances during `span`.
-    fn ticks_during(ticker: &Ticker, span: Duration) -> bool {
-        let before = ticker.ticks();
+    /// Whether `count` moves during `span`.
+    fn moves(count: impl Fn() -> u64, span: Duration) -> bool {
+        let before = count();
         std::thread::sleep(span);
-        ticker.ticks() != before
+        count() != before
     }
 
     #[test]
-    fn sleeps_without_calls_and_ticks_while_one_runs() {
-        let ticker = Ticker::start(|| {}).unwrap();
-        assert!(!ticks_during(&ticker, TICK * 50), "ticking before any call");
+    fn sleeps_without_calls_and_advances_while_one_runs() {
+        let advanced = Arc::new(AtomicU64::new(0));
+        let counter = advanced.clone();
+        let ticker = Ticker::start(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+        let advances = || advanced.load(Ordering::Relaxed);
+        let span = MAX_PERIOD * 10;
+        assert!(!moves(|| ticker.wakes(), span), "awake before any call");
         let running = ticker.running();
-        let woke = ticker.ticks();
-        assert!(
-            eventually(|| ticker.ticks() > woke),
-            "a call did not wake it"
-        );
+        assert!(eventually(|| advances() > 0), "a call did not wake it");
         // A call that runs for longer than the idle spell keeps it ticking: a guest stuck in
         // a loop must still reach its deadline.
-        std::thread::sleep(TICK * (IDLE_TICKS * 2));
-        assert!(
-            ticks_during(&ticker, TICK * 50),
-            "stopped under a running call"
-        );
+        std::thread::sleep(IDLE * 2);
+        assert!(moves(advances, span), "stopped under a running call");
         drop(running);
-        // Asleep again once quiet: two spans in a row without a tick.
+        // No epoch advance without a running call, and asleep again once quiet.
+        assert!(eventually(|| !moves(advances, span)));
         assert!(eventually(
-            || !ticks_during(&ticker, TICK * 20) && !ticks_during(&ticker, TICK * 20)
+            || !moves(|| ticker.wakes(), span) && !moves(|| ticker.wakes(), span)
         ));
-        // And woken again by the next call.
-        let again = ticker.ticks();
+        // Woken again by the next call.
+        let before = advances();
         let _running = ticker.running();
-        assert!(eventually(|| ticker.ticks() > again));
+        assert!(eventually(|| advances() > before));
+        ticker.stop();
+    }
+
+    #[test]
+    fn period_follows_the_shortest_timeout() {
+        let ticker = Ticker::start(|| {}).unwrap();
+        assert_eq!(ticker.period(), MAX_PERIOD);
+        ticker.serve_timeout(Duration::from_millis(200));
+        assert_eq!(ticker.period(), MAX_PERIOD);
+        ticker.serve_timeout(Duration::from_millis(8));
+        assert_eq!(ticker.period(), Duration::from_millis(2));
+        ticker.serve_timeout(Duration::from_millis(20));
+        assert_eq!(
+            ticker.period(),
+            Duration::from_millis(2),
+            "never lengthened"
+        );
+        ticker.serve_timeout(Duration::from_millis(1));
+        assert_eq!(ticker.period(), MIN_PERIOD);
         ticker.stop();
     }
 }
