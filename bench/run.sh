@@ -6,9 +6,10 @@
 #   SCENARIOS="none big" MEMORY=0 bench/run.sh   # a subset, without the memory runs
 #   MODE=instructions bench/run.sh                # user-space instructions per request
 #
-# MODE=instructions runs each proxy under valgrind's callgrind instead (4 connections, 8 s after
-# a warm-up) and prints user-space instructions per request for the HTTP/1.1 scenarios and the
-# gateway/nginx ratio: exact and repeatable on a noisy machine, but blind to kernel time.
+# MODE=instructions runs each proxy under valgrind's callgrind instead (wrk with 4 connections,
+# or h2load with 16 connections x 10 streams, 8 s after a warm-up) and prints user-space
+# instructions per request and the gateway/nginx ratio: exact and repeatable on a noisy
+# machine, but blind to kernel time.
 #
 # CPU 0 runs the proxy under test (gateway with one worker thread, or nginx with one worker
 # process); CPU 1 runs the backend (nginx) and the load generator (wrk for HTTP/1.1, h2load for
@@ -191,14 +192,26 @@ PY
   fi
 }
 
+# Requests one load run under callgrind completed: wrk for HTTP/1.1, h2load for HTTP/2.
+counted_load() { # $1 = scenario, $2 = url, $3 = seconds, then extra headers
+  local scenario=$1 url=$2 seconds=$3; shift 3
+  if [ "$scenario" = h2 ]; then
+    h2load -c 16 -m 10 -D "$seconds" "$@" "$url" | awk '/^requests:/ {print $8}'
+  else
+    wrk -t1 -c4 -d"${seconds}s" "$@" "$url" | awk '/requests in/ {print $1}'
+  fi
+}
+
 # One callgrind run; prints user-space instructions per request.
 instructions() { # $1 = gateway|nginx, $2 = scenario
   local out="$WORK/callgrind.$1.$2" path=/small headers=() port
   [ "$2" = big ] && path=/big
   case "$2" in chain|chain-request) headers=(-H "authorization: Bearer $TOKEN") ;; esac
   if [ "$1" = nginx ]; then
+    port=$NGINX_PORT
+    [ "$2" = h2 ] && port=$NGINX_H2_PORT
     valgrind --tool=callgrind --callgrind-out-file="$out" nginx -c "$WORK/nginx.conf" \
-      -e "$WORK/logs/nginx.err" 2> "$WORK/logs/valgrind.err" & PROXY_PID=$!; port=$NGINX_PORT
+      -e "$WORK/logs/nginx.err" 2> "$WORK/logs/valgrind.err" & PROXY_PID=$!
   else
     start_proxy gateway "$2"; stop_proxy   # compiles the plugins into the cache natively
     RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "$GATEWAY" run \
@@ -206,10 +219,10 @@ instructions() { # $1 = gateway|nginx, $2 = scenario
     port=$GATEWAY_PORT
   fi
   WAIT_TRIES=1200 wait_port "$port"
-  wrk -t1 -c4 -d2s "${headers[@]}" "http://127.0.0.1:$port$path" > /dev/null
+  counted_load "$2" "http://127.0.0.1:$port$path" 2 "${headers[@]}" > /dev/null
   callgrind_control -z "$PROXY_PID" > /dev/null 2>&1
   local requests total
-  requests=$(wrk -t1 -c4 -d8s "${headers[@]}" "http://127.0.0.1:$port$path" | awk '/requests in/ {print $1}')
+  requests=$(counted_load "$2" "http://127.0.0.1:$port$path" 8 "${headers[@]}")
   callgrind_control -d "$PROXY_PID" > /dev/null 2>&1
   sleep 1
   total=$(callgrind_annotate "$out".* 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
@@ -221,13 +234,15 @@ wait_port "$BACKEND_PORT"
 if [ "${MODE:-throughput}" = instructions ]; then
   nginx_small=$(instructions nginx none)
   nginx_big=$(instructions nginx big)
-  echo "| scenario | gateway instructions/request | nginx (no plugins, same body) | ratio |"
+  nginx_h2=
+  case " $SCENARIOS " in *" h2 "*) nginx_h2=$(instructions nginx h2) ;; esac
+  echo "| scenario | gateway instructions/request | nginx (no plugins, same body and protocol) | ratio |"
   echo "|---|---|---|---|"
   for scenario in $SCENARIOS; do
-    [ "$scenario" = h2 ] && continue   # wrk drives HTTP/1.1 only
     ir=$(instructions gateway "$scenario")
     reference=$nginx_small
     [ "$scenario" = big ] && reference=$nginx_big
+    [ "$scenario" = h2 ] && reference=$nginx_h2
     python3 -c "import sys; g, n = map(int, sys.argv[2:]); print(f'| {sys.argv[1]} | {g:,} | {n:,} | {n / g:.2f}x |')" "$scenario" "$ir" "$reference"
   done
   exit 0
