@@ -205,6 +205,9 @@ min_refetch_ms = 1500
 [plugins.jwt]
 module = "builtin:jwt-auth"
 capabilities = ["crypto", "clock", "log"]
+# The call that refetches waits for the JWKS server: on a loaded test machine that can take
+# longer than the default 20 ms, which would fail it as a timeout instead of a 401.
+timeout_ms = 2000
 
 [[routes]]
 name = "api"
