@@ -1,4 +1,5 @@
-# The two set-up commands of the README are `make run` and `make test`; CI runs `make ci`.
+# The two set-up commands of the README are `make run` and `make test`; CI (`.ci/run`) runs
+# `make test`, then `make lint` (`make ci` does the same by hand).
 
 .PHONY: run test lint ci setup test-deps lint-deps
 

@@ -38,7 +38,7 @@ pub async fn handle(
     scheme: &'static str,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    let request_id_value = headers::request_id(request.headers());
+    let mut request_id_value = headers::request_id(request.headers());
     let request_id = request_id_value.to_str().unwrap_or_default();
     // For the log line of a failure; cloning a method or URI shares its bytes.
     let method = request.method().clone();
@@ -59,7 +59,6 @@ pub async fn handle(
             error.into_response(request_id).map(Either::Right)
         }
     };
-    let mut request_id_value = request_id_value;
     // Unique per response: kept out of HTTP/2's HPACK table ("never indexed"), where each id
     // would be inserted only to evict the fields that do repeat and lengthen every lookup.
     request_id_value.set_sensitive(true);
