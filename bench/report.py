@@ -33,6 +33,7 @@ names = {
     "chain-request": "3-plugin chain, isolation = \"request\"",
     "big": "no plugins, 16 KiB body",
     "h2": "HTTP/2 (h2load 64 conns x 10 streams), no plugins",
+    "workers2": "2 workers each, no plugins, both CPUs shared with wrk and the backend",
 }
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                      capture_output=True, text=True).stdout.strip()

@@ -5,6 +5,7 @@
 #   DURATION=10 ROUNDS=3 bench/run.sh
 #   SCENARIOS="none big" MEMORY=0 bench/run.sh   # a subset, without the memory runs
 #   MODE=instructions bench/run.sh                # user-space instructions per request
+#   GATEWAY_BIN=/tmp/gateway-old bench/run.sh     # measure another build of the gateway
 #
 # MODE=instructions runs each proxy under valgrind's callgrind instead (wrk with 4 connections,
 # or h2load with 16 connections x 10 streams, 8 s after a warm-up) and prints user-space
@@ -13,7 +14,10 @@
 #
 # CPU 0 runs the proxy under test (gateway with one worker thread, or nginx with one worker
 # process); CPU 1 runs the backend (nginx) and the load generator (wrk for HTTP/1.1, h2load for
-# HTTP/2). Rounds interleave gateway / nginx / gateway / nginx so drift hits both. For each run
+# HTTP/2). Scenario `workers2` instead gives both proxies two workers (gateway `workers = 2`,
+# nginx `worker_processes 2`) on both CPUs, sharing them with wrk (two threads) and the backend:
+# requests per CPU-second then compares how each scales past one core.
+# Rounds interleave gateway / nginx / gateway / nginx so drift hits both. For each run
 # it reports requests/s, p50 and p99 latency, and requests per CPU-second of the proxy process
 # (utime+stime from /proc, stable even on a busy machine); RSS idle and with 1,000 idle
 # keep-alive connections (read 3 s after the last one is open, once the gateway parked them). Everything it starts is stopped on exit; the whole run is bounded.
@@ -23,7 +27,7 @@ ROOT=$PWD
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-none plugin chain chain-request big h2}
+SCENARIOS=${SCENARIOS:-none plugin chain chain-request big h2 workers2}
 MEMORY=${MEMORY:-1}
 WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
 BACKEND_PORT=18081 NGINX_PORT=18082 GATEWAY_PORT=18083 NGINX_H2_PORT=18084
@@ -45,8 +49,13 @@ need h2load nghttp2-client
 [ "${MODE:-throughput}" = instructions ] && need valgrind valgrind
 python3 -c "import jwt" 2>/dev/null || python3 -m pip install --quiet "pyjwt[crypto]==2.15.1"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p gateway --quiet
-GATEWAY=$ROOT/target/release/gateway
+# GATEWAY_BIN=path runs another build (an earlier commit's, for a before/after comparison).
+if [ -n "${GATEWAY_BIN:-}" ]; then
+  GATEWAY=$GATEWAY_BIN
+else
+  cargo build --release -p gateway --quiet
+  GATEWAY=$ROOT/target/release/gateway
+fi
 
 # --- backend: nginx on CPU 1 answering a small body and a 16 KiB body ------------------------
 mkdir -p "$WORK/www" "$WORK/logs"
@@ -55,8 +64,10 @@ head -c 16384 /dev/zero | tr '\0' 'x' > "$WORK/www/big"
 # One nginx worker in the foreground: $1 = name (pid and error log), $2 = the `http` block's
 # contents.
 nginx_conf() {
+  local workers="master_process off; worker_processes 1;"
+  [ "$1" = nginx2 ] && workers="master_process on; worker_processes 2;"
   cat <<CONF
-daemon off; master_process off; worker_processes 1; pid $WORK/$1.pid;
+daemon off; $workers pid $WORK/$1.pid;
 error_log $WORK/logs/$1.err warn;
 events { worker_connections 4096; }
 http {
@@ -71,7 +82,7 @@ taskset -c 1 nginx -c "$WORK/backend.conf" -e "$WORK/logs/backend.err" &
 PIDS+=($!)
 
 # --- reference: nginx reverse proxy, one worker, upstream keep-alive, on CPU 0 ----------------
-nginx_conf nginx "  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 256; }
+proxy_block="  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 256; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
     listen 127.0.0.1:$NGINX_H2_PORT http2;   # cleartext HTTP/2 (prior knowledge) only
@@ -79,13 +90,16 @@ nginx_conf nginx "  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive
       proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     }
-  }" > "$WORK/nginx.conf"
+  }"
+nginx_conf nginx "$proxy_block" > "$WORK/nginx.conf"
+nginx_conf nginx2 "$proxy_block" > "$WORK/nginx2.conf"
 
 # --- gateway configs per scenario -------------------------------------------------------------
 SECRET="bench-only-hmac-secret-of-at-least-32-bytes!"
 TOKEN=$(python3 -c "import jwt,time; print(jwt.encode({'sub':'bench','exp':int(time.time())+86400}, '$SECRET', algorithm='HS256'))")
 gateway_config() { # $1 = scenario
-  local plugins="" isolation="pooled"
+  local plugins="" isolation="pooled" workers=1
+  [ "$1" = workers2 ] && workers=2
   case "$1" in
     plugin) plugins='{ use = "rt", config = {} }' ;;
     chain|chain-request)
@@ -97,7 +111,7 @@ gateway_config() { # $1 = scenario
   cat <<CONF
 [server]
 listen = ["127.0.0.1:$GATEWAY_PORT"]
-workers = 1
+workers = $workers
 plugin_cache_dir = "$WORK/cache"
 
 [upstreams.backend]
@@ -129,16 +143,19 @@ CONF
 }
 
 wait_port() { for _ in $(seq "${WAIT_TRIES:-200}"); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time of a process and its children (nginx's workers under its master).
+cpu_ticks() { cat "/proc/$1/stat" $(pgrep -P "$1" | sed 's|.*|/proc/&/stat|') | awk '{s += $14 + $15} END {print s}'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 TICKS=$(getconf CLK_TCK)
 
 start_proxy() { # $1 = gateway|nginx, $2 = scenario; sets PROXY_PID PORT
+  local cpus=0 conf=nginx
+  [ "$2" = workers2 ] && cpus=0,1 conf=nginx2
   if [ "$1" = nginx ]; then
-    taskset -c 0 nginx -c "$WORK/nginx.conf" -e "$WORK/logs/nginx.err" & PROXY_PID=$!; PORT=$NGINX_PORT
+    taskset -c "$cpus" nginx -c "$WORK/$conf.conf" -e "$WORK/logs/nginx.err" & PROXY_PID=$!; PORT=$NGINX_PORT
   else
     gateway_config "$2" > "$WORK/gateway.toml"
-    RUST_LOG=warn taskset -c 0 "$GATEWAY" run --config "$WORK/gateway.toml" > /dev/null 2> "$WORK/logs/gateway.err" & PROXY_PID=$!
+    RUST_LOG=warn taskset -c "$cpus" "$GATEWAY" run --config "$WORK/gateway.toml" > /dev/null 2> "$WORK/logs/gateway.err" & PROXY_PID=$!
     PORT=$GATEWAY_PORT
   fi
   wait_port "$PORT"
@@ -168,7 +185,9 @@ ms = float(m[:-2]) if m.endswith("ms") else float(m[:-2]) / 1000 if m.endswith("
 print(f"{float(rps):.0f} {ms:.2f} - {int(total) / cpu if cpu else 0:.0f}")
 PY
   else
-    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${headers[@]}" "http://127.0.0.1:$2$path")
+    local cpus=1 threads=1
+    [ "$1" = workers2 ] && cpus=0,1 threads=2
+    out=$(taskset -c "$cpus" wrk -t"$threads" -c"$CONNS" -d"${DURATION}s" --latency "${headers[@]}" "http://127.0.0.1:$2$path")
     after=$(cpu_ticks "$PROXY_PID")
     python3 - "$before" "$after" "$TICKS" <<PY
 import re, sys
@@ -239,6 +258,8 @@ if [ "${MODE:-throughput}" = instructions ]; then
   echo "| scenario | gateway instructions/request | nginx (no plugins, same body and protocol) | ratio |"
   echo "|---|---|---|---|"
   for scenario in $SCENARIOS; do
+    # callgrind runs one thread at a time: a per-thread count says nothing new.
+    [ "$scenario" = workers2 ] && continue
     ir=$(instructions gateway "$scenario")
     reference=$nginx_small
     [ "$scenario" = big ] && reference=$nginx_big

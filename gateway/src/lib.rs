@@ -14,3 +14,4 @@ pub mod server;
 pub mod services;
 pub mod telemetry;
 pub mod upstream;
+pub mod worker;

@@ -54,9 +54,10 @@ pub async fn build(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime, 
     let source = &loaded.source;
     let mut errors: Vec<ConfigError> = Vec::new();
 
+    let workers = crate::worker::count(config.server.workers);
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
-        match Upstream::new(name, upstream) {
+        match Upstream::new(name, upstream, workers) {
             Ok(built) => {
                 upstreams.insert(name.clone(), Arc::new(built));
             }

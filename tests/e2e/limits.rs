@@ -23,10 +23,12 @@ fn config(up: &Upstream, isolation: &str) -> String {
 [upstreams.up]
 targets = [{target}]
 
+# Generous by default, so a loaded machine never turns a memory or trap case into a
+# timeout; the loop routes set the short timeout they test.
 [plugins.misbehave]
 module = {module:?}
 capabilities = ["log"]
-timeout_ms = 50
+timeout_ms = 2000
 isolation = "{isolation}"
 
 [plugins.metered]
@@ -44,7 +46,7 @@ isolation = "{isolation}"
         ("ok", r#"{ use = "misbehave", config = { mode = "ok" } }"#),
         (
             "loop",
-            r#"{ use = "misbehave", config = { mode = "loop" } }"#,
+            r#"{ use = "misbehave", config = { mode = "loop" }, timeout_ms = 50 }"#,
         ),
         ("fuel", r#"{ use = "metered", config = { mode = "loop" } }"#),
         (
@@ -65,11 +67,11 @@ isolation = "{isolation}"
         ),
         (
             "loop-allow",
-            r#"{ use = "misbehave", config = { mode = "loop" }, on_error = "allow" }"#,
+            r#"{ use = "misbehave", config = { mode = "loop" }, on_error = "allow", timeout_ms = 50 }"#,
         ),
         (
             "loop-503",
-            r#"{ use = "misbehave", config = { mode = "loop" }, error_status = 503 }"#,
+            r#"{ use = "misbehave", config = { mode = "loop" }, error_status = 503, timeout_ms = 50 }"#,
         ),
     ] {
         text.push_str(&route(name, use_));

@@ -20,3 +20,4 @@ mod python;
 mod ratelimit;
 mod routing;
 mod transformers;
+mod workers;

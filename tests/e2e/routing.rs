@@ -239,8 +239,9 @@ async fn raw_upstream(close_after_response: bool) -> (String, Arc<AtomicUsize>) 
 async fn keep_alive_connections_are_reused_and_closed_ones_replaced() {
     let (reusing, reusing_accepted) = raw_upstream(false).await;
     let (closing, closing_accepted) = raw_upstream(true).await;
+    // One worker: each worker keeps its own upstream connections.
     let gw = Gateway::start(&format!(
-        r#"{}
+        r#"{}workers = 1
 [upstreams.reusing]
 targets = [{reusing}]
 [upstreams.closing]

@@ -3,7 +3,7 @@
 use crate::config::{self, ConfigErrors};
 use crate::plugin::{Engines, inspect};
 use crate::telemetry::{self, LogFormat};
-use crate::{runtime, server};
+use crate::{runtime, server, worker};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -75,20 +75,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The async runtime: with one worker, a `current_thread` runtime (no work-stealing queues,
-/// no cross-thread wake-ups: measured +X% requests per CPU-second); otherwise work stealing
-/// over `workers` threads (0 = one per core).
-fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        if workers > 0 {
-            builder.worker_threads(workers);
-        }
-        builder
-    };
-    builder
+/// The control runtime: loads the config and plugins, waits for signals and runs background
+/// tasks. Requests are served by the workers' own runtimes ([`server::bind`]).
+fn control_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -102,7 +92,7 @@ async fn load(path: &std::path::Path, engines: &Engines) -> Result<runtime::Runt
 
 fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rt = tokio_runtime(1)?;
+    let rt = control_runtime()?;
     match rt.block_on(load(path, &engines)) {
         Ok(runtime) => {
             println!("{}: OK ({} routes)", path.display(), runtime.router.len());
@@ -125,7 +115,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
     };
     let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rt = tokio_runtime(loaded.config.server.workers)?;
+    let rt = control_runtime()?;
     rt.block_on(async {
         let runtime = match runtime::build(&loaded, &engines).await {
             Ok(runtime) => Arc::new(runtime),
@@ -134,25 +124,18 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         };
-        let mut listeners = Vec::new();
-        for addr in &loaded.config.server.listen {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            let local = listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            tracing::info!(address = %local, "listening");
+        let workers = worker::count(loaded.config.server.workers);
+        let listeners = server::bind(&loaded.config.server.listen, workers)?;
+        for local in &listeners.addresses {
+            tracing::info!(address = %local, workers, "listening");
             // Tests and scripts read this line to learn ephemeral ports.
             println!("listening on {local}");
-            listeners.push(listener);
         }
         let grace = Duration::from_secs(loaded.config.server.shutdown_grace_s);
         let settings = server::ConnectionSettings {
             idle_timeout: Duration::from_secs(loaded.config.server.idle_timeout_s),
         };
-        server::serve(runtime, listeners, settings, grace).await;
+        server::serve(listeners, runtime, settings, grace).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -205,7 +205,8 @@ pub struct SecretConfig {
 pub struct ServerConfig {
     /// Addresses to listen on for plain HTTP/1.1 and HTTP/2 (prior knowledge), e.g. `127.0.0.1:8080`.
     pub listen: Vec<String>,
-    /// Worker threads; 0 means one per CPU core.
+    /// Worker threads, each with its own event loop and listening sockets; 0 means one per CPU
+    /// core the process may use.
     #[serde(default)]
     pub workers: usize,
     /// Where compiled plugins are cached; default `$XDG_CACHE_HOME/gateway` or `~/.cache/gateway`.
@@ -238,7 +239,7 @@ pub struct UpstreamConfig {
     /// How long an idle keep-alive connection is kept.
     #[serde(default = "defaults::pool_idle_timeout_s")]
     pub pool_idle_timeout_s: u64,
-    /// Idle keep-alive connections kept per target.
+    /// Idle keep-alive connections kept per target by each worker.
     #[serde(default = "defaults::pool_max_idle_per_target")]
     pub pool_max_idle_per_target: usize,
 }

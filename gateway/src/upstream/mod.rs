@@ -28,8 +28,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Build from validated config.
-    pub fn new(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
+    /// Build from validated config, with connection pools for `workers` workers.
+    pub fn new(name: &str, config: &UpstreamConfig, workers: usize) -> Result<Self, String> {
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         let targets = config
             .targets
@@ -40,6 +40,7 @@ impl Upstream {
                     .map_err(|e| format!("target `{t}`: {e}"))?;
                 TargetPool::new(
                     authority,
+                    workers,
                     config.pool_max_idle_per_target,
                     Duration::from_secs(config.pool_idle_timeout_s),
                     connect_timeout,

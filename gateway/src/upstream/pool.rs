@@ -7,6 +7,10 @@
 //! is handed out again once hyper reports it ready (its previous response fully read). A
 //! connection the target closed while idle is noticed when the request could not be written,
 //! and the request is sent again on another connection.
+//!
+//! Each worker has its own queue: a connection's I/O runs as a task on the worker that opened
+//! it, so a request on another worker would wake that thread to write and be woken back by it
+//! to read — two cross-thread wake-ups per request ([`crate::worker`]).
 
 use crate::proxy::Body;
 use http::uri::Authority;
@@ -32,7 +36,9 @@ pub struct TargetPool {
     authority: Authority,
     /// `Host` for requests that do not preserve the client's.
     host: HeaderValue,
-    idle: Mutex<VecDeque<Idle>>,
+    /// Idle connections, one queue per worker.
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
+    /// Per worker.
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
@@ -44,9 +50,11 @@ struct Idle {
 }
 
 impl TargetPool {
-    /// A pool for `authority` keeping up to `max_idle` connections for `idle_timeout`.
+    /// A pool for `authority` keeping up to `max_idle` connections per worker (of `workers`)
+    /// for `idle_timeout`.
     pub fn new(
         authority: Authority,
+        workers: usize,
         max_idle: usize,
         idle_timeout: Duration,
         connect_timeout: Duration,
@@ -56,7 +64,9 @@ impl TargetPool {
         Ok(TargetPool {
             authority,
             host,
-            idle: Mutex::new(VecDeque::new()),
+            idle: (0..workers.max(1))
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
             max_idle,
             idle_timeout,
             connect_timeout,
@@ -124,9 +134,11 @@ impl TargetPool {
         }
     }
 
+    /// The calling worker's queue (uncontended: only that worker's thread takes it).
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        let queue = &self.idle[crate::worker::current() % self.idle.len()];
         // A panic while holding the lock cannot leave the queue itself inconsistent.
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn connect(&self) -> Result<SendRequest<Body>, SendError> {

@@ -145,6 +145,35 @@ impl Gateway {
         None
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's threads named `prefix…`, by name: how long each has run on a CPU (ns)
+    /// and how many times it was scheduled, from `/proc/PID/task/TID/schedstat`.
+    pub fn threads(&self, prefix: &str) -> std::collections::BTreeMap<String, (u64, u64)> {
+        let mut found = std::collections::BTreeMap::new();
+        let tasks = format!("/proc/{}/task", self.pid());
+        for task in std::fs::read_dir(tasks).unwrap().flatten() {
+            let path = task.path();
+            let Ok(name) = std::fs::read_to_string(path.join("comm")) else {
+                continue;
+            };
+            let name = name.trim_end().to_string();
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let stats = std::fs::read_to_string(path.join("schedstat")).unwrap();
+            let fields: Vec<u64> = stats
+                .split_whitespace()
+                .map(|f| f.parse().unwrap())
+                .collect();
+            found.insert(name, (fields[0], fields[2]));
+        }
+        found
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
