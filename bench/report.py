@@ -40,7 +40,7 @@ cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d:
 print(f"machine: {cpu}, {platform.machine()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; "
       f"date {time.strftime('%Y-%m-%d')}; commit {commit}; {rounds} rounds x {duration} s per proxy")
 print()
-print("| scenario | gateway req/s | nginx req/s | gateway p50 / p99 ms | nginx p50 / p99 ms | gateway req/CPU-s | nginx req/CPU-s (no plugins) | ratio req/CPU-s |")
+print("| scenario | gateway req/s | nginx req/s | gateway p50 / p99 ms | nginx p50 / p99 ms | gateway req/CPU-s | nginx req/CPU-s (no plugins) | ratio req/CPU-s (range over rounds) |")
 print("|---|---|---|---|---|---|---|---|")
 for key, name in names.items():
     g, n = runs.get((key, "gateway"), []), runs.get((key, "nginx"), [])
@@ -48,8 +48,13 @@ for key, name in names.items():
         continue
     g_eff, n_eff = med(g, 3), med(n, 3)
     ratio = g_eff / n_eff if g_eff and n_eff else None
+    # Each round's own ratio (gateway round i against nginx round i, run back to back): their
+    # range is how far this machine's noise moves the figure.
+    rounds_ratios = [float(a[3]) / float(b[3]) for a, b in zip(g, n) if float(b[3])]
+    spread = (f" ({min(rounds_ratios):.2f}–{max(rounds_ratios):.2f})"
+              if len(rounds_ratios) > 1 else "")
     print(f"| {name} | {fmt(med(g, 0))} | {fmt(med(n, 0))} | {fmt(med(g, 1), 2)} / {fmt(med(g, 2), 2)} "
-          f"| {fmt(med(n, 1), 2)} / {fmt(med(n, 2), 2)} | {fmt(g_eff)} | {fmt(n_eff)} | {fmt(ratio, 2)}x |")
+          f"| {fmt(med(n, 1), 2)} / {fmt(med(n, 2), 2)} | {fmt(g_eff)} | {fmt(n_eff)} | {fmt(ratio, 2)}x{spread} |")
 if memory:
     print()
     print("| memory | idle RSS MB | RSS with 1,000 idle keep-alive conns MB | added MB |")

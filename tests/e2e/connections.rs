@@ -29,25 +29,25 @@ upstream = "echo"
 }
 
 /// A raw HTTP/1.1 client connection that reads responses framed by `content-length`.
-struct RawClient {
+pub(crate) struct RawClient {
     stream: TcpStream,
     buffered: Vec<u8>,
 }
 
 impl RawClient {
-    async fn connect(gw: &Gateway) -> RawClient {
+    pub(crate) async fn connect(gw: &Gateway) -> RawClient {
         RawClient {
             stream: TcpStream::connect(gw.addr).await.unwrap(),
             buffered: Vec::new(),
         }
     }
 
-    async fn send(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }
 
     /// Read one response: its status and its body as JSON (the echo upstream's) or text.
-    async fn response(&mut self) -> (u16, String) {
+    pub(crate) async fn response(&mut self) -> (u16, String) {
         let head_end = loop {
             if let Some(end) = self.buffered.windows(4).position(|w| w == b"\r\n\r\n") {
                 break end + 4;
@@ -104,7 +104,7 @@ impl RawClient {
     }
 }
 
-fn get(path: &str) -> Vec<u8> {
+pub(crate) fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").into_bytes()
 }
 

@@ -2,10 +2,9 @@
 //! address, and the kernel spreads connections over them; the epoch ticker thread stays
 //! asleep while no plugin runs.
 
+use crate::connections::{RawClient, get};
 use crate::support::{Gateway, HttpClient, Upstream, cache_dir};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// A gateway with `workers` workers proxying `/plain` to `upstream`, and `/plugin` through a
 /// pooled request-transformer.
@@ -40,35 +39,12 @@ plugins = [ {{ use = "rt", config = {{}} }} ]
 }
 
 /// Five keep-alive requests on one new connection; each must be answered 200.
-async fn five_requests(addr: std::net::SocketAddr) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut buffer = Vec::new();
+async fn five_requests(gw: &Gateway) {
+    let mut client = RawClient::connect(gw).await;
     for _ in 0..5 {
-        stream
-            .write_all(b"GET /plain HTTP/1.1\r\nhost: test\r\n\r\n")
-            .await
-            .unwrap();
-        // The echo body is JSON: read until the response's body is complete.
-        buffer.clear();
-        loop {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed mid-response");
-            buffer.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buffer);
-            if let Some(end) = text.find("\r\n\r\n") {
-                let length: usize = text[..end]
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                if buffer.len() >= end + 4 + length {
-                    break;
-                }
-            }
-        }
-        assert!(buffer.starts_with(b"HTTP/1.1 200"), "{buffer:?}");
+        client.send(&get("/plain")).await;
+        let (status, body) = client.response().await;
+        assert_eq!(status, 200, "{body}");
     }
 }
 
@@ -93,12 +69,8 @@ async fn every_worker_accepts_connections_on_the_shared_port() {
     );
 
     // 64 connections: the kernel hashes each to one of the two sockets, so both get some.
-    let clients: Vec<_> = (0..64)
-        .map(|_| tokio::spawn(five_requests(gw.addr)))
-        .collect();
-    for client in clients {
-        client.await.unwrap();
-    }
+    let clients: Vec<_> = (0..64).map(|_| five_requests(&gw)).collect();
+    futures::future::join_all(clients).await;
     assert_eq!(upstream.count(), 64 * 5);
 
     // A worker only runs when one of its connections needs it.
