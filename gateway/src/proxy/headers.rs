@@ -100,12 +100,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
+        // Nearly every upstream response says just `keep-alive`: no tokenizing for that.
+        .filter(|v| !is_connection_option(v.as_bytes()))
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|token| {
-            !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close")
-        })
+        .filter(|token| !is_connection_option(token.as_bytes()))
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     // Remove only names present (usually just `connection`), not every candidate.
@@ -116,6 +116,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     {
         headers.remove(name);
     }
+}
+
+/// `Connection`'s own options, which name no header to strip.
+fn is_connection_option(token: &[u8]) -> bool {
+    token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close")
 }
 
 /// Append the client to `X-Forwarded-For` and set `X-Forwarded-Proto`/`-Host`.
@@ -198,6 +203,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_options_alone_strip_only_hop_by_hop_names() {
+        for value in ["keep-alive", "Keep-Alive", "close", "CLOSE"] {
+            let mut h = HeaderMap::new();
+            h.insert("connection", HeaderValue::from_static(value));
+            h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+            h.insert("x-kept", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"], "{value}");
+        }
+        // Several `Connection` fields: every one's names go.
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("close"));
+        h.append("connection", HeaderValue::from_static("X-A , x-b"));
+        for name in ["x-a", "x-b", "x-kept"] {
+            h.insert(name, HeaderValue::from_static("1"));
+        }
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
     }
 
     #[test]
