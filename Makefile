@@ -1,7 +1,7 @@
 # The two set-up commands of the README are `make run` and `make test`; CI (`.ci/run`) runs
-# `make test`, then `make lint` (`make ci` does the same by hand).
+# `make test`, then `make lint`, then `make bench-check` (`make ci` does the same by hand).
 
-.PHONY: run test lint ci setup test-deps lint-deps
+.PHONY: run test lint ci setup test-deps lint-deps bench-check
 
 # Toolchain targets in rust-toolchain.toml are not auto-installed on every machine.
 setup:
@@ -34,4 +34,14 @@ lint: setup lint-deps
 		-p jwt-auth -p key-auth -p acl -p rate-limit -p ip-restriction -p cors \
 		-p test-misbehave -p test-fs-reader -p test-tagger -p test-kv-probe -- -D warnings
 
-ci: test lint
+## The benchmark end to end, one second per run (CI): `bench/run.sh` must install what it
+## needs, run both proxies and print the table with a ratio for every scenario asked for.
+BENCH_CHECK_SCENARIOS = none plugin h2
+bench-check:
+	mkdir -p target
+	DURATION=1 ROUNDS=1 SCENARIOS="$(BENCH_CHECK_SCENARIOS)" BENCH_TIMEOUT_S=1200 \
+		bench/run.sh > target/bench-check.md
+	cat target/bench-check.md
+	python3 bench/check_table.py target/bench-check.md $(BENCH_CHECK_SCENARIOS)
+
+ci: test lint bench-check

@@ -6,6 +6,8 @@ import sys
 import time
 from collections import defaultdict
 
+from scenarios import names
+
 path, commit, duration, rounds = sys.argv[1:]
 runs = defaultdict(list)
 memory = {}
@@ -26,15 +28,6 @@ def fmt(v, digits=0):
     return "-" if v is None else f"{v:,.{digits}f}"
 
 
-names = {
-    "none": "no plugins, small body",
-    "plugin": "1 pooled plugin (request-transformer, empty config)",
-    "chain": "3-plugin chain (jwt-auth HS256 + rate-limit local + request-transformer), pooled",
-    "chain-request": "3-plugin chain, isolation = \"request\"",
-    "big": "no plugins, 16 KiB body",
-    "h2": "HTTP/2 (h2load 64 conns x 10 streams), no plugins",
-    "workers2": "2 workers each, no plugins, both CPUs shared with wrk and the backend",
-}
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                      capture_output=True, text=True).stdout.strip()
 print(f"machine: {cpu}, {platform.machine()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; "

@@ -46,6 +46,8 @@ need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -
 need nginx nginx
 need wrk wrk
 need h2load nghttp2-client
+need taskset util-linux
+need pgrep procps
 [ "${MODE:-throughput}" = instructions ] && need valgrind valgrind
 python3 -c "import jwt" 2>/dev/null || python3 -m pip install --quiet "pyjwt[crypto]==2.15.1"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true

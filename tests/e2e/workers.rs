@@ -3,18 +3,14 @@
 //! asleep while no plugin runs.
 
 use crate::connections::{RawClient, get};
-use crate::support::{Gateway, HttpClient, Upstream, cache_dir};
+use crate::support::{Gateway, HttpClient, Upstream, server_section};
 use std::time::{Duration, Instant};
 
 /// A gateway with `workers` workers proxying `/plain` to `upstream`, and `/plugin` through a
 /// pooled request-transformer.
 fn gateway(upstream: &Upstream, workers: usize) -> Gateway {
     Gateway::start(&format!(
-        r#"[server]
-listen = ["127.0.0.1:0"]
-workers = {workers}
-plugin_cache_dir = {cache:?}
-shutdown_grace_s = 1
+        r#"{server}workers = {workers}
 
 [upstreams.echo]
 targets = [{target}]
@@ -33,7 +29,7 @@ match = {{ path_prefix = "/plugin" }}
 upstream = "echo"
 plugins = [ {{ use = "rt", config = {{}} }} ]
 "#,
-        cache = cache_dir(),
+        server = server_section(),
         target = upstream.target(),
     ))
 }

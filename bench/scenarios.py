@@ -1,0 +1,11 @@
+"""The benchmark's scenarios and the row titles the report gives them."""
+
+names = {
+    "none": "no plugins, small body",
+    "plugin": "1 pooled plugin (request-transformer, empty config)",
+    "chain": "3-plugin chain (jwt-auth HS256 + rate-limit local + request-transformer), pooled",
+    "chain-request": "3-plugin chain, isolation = \"request\"",
+    "big": "no plugins, 16 KiB body",
+    "h2": "HTTP/2 (h2load 64 conns x 10 streams), no plugins",
+    "workers2": "2 workers each, no plugins, both CPUs shared with wrk and the backend",
+}
