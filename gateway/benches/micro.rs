@@ -100,26 +100,27 @@ fn request_with_headers(count: usize) -> http::request::Parts {
 /// filter, only that copy, the context and `block_on` (the baseline to subtract).
 fn call(rt: &tokio::runtime::Runtime, filter: Option<&WasmFilter>, request: &http::request::Parts) {
     let mut request = request.clone();
-    let mut body = None;
+    let body = None;
     let mut ctx = RequestContext {
         route: Arc::from("bench"),
         request_id: "req-1".into(),
         client_addr: Arc::from("127.0.0.1:5000"),
         scheme: "http",
         values: Vec::new(),
-        position: 0,
-        response_edits: Vec::new(),
     };
     let mut slot: Slot = None;
     let Some(filter) = filter else {
-        rt.block_on(async { black_box((&mut request, &mut body, &mut ctx, &mut slot)) });
+        rt.block_on(async { black_box((&mut request, &body, &mut ctx, &mut slot)) });
         return;
     };
     let verdict = rt
-        .block_on(filter.on_request(&mut request, &mut body, &mut ctx, &mut slot))
+        .block_on(filter.on_request(&request, body, &ctx, &mut slot))
         .map_err(|f| f.detail)
         .unwrap();
-    assert!(matches!(verdict, RequestVerdict::Continue));
+    let RequestVerdict::Continue(edit) = verdict else {
+        panic!("a no-op filter continues");
+    };
+    black_box(edit.apply(&mut request, &mut ctx));
 }
 
 fn plugin_call(c: &mut Criterion) {

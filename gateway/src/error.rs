@@ -1,7 +1,7 @@
 //! Errors the gateway answers clients with, and the one place they become HTTP responses.
 //!
 //! Every failure on the request path is a [`GatewayError`]: it records *what* went wrong
-//! ([`ErrorKind`]), *who* failed ([`Source`]: the client, the upstream, a named plugin, or the
+//! ([`ErrorKind`]), *who* failed ([`Culprit`]: the client, the upstream, a named plugin, or the
 //! gateway itself) and whether a retry could help. [`GatewayError::into_response`] is the only
 //! function that turns an error into a client response, so every gateway-generated error has the
 //! same JSON shape:
@@ -9,11 +9,15 @@
 //! ```json
 //! {"error":{"status":502,"code":"upstream_unreachable","message":"…","request_id":"…"}}
 //! ```
+//!
+//! An error keeps what caused it ([`std::error::Error::source`]: the hyper or I/O error
+//! underneath), so logs can show the whole chain; the client sees only the message.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +72,7 @@ impl ErrorKind {
 
 /// Who caused an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub enum Culprit {
     /// The client (downstream).
     Downstream,
     /// The upstream named here.
@@ -79,13 +83,13 @@ pub enum Source {
     Internal,
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for Culprit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Downstream => f.write_str("downstream"),
-            Source::Upstream(name) => write!(f, "upstream {name}"),
-            Source::Plugin(name) => write!(f, "plugin {name}"),
-            Source::Internal => f.write_str("internal"),
+            Culprit::Downstream => f.write_str("downstream"),
+            Culprit::Upstream(name) => write!(f, "upstream {name}"),
+            Culprit::Plugin(name) => write!(f, "plugin {name}"),
+            Culprit::Internal => f.write_str("internal"),
         }
     }
 }
@@ -94,22 +98,30 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone)]
 pub struct GatewayError {
     kind: ErrorKind,
-    source: Source,
+    culprit: Culprit,
     message: String,
     status: StatusCode,
     retryable: bool,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl GatewayError {
-    /// A new error of `kind` caused by `source`, with a human-readable message.
-    pub fn new(kind: ErrorKind, source: Source, message: impl Into<String>) -> Self {
+    /// A new error of `kind` caused by `culprit`, with a human-readable message.
+    pub fn new(kind: ErrorKind, culprit: Culprit, message: impl Into<String>) -> Self {
         GatewayError {
             kind,
-            source,
+            culprit,
             message: message.into(),
             status: kind.status(),
             retryable: false,
+            cause: None,
         }
+    }
+
+    /// Keep the error underneath (reported by [`std::error::Error::source`]).
+    pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Arc::new(cause));
+        self
     }
 
     /// Answer with `status` instead of the kind's default (a plugin's `error_status`).
@@ -130,8 +142,8 @@ impl GatewayError {
     }
 
     /// Who caused it.
-    pub fn source(&self) -> &Source {
-        &self.source
+    pub fn culprit(&self) -> &Culprit {
+        &self.culprit
     }
 
     /// Whether another attempt (e.g. another target) could succeed.
@@ -184,13 +196,19 @@ impl fmt::Display for GatewayError {
             f,
             "{} ({}): {}",
             self.kind.code(),
-            self.source,
+            self.culprit,
             self.message
         )
     }
 }
 
-impl std::error::Error for GatewayError {}
+impl std::error::Error for GatewayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -201,7 +219,7 @@ mod tests {
     async fn error_response_is_json_with_code_and_request_id() {
         let err = GatewayError::new(
             ErrorKind::UpstreamTimeout,
-            Source::Upstream("users".into()),
+            Culprit::Upstream("users".into()),
             "no response within 50 ms",
         );
         let response = err.into_response("abc123");
@@ -219,11 +237,31 @@ mod tests {
     fn plugin_status_override() {
         let err = GatewayError::new(
             ErrorKind::PluginFailed,
-            Source::Plugin("jwt".into()),
+            Culprit::Plugin("jwt".into()),
             "trap",
         )
         .with_status(StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(err.kind().code(), "plugin_failed");
+    }
+
+    #[test]
+    fn the_cause_is_kept_as_the_error_source() {
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let err = GatewayError::new(
+            ErrorKind::UpstreamBadResponse,
+            Culprit::Upstream("users".into()),
+            "users failed",
+        )
+        .with_cause(io);
+        assert_eq!(err.culprit(), &Culprit::Upstream("users".into()));
+        let cause = err.source().expect("the cause is kept");
+        assert_eq!(cause.to_string(), "reset by peer");
+        assert!(
+            GatewayError::new(ErrorKind::NoRoute, Culprit::Downstream, "x")
+                .source()
+                .is_none()
+        );
     }
 }

@@ -12,6 +12,7 @@ pub struct Context {
     request_id: String,
     client_addr: String,
     values: Values,
+    attributes: Values,
     pub(crate) changes: Values,
 }
 
@@ -32,8 +33,19 @@ impl Context {
             request_id: ctx.request_id,
             client_addr: ctx.client_addr,
             values: ctx.values,
+            attributes: ctx.attributes,
             changes: Vec::new(),
         }
+    }
+
+    /// A fact about the connection by its well-known name (`tls.sni`, `tls.version`,
+    /// `tls.client.sha256`, …); `None` when the gateway has no such fact for this request
+    /// (e.g. any `tls.*` on a cleartext listener).
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Name of the matched route.

@@ -3,7 +3,7 @@
 //! by [`crate::testing`], so tests exercise the same path as the gateway.
 
 use crate::bindings::gateway::plugin::types as wit;
-use crate::{Context, Filter, Flow, Reply, Request, Response};
+use crate::{Context, Filter, Flow, Request, Response};
 use std::any::Any;
 use std::cell::RefCell;
 
@@ -35,8 +35,14 @@ pub fn init<F: Filter>(config: &str) -> Result<wit::Settings, String> {
     Ok(settings)
 }
 
-fn not_initialised() -> Reply {
-    Reply::new(500).body("plugin called before a successful init")
+/// A filter export called before a successful `init` traps rather than answering. A reply
+/// (say a plain 500) would reach the client as if it were the plugin's own decision, and the
+/// gateway could not tell it from one; a trap is a `trap` violation to the host: logged with
+/// the plugin's name, handled by the use's `on_error`, and the instance is discarded. The host
+/// never makes such a call, so this only fires on a host or embedding bug. (Plugins build with
+/// `panic = "abort"`, so the panic is the trap; natively it is an ordinary panic.)
+fn not_initialised() -> ! {
+    panic!("gateway plugin: filter export called before a successful init")
 }
 
 /// `on-request` export.
@@ -48,7 +54,7 @@ pub fn on_request<F: Filter>(
     FILTER.with(
         |slot| match slot.borrow().as_ref().and_then(|f| f.downcast_ref::<F>()) {
             Some(filter) => run_request(filter, ctx, head, body).0,
-            None => wit::RequestAction::Respond(not_initialised().into_wit()),
+            None => not_initialised(),
         },
     )
 }
@@ -63,7 +69,7 @@ pub fn on_response<F: Filter>(
     FILTER.with(
         |slot| match slot.borrow().as_ref().and_then(|f| f.downcast_ref::<F>()) {
             Some(filter) => run_response(filter, ctx, request, response, body),
-            None => wit::ResponseAction::Replace(not_initialised().into_wit()),
+            None => not_initialised(),
         },
     )
 }
@@ -87,6 +93,7 @@ pub fn run_request<F: Filter>(
             );
         }
         Flow::Respond(reply) => wit::RequestAction::Respond(reply.into_wit()),
+        Flow::Fail(reason) => wit::RequestAction::Fail(reason),
     };
     (action, ctx.into_values_and_changes().0)
 }
@@ -105,5 +112,69 @@ pub fn run_response<F: Filter>(
     match filter.on_response(&request, &mut response, &ctx) {
         Flow::Continue => wit::ResponseAction::Continue(response.into_changes()),
         Flow::Respond(reply) => wit::ResponseAction::Replace(reply.into_wit()),
+        Flow::Fail(reason) => wit::ResponseAction::Fail(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoConfig;
+
+    struct Nothing;
+
+    impl Filter for Nothing {
+        type Config = NoConfig;
+        fn new(_: NoConfig) -> Result<Self, String> {
+            Ok(Nothing)
+        }
+    }
+
+    fn head() -> (wit::Context, wit::RequestHead) {
+        let ctx = wit::Context {
+            route: "r".into(),
+            request_id: "id".into(),
+            client_addr: "127.0.0.1:1".into(),
+            values: Vec::new(),
+            attributes: Vec::new(),
+        };
+        let head = wit::RequestHead {
+            method: "GET".into(),
+            scheme: "http".into(),
+            authority: None,
+            path: "/".into(),
+            query: None,
+            headers: Vec::new(),
+        };
+        (ctx, head)
+    }
+
+    // Each test runs on its own thread, so `FILTER` starts empty.
+    #[test]
+    #[should_panic(expected = "before a successful init")]
+    fn on_request_before_init_traps() {
+        let (ctx, head) = head();
+        on_request::<Nothing>(ctx, head, None);
+    }
+
+    #[test]
+    #[should_panic(expected = "before a successful init")]
+    fn on_response_before_init_traps() {
+        let (ctx, head) = head();
+        let response = wit::ResponseHead {
+            status: 200,
+            headers: Vec::new(),
+        };
+        on_response::<Nothing>(ctx, head, response, None);
+    }
+
+    #[test]
+    fn after_init_the_filter_answers() {
+        assert!(init::<Nothing>("{}").is_ok());
+        let (ctx, head) = head();
+        assert!(matches!(
+            on_request::<Nothing>(ctx, head, None),
+            wit::RequestAction::Continue(_)
+        ));
     }
 }

@@ -368,7 +368,9 @@ pub struct Settings {
     pub request_body: bool,
     /// Buffer the response body and pass it in.
     pub response_body: bool,
-    /// Call `on_response` at all.
+    /// Call `on_response` at all (default false: a filter that implements `on_response` must
+    /// ask for it, and one that does not saves a call per request). Response-header edits made
+    /// in `on_request` ([`Request::set_response_header`]) are applied without it.
     pub response_phase: bool,
     /// Request headers the filter reads; `None` (default) passes all. Declaring them makes
     /// each call cheaper; setting, adding and removing headers works on any name regardless.
@@ -378,12 +380,12 @@ pub struct Settings {
 }
 
 impl Default for Settings {
-    /// No bodies; the response phase is called.
+    /// No bodies, no response phase, every header passed.
     fn default() -> Self {
         Settings {
             request_body: false,
             response_body: false,
-            response_phase: true,
+            response_phase: false,
             request_headers: None,
             response_headers: None,
         }
@@ -443,18 +445,18 @@ impl Reply {
     /// A JSON reply (sets `content-type: application/json`).
     pub fn json(status: u16, value: &serde_json::Value) -> Self {
         Reply::new(status)
-            .header("content-type", "application/json")
-            .body(value.to_string())
+            .with_header("content-type", "application/json")
+            .with_body(value.to_string())
     }
 
-    /// Add a header.
-    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+    /// This reply with a header field added.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_ascii_lowercase(), value.into()));
         self
     }
 
-    /// Set the body.
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+    /// This reply with `body`.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self
     }
@@ -464,13 +466,23 @@ impl Reply {
         self.status
     }
 
-    /// First value of header `name`.
-    pub fn get_header(&self, name: &str) -> Option<&str> {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
     }
 
+    /// All values of header `name`.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        find_all_headers(&self.headers, name)
+    }
+
+    /// All header fields as (lower-case name, value), in the order added.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     /// Body bytes.
-    pub fn body_bytes(&self) -> &[u8] {
+    pub fn body(&self) -> &[u8] {
         &self.body
     }
 
@@ -507,6 +519,12 @@ pub enum Flow {
     /// Answer with this reply instead (on a request: skip the rest and the upstream; on a
     /// response: replace it).
     Respond(Reply),
+    /// This filter could not decide (a dependency it needs is missing, its state is
+    /// inconsistent): a failure of the plugin, logged with this reason under the violation
+    /// label `failed`, and handled by the use's `on_error` (deny: the `error_status`; allow:
+    /// the filter is skipped). Better than panicking (which discards the instance) or
+    /// inventing a reply the operator did not configure.
+    Fail(String),
 }
 
 #[cfg(test)]
@@ -576,6 +594,26 @@ mod tests {
         result.sort();
         expected.sort();
         assert_eq!(result, expected);
+    }
+
+    #[test]
+    fn default_settings_ask_for_nothing() {
+        let settings = Settings::default().to_wit();
+        assert!(!settings.response_phase, "a response phase costs a call");
+        assert!(!settings.request_body && !settings.response_body);
+        assert!(settings.request_headers.is_none() && settings.response_headers.is_none());
+    }
+
+    #[test]
+    fn reply_getters() {
+        let reply = Reply::new(201)
+            .with_header("X-A", "1")
+            .with_header("x-a", "2")
+            .with_body("b");
+        assert_eq!(reply.header("x-A"), Some("1"));
+        assert_eq!(reply.header_all("x-a"), ["1", "2"]);
+        assert_eq!(reply.headers().count(), 2);
+        assert_eq!((reply.status(), reply.body()), (201, &b"b"[..]));
     }
 
     #[test]

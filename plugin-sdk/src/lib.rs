@@ -16,7 +16,9 @@
 //!     type Config = Config;
 //!     fn new(config: Config) -> Result<Self, String> { Ok(Hello { header: config.header }) }
 //!     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Flow {
-//!         if req.header("x-block").is_some() { return Flow::Respond(Reply::new(403).body("no")); }
+//!         if req.header("x-block").is_some() {
+//!             return Flow::Respond(Reply::new(403).with_body("no"));
+//!         }
 //!         req.set_header(&self.header, "hello");
 //!         Flow::Continue
 //!     }
@@ -24,7 +26,7 @@
 //! // In a cdylib crate built for wasm32-wasip2: plugin_sdk::export_filter!(Hello);
 //! # let hello = plugin_sdk::testing::init::<Hello>(serde_json::json!({"header": "x-hi"})).unwrap();
 //! # let out = plugin_sdk::testing::request(&hello, plugin_sdk::testing::TestRequest::get("/"));
-//! # assert_eq!(out.upstream().unwrap().get_header("x-hi"), Some("hello"));
+//! # assert_eq!(out.upstream().unwrap().header("x-hi"), Some("hello"));
 //! ```
 //!
 //! - Config arrives as JSON (the route's `config` table) and is parsed into `Filter::Config`
@@ -36,7 +38,11 @@
 //!   filter sets `consumer`; a rate limiter reads it).
 //! - Host capabilities ([`log`], [`clock`], [`crypto`], [`counters`], [`kv`]) must be granted in the gateway config; they return
 //!   values, never panic.
-//! - [`testing`] runs a filter natively, without the gateway, for unit tests.
+//! - [`Settings`] says what a filter needs: bodies, the headers it reads, and whether
+//!   `on_response` runs at all (`response_phase`, off by default: a filter implementing
+//!   `on_response` asks for it). A filter without config uses [`NoConfig`].
+//! - [`testing`] runs a filter natively, without the gateway, for unit tests, and is as strict
+//!   as the gateway about what it grants and accepts.
 
 extern crate self as plugin_sdk;
 
@@ -49,6 +55,7 @@ extern crate self as plugin_sdk;
     )
 ))]
 mod arena;
+mod config;
 mod context;
 mod glue;
 pub mod host;
@@ -57,6 +64,7 @@ pub mod testing;
 #[cfg(not(target_arch = "wasm32"))]
 mod testing_host;
 
+pub use config::NoConfig;
 pub use context::Context;
 pub use host::{clock, counters, crypto, kv, log};
 pub use http::{Flow, Reply, Request, Response, Settings, is_valid_header_name};
@@ -113,7 +121,9 @@ pub trait Filter: Sized + 'static {
     /// Build the filter from its config; an `Err` rejects the gateway config with the message.
     fn new(config: Self::Config) -> Result<Self, String>;
 
-    /// What the filter needs from the gateway (bodies, response phase).
+    /// What the filter needs from the gateway (bodies, response phase, headers it reads). The
+    /// default asks for nothing, and in particular no response phase: a filter that
+    /// implements [`Filter::on_response`] sets `response_phase: true`.
     fn settings(&self) -> Settings {
         Settings::default()
     }
@@ -123,7 +133,8 @@ pub trait Filter: Sized + 'static {
         Flow::Continue
     }
 
-    /// Called before the response goes back to the client (chain in reverse order).
+    /// Called before the response goes back to the client (chain in reverse order), only if
+    /// [`Settings::response_phase`] is set, and only for a request this filter let through.
     /// `Flow::Respond` replaces the response.
     fn on_response(&self, _request: &Request, _response: &mut Response, _ctx: &Context) -> Flow {
         Flow::Continue

@@ -17,6 +17,20 @@ const ALGORITHMS: &str = r#"["HS256", "HS384", "HS512", "RS256", "RS384", "RS512
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_algorithm_verifies_and_every_attack_is_refused() {
+    const ATTACKS: &[&str] = &[
+        "attack-alg-none",
+        "attack-hs256-with-rsa-public-key",
+        "attack-hs256-with-rsa-public-key-kid",
+        "attack-expired",
+        "attack-exp-string",
+        "attack-no-exp",
+        "attack-future-nbf",
+        "attack-wrong-aud",
+        "attack-missing-aud",
+        "attack-wrong-iss",
+        "attack-unknown-kid",
+        "attack-tampered-payload",
+    ];
     let dir = scratch_dir("jwt");
     let tokens = make_tokens(&dir, 10);
     let up = Upstream::echo("up").await;
@@ -82,7 +96,19 @@ plugins = [ {{ use = "jwt", config = {{ key_set = "all", algorithms = {ALGORITHM
     );
     let before = up.count();
 
-    for (name, token) in tokens.iter().filter(|(n, _)| n.starts_with("attack-")) {
+    // The attacks are named here, so a token script that stops making one fails the test
+    // instead of quietly testing less.
+    let attacks: Vec<&String> = tokens.keys().filter(|n| n.starts_with("attack-")).collect();
+    assert_eq!(
+        attacks.len(),
+        ATTACKS.len(),
+        "the token script made {attacks:?}"
+    );
+    let mut refused = 0;
+    for name in ATTACKS {
+        let token = tokens
+            .get(*name)
+            .unwrap_or_else(|| panic!("the token script made no {name}"));
         let bearer = format!("Bearer {token}");
         let reply = client
             .get(&gw.url("/x"), &[("authorization", &bearer)])
@@ -102,7 +128,9 @@ plugins = [ {{ use = "jwt", config = {{ key_set = "all", algorithms = {ALGORITHM
         assert_eq!(body["error"]["code"], "invalid_token", "{name}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(!message.contains("signature"), "{name} leaks: {message}");
+        refused += 1;
     }
+    assert_eq!(refused, ATTACKS.len());
     let missing = client.get(&gw.url("/x"), &[]).await;
     assert_eq!(missing.status, 401);
     assert_eq!(

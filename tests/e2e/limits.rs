@@ -229,3 +229,53 @@ async fn a_call_parked_in_a_host_function_times_out() {
     // `on_unavailable` (allow by default) lets the next one through.
     assert_eq!(client.get(&gw.url("/x"), &[]).await.status, 200);
 }
+
+/// `max_instances` bounds live instances, not only calls: while the use's one instance is
+/// parked in a host call (a counters call on a Redis that never answers), other requests
+/// neither build instances of their own nor queue behind it without bound; each waits a
+/// short bounded time and fails fast as `busy` (503). Before, each built its own instance and
+/// queued for the call permit until the parked call timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_instances_bounds_instances_and_a_busy_plugin_fails_fast() {
+    let up = Upstream::echo("up").await;
+    let silent_redis = Upstream::start("redis", Behaviour::Silent).await;
+    let state = format!(
+        "backend = \"redis\"\nurl = \"redis://{}\"\ntimeout_ms = 5000",
+        silent_redis.addr
+    );
+    let config = rate_limited_config(&up.target(), &state, "second = 100")
+        .replace("timeout_ms = 200\n", "timeout_ms = 1500\nmax_instances = 1\n");
+    assert!(config.contains("max_instances = 1"));
+    let gw = Gateway::start(&config);
+    let client = HttpClient::http1();
+    let url = gw.url("/x");
+    let parked = async {
+        let started = Instant::now();
+        let reply = client.get(&url, &[]).await;
+        (reply, started.elapsed())
+    };
+    let others = async {
+        // Let the first request take the one instance and park in Redis.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let one = || async {
+            let started = Instant::now();
+            let reply = client.get(&url, &[]).await;
+            (reply, started.elapsed())
+        };
+        let (a, b, c) = tokio::join!(one(), one(), one());
+        vec![a, b, c]
+    };
+    let ((first, first_took), others) = tokio::join!(parked, others);
+    assert_eq!(first.status, 500, "{}", first.text());
+    assert!(first.text().contains("(timeout)"), "{}", first.text());
+    assert!(first_took >= Duration::from_millis(1400), "{first_took:?}");
+    for (reply, took) in &others {
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        let error = &reply.json()["error"];
+        assert_eq!(error["code"], "plugin_failed");
+        assert!(error["message"].as_str().unwrap().contains("(busy)"), "{error}");
+        // Answered within the short wait, long before the parked call ended.
+        assert!(*took < Duration::from_millis(700), "took {took:?}");
+    }
+    assert_eq!(up.count(), 0);
+}

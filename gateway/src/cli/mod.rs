@@ -1,9 +1,8 @@
 //! The command line: `gateway run`, `gateway check`, `gateway plugin inspect`.
 
-use crate::config::{self, ConfigErrors};
 use crate::plugin::{Engines, inspect};
 use crate::telemetry::{self, LogFormat};
-use crate::{runtime, server, worker};
+use crate::{compile, server, worker};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -84,17 +83,11 @@ fn control_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Load and build a config; errors are printed one per line.
-async fn load(path: &std::path::Path, engines: &Engines) -> Result<runtime::Runtime, ConfigErrors> {
-    let loaded = config::load(path)?;
-    runtime::build(&loaded, engines).await
-}
-
 fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = control_runtime()?;
-    match rt.block_on(load(path, &engines)) {
-        Ok(runtime) => {
+    match rt.block_on(compile::compile_file(path, &engines)) {
+        Ok((_, runtime)) => {
             println!("{}: OK ({} routes)", path.display(), runtime.router.len());
             Ok(ExitCode::SUCCESS)
         }
@@ -107,18 +100,11 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let loaded = match config::load(path) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
     let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = control_runtime()?;
     rt.block_on(async {
-        let runtime = match runtime::build(&loaded, &engines).await {
-            Ok(runtime) => Arc::new(runtime),
+        let (loaded, runtime) = match compile::compile_file(path, &engines).await {
+            Ok((loaded, runtime)) => (loaded, Arc::new(runtime)),
             Err(errors) => {
                 eprintln!("{errors}");
                 return Ok(ExitCode::FAILURE);

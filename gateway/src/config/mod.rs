@@ -1,21 +1,19 @@
-//! The config file: schema ([`schema`]), error placement ([`diagnostics`]) and the checks that
-//! need nothing but the file itself ([`validate`]).
+//! The config file: schema ([`schema`]) and error placement ([`diagnostics`]).
 //!
-//! Loading is two-staged. [`load`] parses and checks the file on its own; the runtime builder
-//! (`crate::runtime`) then loads plugins, checks their imports against their grants and calls
-//! their `init`, reporting problems through the same [`SourceMap`] so that every error, whatever
-//! stage finds it, names file, line, column and key path.
+//! This module only parses: [`load`] and [`parse`] turn TOML into the serde schema (unknown
+//! keys and wrong types are errors here, with their span). Everything else — references,
+//! ranges, typed values, plugins — is the one pass of `crate::compile`, which reports through
+//! the same [`SourceMap`], so every error names file, line, column and key path.
 
 pub mod diagnostics;
 pub mod schema;
-mod validate;
 
 pub use diagnostics::{ConfigError, ConfigErrors, KeyPath, SourceMap};
 pub use schema::*;
 
 use std::path::{Path, PathBuf};
 
-/// A parsed, statically valid config with what is needed to report later errors against it.
+/// A parsed config with what is needed to report later errors against it.
 pub struct LoadedConfig {
     /// The config.
     pub config: Config,
@@ -25,7 +23,7 @@ pub struct LoadedConfig {
     pub base_dir: PathBuf,
 }
 
-/// Read, parse and statically validate the config file at `path`.
+/// Read and parse the config file at `path`.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -44,21 +42,14 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     parse(&file, &text, base_dir)
 }
 
-/// Parse and statically validate config `text` (named `file` in errors).
+/// Parse config `text` (named `file` in errors).
 pub fn parse(file: &str, text: &str, base_dir: PathBuf) -> Result<LoadedConfig, ConfigErrors> {
     let source = SourceMap::new(file, text);
     let config: Config = toml::from_str(text)
         .map_err(|e| ConfigErrors(vec![source.error_at_span(e.span(), e.message())]))?;
-    let errors = validate::validate(&config, &source);
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
     Ok(LoadedConfig {
         config,
         source,
         base_dir,
     })
 }
-
-#[cfg(test)]
-mod tests;

@@ -4,83 +4,97 @@
 //! - the *baseline*: the WASI pieces any ordinary std-built guest imports without using them
 //!   to reach anything (`wasi:cli` stdio/environment/exit/terminal, `wasi:io`, `wasi:clocks`,
 //!   `wasi:random`) — backed by an empty context: no environment, stdin empty, output discarded;
-//! - the capabilities its config grants: `log`, `clock`, and `wasi` (filesystem and sockets
-//!   interfaces so runtimes such as componentize-py load — with no preopened directory and every
-//!   socket address refused).
+//! - the capabilities its config grants, each a [`CapabilityUnit`] (one module of
+//!   [`super::host`] per capability: its name, its interfaces, its config checks, its host
+//!   functions and its linker registration).
 //!
 //! Before linking, [`check_imports`] compares the component's imports with the grant and
 //! names the first offending import, so the operator reads "imports `wasi:filesystem/types`,
-//! which needs capability `wasi`" instead of a linker error.
+//! which needs capability `wasi`" instead of a linker error. A `gateway:plugin` import at a
+//! version this gateway does not provide is refused the same way, naming both versions.
 
-use super::bindings::gateway::plugin::{clock, counters, crypto, kv, log};
+use super::host::UNITS;
 use super::state::StoreState;
+use crate::config::{Config, KeyPath};
 use std::fmt;
-use std::str::FromStr;
 use wasmtime::Engine;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::cli::WasiCli;
 use wasmtime_wasi::clocks::WasiClocks;
-use wasmtime_wasi::filesystem::WasiFilesystem;
 use wasmtime_wasi::p2::bindings as wasi;
 use wasmtime_wasi::random::WasiRandom;
-use wasmtime_wasi::sockets::WasiSockets;
 
-/// A grantable host capability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Capability {
-    /// `gateway:plugin/log`.
-    Log,
-    /// `gateway:plugin/clock`.
-    Clock,
-    /// `gateway:plugin/crypto`: verify JWS tokens against configured key sets.
-    Crypto,
-    /// `gateway:plugin/counters`: shared windowed counters.
-    Counters,
-    /// `gateway:plugin/kv`: shared key-value state with TTL.
-    Kv,
-    /// `wasi:filesystem` and `wasi:sockets`, backed by nothing (no dirs, no addresses).
-    Wasi,
+/// The version of the `gateway:plugin` package this gateway provides (`wit/plugin.wit`).
+pub const WIT_VERSION: &str = "0.2.0";
+
+/// One host capability, whole: everything about it lives in its module of [`super::host`].
+pub trait CapabilityUnit: Sync {
+    /// The name operators grant (`capabilities = ["log"]`).
+    fn name(&self) -> &'static str;
+
+    /// The interfaces it provides, without version (`gateway:plugin/log`).
+    fn interfaces(&self) -> &'static [&'static str];
+
+    /// Problems in the config this capability alone knows about, at their key paths (for
+    /// example unreadable key files for `crypto`). Run for every config, granted or not.
+    fn check_config(&self, _config: &Config) -> Vec<(KeyPath, String)> {
+        Vec::new()
+    }
+
+    /// Add its interfaces to a plugin's linker (only when granted).
+    fn add_to_linker(&self, linker: &mut Linker<StoreState>) -> wasmtime::Result<()>;
 }
 
-/// Every capability, in the order they are listed to operators.
-const ALL: [Capability; 6] = [
-    Capability::Log,
-    Capability::Clock,
-    Capability::Crypto,
-    Capability::Counters,
-    Capability::Kv,
-    Capability::Wasi,
-];
+/// A grantable host capability: a handle on its unit.
+#[derive(Clone, Copy)]
+pub struct Capability(&'static dyn CapabilityUnit);
 
 impl Capability {
-    /// All capability names, for error messages.
+    /// The capability named `name`, if this gateway has it.
+    pub fn find(name: &str) -> Option<Self> {
+        find_in(UNITS, name)
+    }
+
+    /// All capability names, in the order they are listed to operators.
     pub fn names() -> Vec<&'static str> {
-        ALL.iter().map(|c| c.name()).collect()
+        UNITS.iter().map(|unit| unit.name()).collect()
     }
 
     /// The name used in config.
     pub fn name(self) -> &'static str {
-        match self {
-            Capability::Log => "log",
-            Capability::Clock => "clock",
-            Capability::Crypto => "crypto",
-            Capability::Counters => "counters",
-            Capability::Kv => "kv",
-            Capability::Wasi => "wasi",
-        }
+        self.0.name()
+    }
+
+    /// Its unit.
+    pub fn unit(self) -> &'static dyn CapabilityUnit {
+        self.0
+    }
+}
+
+fn find_in(units: &[&'static dyn CapabilityUnit], name: &str) -> Option<Capability> {
+    units
+        .iter()
+        .find(|unit| unit.name() == name)
+        .map(|unit| Capability(*unit))
+}
+
+impl PartialEq for Capability {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Capability {}
+
+impl fmt::Debug for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl FromStr for Capability {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        ALL.into_iter().find(|c| c.name() == s).ok_or(())
     }
 }
 
@@ -91,6 +105,8 @@ pub enum ImportClass {
     Baseline,
     /// Provided only with this capability.
     Needs(Capability),
+    /// A `gateway:plugin` interface at a version this gateway does not provide.
+    WrongVersion,
     /// Not provided by this gateway at all.
     Unknown,
 }
@@ -117,34 +133,39 @@ const BASELINE: &[&str] = &[
     "wasi:random/insecure-seed",
 ];
 
-const WASI_GRANTED: &[&str] = &[
-    "wasi:filesystem/types",
-    "wasi:filesystem/preopens",
-    "wasi:sockets/network",
-    "wasi:sockets/instance-network",
-    "wasi:sockets/tcp",
-    "wasi:sockets/tcp-create-socket",
-    "wasi:sockets/udp",
-    "wasi:sockets/udp-create-socket",
-    "wasi:sockets/ip-name-lookup",
-];
+/// Whether a component built against `theirs` can use what this gateway provides as `ours`,
+/// by the component model's semver rule (wasmtime's linker matches the same way): the same
+/// `0.minor` before 1.0, the same major after.
+pub fn compatible(theirs: &str, ours: &str) -> bool {
+    let key = |version: &str| -> Vec<String> {
+        let parts: Vec<String> = version.split('.').map(str::to_string).collect();
+        let keep = if parts.first().is_some_and(|major| major == "0") { 2 } else { 1 };
+        parts.into_iter().take(keep).collect()
+    };
+    key(theirs) == key(ours)
+}
 
-/// Classify an import by its name (`ns:pkg/iface@version`; the version is ignored).
+/// Classify an import by its name (`ns:pkg/iface@version`). WASI versions are left to the
+/// linker (wasmtime matches semver-compatible ones); `gateway:plugin` must be ours.
 pub fn classify(import: &str) -> ImportClass {
-    let unversioned = import.split('@').next().unwrap_or(import);
-    if BASELINE.contains(&unversioned) {
-        ImportClass::Baseline
-    } else if let Some(cap) = unversioned
-        .strip_prefix("gateway:plugin/")
-        .and_then(|iface| iface.parse::<Capability>().ok())
-        .filter(|cap| *cap != Capability::Wasi)
+    classify_in(UNITS, import)
+}
+
+fn classify_in(units: &[&'static dyn CapabilityUnit], import: &str) -> ImportClass {
+    let (unversioned, version) = import.split_once('@').unwrap_or((import, ""));
+    if unversioned.starts_with("gateway:plugin/")
+        && !version.is_empty()
+        && !compatible(version, WIT_VERSION)
     {
-        ImportClass::Needs(cap)
-    } else if WASI_GRANTED.contains(&unversioned) {
-        ImportClass::Needs(Capability::Wasi)
-    } else {
-        ImportClass::Unknown
+        return ImportClass::WrongVersion;
     }
+    if BASELINE.contains(&unversioned) {
+        return ImportClass::Baseline;
+    }
+    units
+        .iter()
+        .find(|unit| unit.interfaces().contains(&unversioned))
+        .map_or(ImportClass::Unknown, |unit| ImportClass::Needs(Capability(*unit)))
 }
 
 /// The import names of a component.
@@ -165,6 +186,16 @@ pub fn exports(component: &Component, engine: &Engine) -> Vec<String> {
         .collect()
 }
 
+/// `0.2.x` for `0.2.0`, `1.x` for `1.4.0`: what "compatible" means, for messages.
+pub fn compat_label() -> String {
+    let mut parts = WIT_VERSION.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("0"), Some(minor)) => format!("0.{minor}.x"),
+        (Some(major), _) => format!("{major}.x"),
+        _ => WIT_VERSION.to_string(),
+    }
+}
+
 /// Every import the grant does not cover, each as a readable reason.
 pub fn check_imports(imports: &[String], granted: &[Capability]) -> Vec<String> {
     let granted_names: Vec<&str> = granted.iter().map(|c| c.name()).collect();
@@ -176,6 +207,10 @@ pub fn check_imports(imports: &[String], granted: &[Capability]) -> Vec<String> 
             ImportClass::Needs(cap) => Some(format!(
                 "component imports `{import}`, which needs capability `{cap}` (granted: [{}])",
                 granted_names.join(", ")
+            )),
+            ImportClass::WrongVersion => Some(format!(
+                "component imports `{import}`, but this gateway provides gateway:plugin@{WIT_VERSION} (compatible: the same {}); rebuild the plugin against this gateway's wit/",
+                compat_label()
             )),
             ImportClass::Unknown => Some(format!(
                 "component imports `{import}`, which this gateway does not provide to plugins"
@@ -196,20 +231,7 @@ pub fn linker(engine: &Engine, granted: &[Capability]) -> wasmtime::Result<Linke
     let mut linker = Linker::new(engine);
     add_baseline(&mut linker)?;
     for capability in granted {
-        match capability {
-            Capability::Log => log::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?,
-            Capability::Clock => {
-                clock::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?
-            }
-            Capability::Crypto => {
-                crypto::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?
-            }
-            Capability::Counters => {
-                counters::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?
-            }
-            Capability::Kv => kv::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?,
-            Capability::Wasi => add_empty_wasi(&mut linker)?,
-        }
+        capability.unit().add_to_linker(&mut linker)?;
     }
     Ok(linker)
 }
@@ -242,39 +264,21 @@ fn add_baseline(l: &mut L) -> wasmtime::Result<()> {
     Ok(())
 }
 
-fn add_empty_wasi(l: &mut L) -> wasmtime::Result<()> {
-    use wasmtime_wasi::filesystem::WasiFilesystemView;
-    use wasmtime_wasi::sockets::WasiSocketsView;
-    wasi::filesystem::types::add_to_linker::<_, WasiFilesystem>(l, StoreState::filesystem)?;
-    wasi::filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, StoreState::filesystem)?;
-    wasi::sockets::tcp::add_to_linker::<_, WasiSockets>(l, StoreState::sockets)?;
-    wasi::sockets::udp::add_to_linker::<_, WasiSockets>(l, StoreState::sockets)?;
-    wasi::sockets::udp_create_socket::add_to_linker::<_, WasiSockets>(l, StoreState::sockets)?;
-    wasi::sockets::tcp_create_socket::add_to_linker::<_, WasiSockets>(l, StoreState::sockets)?;
-    wasi::sockets::instance_network::add_to_linker::<_, WasiSockets>(l, StoreState::sockets)?;
-    wasi::sockets::network::add_to_linker::<_, WasiSockets>(
-        l,
-        &Default::default(),
-        StoreState::sockets,
-    )?;
-    wasi::sockets::ip_name_lookup::add_to_linker::<_, WasiSockets>(l, StoreState::sockets)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::host::{clock, log, wasi};
 
     #[test]
     fn classifies_imports() {
         assert_eq!(classify("wasi:cli/stdout@0.2.6"), ImportClass::Baseline);
         assert_eq!(
-            classify("gateway:plugin/log@0.1.0"),
-            ImportClass::Needs(Capability::Log)
+            classify("gateway:plugin/log@0.2.0"),
+            ImportClass::Needs(Capability(&log::UNIT))
         );
         assert_eq!(
             classify("wasi:filesystem/preopens@0.2.0"),
-            ImportClass::Needs(Capability::Wasi)
+            ImportClass::Needs(Capability(&wasi::UNIT))
         );
         assert_eq!(
             classify("wasi:http/outgoing-handler@0.2.0"),
@@ -286,17 +290,85 @@ mod tests {
     fn reports_ungranted_imports() {
         let imports = vec![
             "wasi:io/streams@0.2.6".to_string(),
-            "gateway:plugin/log@0.1.0".to_string(),
+            "gateway:plugin/log@0.2.0".to_string(),
             "wasi:filesystem/types@0.2.6".to_string(),
         ];
-        let problems = check_imports(&imports, &[Capability::Clock]);
+        let problems = check_imports(&imports, &[Capability(&clock::UNIT)]);
         assert_eq!(
             problems,
             vec![
-                "component imports `gateway:plugin/log@0.1.0`, which needs capability `log` (granted: [clock])",
+                "component imports `gateway:plugin/log@0.2.0`, which needs capability `log` (granted: [clock])",
                 "component imports `wasi:filesystem/types@0.2.6`, which needs capability `wasi` (granted: [clock])",
             ]
         );
-        assert!(check_imports(&imports, &[Capability::Log, Capability::Wasi]).is_empty());
+        let granted = [Capability(&log::UNIT), Capability(&wasi::UNIT)];
+        assert!(check_imports(&imports, &granted).is_empty());
+    }
+
+    #[test]
+    fn a_gateway_import_at_another_version_is_refused_by_name() {
+        assert_eq!(
+            classify("gateway:plugin/log@0.1.0"),
+            ImportClass::WrongVersion
+        );
+        assert!(compatible("0.2.0", "0.2.3") && compatible("0.2.9", "0.2.0"));
+        assert!(!compatible("0.1.0", "0.2.0") && !compatible("1.0.0", "2.0.0"));
+        assert!(compatible("1.2.0", "1.0.0"));
+        let problems = check_imports(&["gateway:plugin/log@9.0.0".to_string()], &[]);
+        assert_eq!(
+            problems,
+            [format!(
+                "component imports `gateway:plugin/log@9.0.0`, but this gateway provides gateway:plugin@{WIT_VERSION} (compatible: the same {}); rebuild the plugin against this gateway's wit/",
+                compat_label()
+            )]
+        );
+    }
+
+    #[test]
+    fn wit_version_matches_the_wit_package() {
+        let wit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit"))
+            .unwrap();
+        assert!(
+            wit.contains(&format!("package gateway:plugin@{WIT_VERSION};")),
+            "WIT_VERSION is not the version of wit/plugin.wit"
+        );
+    }
+
+    /// Adding a capability is one unit: here a dummy one, never registered with the gateway,
+    /// is found by name, classifies its interface, and would be linked by its own code.
+    #[test]
+    fn a_new_capability_is_one_unit() {
+        struct Dummy;
+        impl CapabilityUnit for Dummy {
+            fn name(&self) -> &'static str {
+                "dummy"
+            }
+            fn interfaces(&self) -> &'static [&'static str] {
+                &["gateway:plugin/dummy"]
+            }
+            fn check_config(&self, config: &Config) -> Vec<(KeyPath, String)> {
+                if config.routes.is_empty() {
+                    vec![(KeyPath::root(), "dummy wants a route".into())]
+                } else {
+                    Vec::new()
+                }
+            }
+            fn add_to_linker(&self, _linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+                Ok(())
+            }
+        }
+        static DUMMY: Dummy = Dummy;
+        let units: &[&'static dyn CapabilityUnit] = &[&log::UNIT, &DUMMY];
+        let dummy = find_in(units, "dummy").unwrap();
+        assert_eq!(
+            classify_in(units, &format!("gateway:plugin/dummy@{WIT_VERSION}")),
+            ImportClass::Needs(dummy)
+        );
+        assert_eq!(
+            classify_in(&[&log::UNIT], "gateway:plugin/dummy"),
+            ImportClass::Unknown
+        );
+        let config: Config = toml::from_str("[server]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+        assert_eq!(dummy.unit().check_config(&config).len(), 1);
     }
 }

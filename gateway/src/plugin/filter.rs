@@ -6,8 +6,9 @@ use super::bindings::types::{
     Response as WitResponse, ResponseAction, ResponseHead,
 };
 use super::limits::Violation;
-use super::pool::{Instance, InstancePool};
+use super::pool::{InstancePool, Lease};
 use crate::config::Isolation;
+use crate::proxy::edit::{RequestEdit, ResponseEdit};
 use crate::proxy::filter::{
     Filter, FilterFailure, FilterNeeds, LocalResponse, RequestContext, RequestVerdict,
     ResponseVerdict, Slot,
@@ -65,15 +66,15 @@ impl WasmFilter {
             label: violation.label(),
             detail: violation.to_string(),
             on_error: limits.on_error,
-            status: limits.error_status,
+            status: violation.status(limits.error_status),
         }
     }
 
     /// The instance for a call: the request's own if an earlier phase kept one in `slot`
     /// (request isolation), else one from the pool.
-    async fn take_instance(&self, slot: &mut Slot) -> Result<Instance, Violation> {
-        match slot.take().and_then(|b| b.downcast::<Instance>().ok()) {
-            Some(instance) => Ok(*instance),
+    async fn take_instance(&self, slot: &mut Slot) -> Result<Lease, Violation> {
+        match slot.take().and_then(|b| b.downcast::<Lease>().ok()) {
+            Some(lease) => Ok(*lease),
             None => self.pool.acquire().await,
         }
     }
@@ -83,16 +84,16 @@ impl WasmFilter {
     fn put_back<T>(
         &self,
         slot: &mut Slot,
-        instance: Instance,
+        lease: Lease,
         result: &Result<T, Violation>,
         keep: bool,
     ) {
         match result {
             Err(violation) if violation.poisons_instance() => {}
             _ if keep && self.pool.isolation() == Isolation::Request => {
-                *slot = Some(Box::new(instance))
+                *slot = Some(Box::new(lease))
             }
-            _ => self.pool.release(instance),
+            _ => self.pool.release_lease(lease),
         }
     }
 }
@@ -108,13 +109,13 @@ impl Filter for WasmFilter {
 
     fn on_request<'a>(
         &'a self,
-        request: &'a mut request::Parts,
-        body: &'a mut Option<Bytes>,
-        ctx: &'a mut RequestContext,
+        request: &'a request::Parts,
+        body: Option<&'a Bytes>,
+        ctx: &'a RequestContext,
         slot: &'a mut Slot,
     ) -> BoxFuture<'a, Result<RequestVerdict, FilterFailure>> {
         async move {
-            let mut instance = self
+            let mut lease = self
                 .take_instance(slot)
                 .await
                 .map_err(|v| self.failure(&v))?;
@@ -123,13 +124,17 @@ impl Filter for WasmFilter {
                 let headers = texts.fields.params();
                 let head = texts.head(request, ctx.scheme, &headers);
                 self.pool
-                    .on_request(&mut instance, texts.context(ctx), head, body.as_deref())
+                    .on_request(
+                        &mut lease.instance,
+                        texts.context(ctx),
+                        head,
+                        body.map(|b| &b[..]),
+                    )
                     .await
             };
-            self.put_back(slot, instance, &result, self.needs.response_phase);
+            self.put_back(slot, lease, &result, self.needs.response_phase);
             let action = result.map_err(|v| self.failure(&v))?;
-            apply_request_action(action, request, body, ctx, self.needs.request_body)
-                .map_err(|v| self.failure(&v))
+            request_verdict(action, request).map_err(|v| self.failure(&v))
         }
         .boxed()
     }
@@ -137,13 +142,13 @@ impl Filter for WasmFilter {
     fn on_response<'a>(
         &'a self,
         request: &'a request::Parts,
-        response: &'a mut response::Parts,
-        body: &'a mut Option<Bytes>,
+        response: &'a response::Parts,
+        body: Option<&'a Bytes>,
         ctx: &'a RequestContext,
         slot: &'a mut Slot,
     ) -> BoxFuture<'a, Result<ResponseVerdict, FilterFailure>> {
         async move {
-            let mut instance = self
+            let mut lease = self
                 .take_instance(slot)
                 .await
                 .map_err(|v| self.failure(&v))?;
@@ -159,18 +164,17 @@ impl Filter for WasmFilter {
                 };
                 self.pool
                     .on_response(
-                        &mut instance,
+                        &mut lease.instance,
                         texts.context(ctx),
                         texts.head(request, ctx.scheme, &request_headers),
                         response_head,
-                        body.as_deref(),
+                        body.map(|b| &b[..]),
                     )
                     .await
             };
-            self.put_back(slot, instance, &result, false);
+            self.put_back(slot, lease, &result, false);
             let action = result.map_err(|v| self.failure(&v))?;
-            apply_response_action(action, response, body, self.needs.response_body)
-                .map_err(|v| self.failure(&v))
+            response_verdict(action).map_err(|v| self.failure(&v))
         }
         .boxed()
     }
@@ -217,6 +221,8 @@ impl<'a> RequestTexts<'a> {
             request_id: &ctx.request_id,
             client_addr: &ctx.client_addr,
             values: &self.values,
+            // Connection facts (TLS) arrive with TLS listeners; none on cleartext.
+            attributes: &[],
         }
     }
 
@@ -287,8 +293,7 @@ fn header_field(header: HeaderResult) -> Result<(HeaderName, HeaderValue), Viola
     Ok((name, value))
 }
 
-/// Validate header changes; a bad name or value fails the whole set, so nothing is half
-/// applied.
+/// Validate header changes; a bad name or value fails the whole set.
 fn header_edits(changes: HeaderChanges) -> Result<HeaderEdits, Violation> {
     let pairs = |list: Vec<HeaderResult>| {
         list.into_iter()
@@ -306,86 +311,90 @@ fn header_edits(changes: HeaderChanges) -> Result<HeaderEdits, Violation> {
     })
 }
 
-/// Apply header changes in the documented order: remove, set, add. Validates everything
-/// first so a bad change leaves the headers untouched.
-fn apply_header_changes(changes: HeaderChanges, headers: &mut HeaderMap) -> Result<(), Violation> {
-    header_edits(changes)?.apply(headers);
-    Ok(())
+/// The request target after a plugin's path and query changes (`None` when it changed
+/// neither), keeping the request's scheme and authority.
+fn new_target(
+    request: &request::Parts,
+    path: Option<&str>,
+    query: Option<&str>,
+) -> Result<Option<http::Uri>, Violation> {
+    if path.is_none() && query.is_none() {
+        return Ok(None);
+    }
+    let path = path.unwrap_or(request.uri.path());
+    if !path.starts_with('/') {
+        return Err(bad(format!("path {path:?} does not start with `/`")));
+    }
+    // A `?` would start a query and a `#` would cut the target short: neither is a path.
+    if path.contains(['?', '#']) || query.is_some_and(|q| q.contains('#')) {
+        return Err(bad(format!(
+            "path {path:?} or query {query:?} contains `?` or `#`"
+        )));
+    }
+    let query = match query {
+        Some(query) => Some(query).filter(|q| !q.is_empty()),
+        None => request.uri.query(),
+    };
+    let target = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut parts = request.uri.clone().into_parts();
+    parts.path_and_query = Some(
+        target
+            .parse()
+            .map_err(|_| bad(format!("invalid path or query {target:?}")))?,
+    );
+    http::Uri::from_parts(parts)
+        .map(Some)
+        .map_err(|_| bad(format!("invalid request target {target:?}")))
 }
 
-fn apply_request_action(
+/// A plugin's request action as a verdict: every part validated before any is applied, so a
+/// bad part leaves the request exactly as it was.
+fn request_verdict(
     action: RequestAction,
-    request: &mut request::Parts,
-    body: &mut Option<Bytes>,
-    ctx: &mut RequestContext,
-    body_granted: bool,
+    request: &request::Parts,
 ) -> Result<RequestVerdict, Violation> {
     let changes = match action {
         RequestAction::Respond(response) => {
             return Ok(RequestVerdict::Respond(to_local_response(response)?));
         }
         RequestAction::Continue(changes) => changes,
+        RequestAction::Fail(reason) => return Err(Violation::failed(&reason)),
     };
-    let response_edits = header_edits(changes.response_headers)?;
-    if let Some(method) = &changes.method {
-        request.method = Method::from_bytes(method.as_bytes())
-            .map_err(|_| bad(format!("invalid method {method:?}")))?;
-    }
-    if changes.path.is_some() || changes.query.is_some() {
-        let path = changes.path.as_deref().unwrap_or(request.uri.path());
-        if !path.starts_with('/') {
-            return Err(bad(format!("path {path:?} does not start with `/`")));
-        }
-        let query = match &changes.query {
-            Some(query) => Some(query.as_str()).filter(|q| !q.is_empty()),
-            None => request.uri.query(),
-        };
-        let target = match query {
-            Some(query) => format!("{path}?{query}"),
-            None => path.to_string(),
-        };
-        let mut parts = request.uri.clone().into_parts();
-        parts.path_and_query = Some(
-            target
-                .parse()
-                .map_err(|_| bad(format!("invalid path or query {target:?}")))?,
-        );
-        request.uri = http::Uri::from_parts(parts)
-            .map_err(|_| bad(format!("invalid request target {target:?}")))?;
-    }
-    apply_header_changes(changes.headers, &mut request.headers)?;
-    if body_granted && let Some(new_body) = changes.body {
-        *body = Some(Bytes::from(new_body));
-    }
-    for (key, value) in &changes.context {
-        ctx.set(key, value);
-    }
-    if !response_edits.is_empty() {
-        ctx.response_edits.push((ctx.position, response_edits));
-    }
-    Ok(RequestVerdict::Continue)
+    let method = changes
+        .method
+        .as_deref()
+        .map(|method| {
+            Method::from_bytes(method.as_bytes())
+                .map_err(|_| bad(format!("invalid method {method:?}")))
+        })
+        .transpose()?;
+    Ok(RequestVerdict::Continue(RequestEdit {
+        method,
+        uri: new_target(request, changes.path.as_deref(), changes.query.as_deref())?,
+        headers: header_edits(changes.headers)?,
+        body: changes.body.map(Bytes::from),
+        context: changes.context,
+        response_headers: header_edits(changes.response_headers)?,
+    }))
 }
 
-fn apply_response_action(
-    action: ResponseAction,
-    response: &mut response::Parts,
-    body: &mut Option<Bytes>,
-    body_granted: bool,
-) -> Result<ResponseVerdict, Violation> {
+/// A plugin's response action as a verdict, validated whole.
+fn response_verdict(action: ResponseAction) -> Result<ResponseVerdict, Violation> {
     let changes = match action {
         ResponseAction::Replace(replacement) => {
             return Ok(ResponseVerdict::Replace(to_local_response(replacement)?));
         }
         ResponseAction::Continue(changes) => changes,
+        ResponseAction::Fail(reason) => return Err(Violation::failed(&reason)),
     };
-    if let Some(status) = changes.status {
-        response.status = status_code(status)?;
-    }
-    apply_header_changes(changes.headers, &mut response.headers)?;
-    if body_granted && let Some(new_body) = changes.body {
-        *body = Some(Bytes::from(new_body));
-    }
-    Ok(ResponseVerdict::Continue)
+    Ok(ResponseVerdict::Continue(ResponseEdit {
+        status: changes.status.map(status_code).transpose()?,
+        headers: header_edits(changes.headers)?,
+        body: changes.body.map(Bytes::from),
+    }))
 }
 
 fn status_code(status: u16) -> Result<StatusCode, Violation> {
@@ -416,6 +425,14 @@ mod tests {
         HeaderResult {
             name: name.into(),
             value: value.into(),
+        }
+    }
+
+    fn no_changes() -> HeaderChanges {
+        HeaderChanges {
+            remove: vec![],
+            set: vec![],
+            add: vec![],
         }
     }
 
@@ -455,7 +472,7 @@ mod tests {
             set: vec![header("x-a", "only")],
             add: vec![header("x-a", "more"), header("x-c", "new")],
         };
-        apply_header_changes(changes, &mut headers).unwrap();
+        header_edits(changes).unwrap().apply(&mut headers);
         let a: Vec<_> = headers.get_all("x-a").iter().collect();
         assert_eq!(a, ["only", "more"]);
         assert!(!headers.contains_key("x-b"));
@@ -471,7 +488,7 @@ mod tests {
             set: vec![header("bad name", "v")],
             add: vec![],
         };
-        let err = apply_header_changes(changes, &mut headers).unwrap_err();
+        let err = header_edits(changes).unwrap_err();
         assert_eq!(err.label(), "bad_output");
         assert_eq!(headers["x-a"], "1");
         // A value with a line break is refused the same way, naming its header.
@@ -480,9 +497,52 @@ mod tests {
             set: vec![header("x-ok", "v"), header("x-split", "a\r\nx-evil: 1")],
             add: vec![],
         };
-        let err = apply_header_changes(changes, &mut headers).unwrap_err();
+        let err = header_edits(changes).unwrap_err();
         assert_eq!(err, bad("invalid value for header x-split".into()));
         assert_eq!(headers["x-a"], "1");
         assert!(!headers.contains_key("x-ok"));
+    }
+
+    /// A `continue` that changes method and path but carries a bad header name is refused
+    /// whole: the verdict is an error, and nothing of it reached the request (before, the
+    /// method and path were already rewritten when the header failed, and `on_error =
+    /// "allow"` sent the half-rewritten request upstream).
+    #[test]
+    fn a_bad_part_of_a_continue_applies_nothing() {
+        use super::super::bindings::types::RequestChanges;
+        let request = http::Request::get("/original?q=1").body(()).unwrap();
+        let (parts, ()) = request.into_parts();
+        let action = RequestAction::Continue(RequestChanges {
+            method: Some("DELETE".into()),
+            path: Some("/elsewhere".into()),
+            query: None,
+            headers: HeaderChanges {
+                remove: vec![],
+                set: vec![header("bad name", "v")],
+                add: vec![],
+            },
+            body: None,
+            context: vec![("consumer".into(), "mallory".into())],
+            response_headers: no_changes(),
+        });
+        let Err(violation) = request_verdict(action, &parts) else {
+            panic!("a bad header name must fail the whole action");
+        };
+        assert_eq!(violation.label(), "bad_output");
+        // The same changes without the bad header are one edit that applies whole.
+        let action = RequestAction::Continue(RequestChanges {
+            method: Some("DELETE".into()),
+            path: Some("/elsewhere".into()),
+            query: None,
+            headers: no_changes(),
+            body: None,
+            context: vec![],
+            response_headers: no_changes(),
+        });
+        let Ok(RequestVerdict::Continue(edit)) = request_verdict(action, &parts) else {
+            panic!("valid changes are one edit");
+        };
+        assert_eq!(edit.method, Some(Method::DELETE));
+        assert_eq!(edit.uri.unwrap(), "/elsewhere?q=1");
     }
 }

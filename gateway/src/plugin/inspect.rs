@@ -55,6 +55,7 @@ pub fn inspect(module: &str, engines: &Engines) -> Result<Report, String> {
                     }
                     format!("capability:{cap}")
                 }
+                ImportClass::WrongVersion => "wrong-version".to_string(),
                 ImportClass::Unknown => "unavailable".to_string(),
             };
             let kind = if name.starts_with("gateway:") {

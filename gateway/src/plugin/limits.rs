@@ -1,7 +1,7 @@
 //! Per-plugin limits and the ways a plugin call can violate them.
 //!
 //! Each violation is a distinct [`Violation`] with a stable label (`timeout`, `fuel`, `memory`,
-//! `trap`, `output_cap`, `bad_output`, `init`) used in logs and, later, metric labels.
+//! `trap`, `output_cap`, `bad_output`, `init`, `busy`, `failed`) used in logs and, later, metric labels.
 
 use crate::config::{LimitsConfig, OnError, defaults};
 use http::StatusCode;
@@ -71,6 +71,10 @@ pub enum Violation {
     BadOutput(String),
     /// Could not be instantiated or initialised.
     Init(String),
+    /// Every one of the use's `max_instances` was busy for the whole bounded wait.
+    Busy(usize),
+    /// The plugin answered `fail(reason)`: it could not decide.
+    Failed(String),
 }
 
 impl Violation {
@@ -84,12 +88,35 @@ impl Violation {
             Violation::OutputCap(_) => "output_cap",
             Violation::BadOutput(_) => "bad_output",
             Violation::Init(_) => "init",
+            Violation::Busy(_) => "busy",
+            Violation::Failed(_) => "failed",
         }
+    }
+
+    /// The status when failing closed: the use's `error_status`, except for a busy plugin,
+    /// which is an overload (503) rather than a fault of the plugin.
+    pub fn status(&self, error_status: StatusCode) -> StatusCode {
+        match self {
+            Violation::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => error_status,
+        }
+    }
+
+    /// A plugin's own `fail(reason)`, its reason cut to one line of at most 300 characters so
+    /// a plugin cannot flood the log through it.
+    pub fn failed(reason: &str) -> Self {
+        Violation::Failed(first_line(reason))
     }
 
     /// Whether the instance must be discarded (it trapped or was interrupted mid-call).
     pub fn poisons_instance(&self) -> bool {
-        !matches!(self, Violation::OutputCap(_) | Violation::BadOutput(_))
+        !matches!(
+            self,
+            Violation::OutputCap(_)
+                | Violation::BadOutput(_)
+                | Violation::Busy(_)
+                | Violation::Failed(_)
+        )
     }
 
     /// Classify a call error. `memory_exceeded` is the limiter's record for this call.
@@ -124,6 +151,11 @@ impl fmt::Display for Violation {
             Violation::OutputCap(detail) => write!(f, "output_cap: {detail}"),
             Violation::BadOutput(detail) => write!(f, "bad_output: {detail}"),
             Violation::Init(detail) => write!(f, "init: {detail}"),
+            Violation::Failed(reason) => write!(f, "failed: {reason}"),
+            Violation::Busy(max) => write!(
+                f,
+                "busy: all {max} instances (max_instances) stayed busy past the wait"
+            ),
         }
     }
 }
@@ -137,6 +169,7 @@ pub fn check_request_action(action: &RequestAction, limits: &Limits) -> Result<(
             check_body(changes.body.as_deref(), limits)
         }
         RequestAction::Respond(response) => check_response(response, limits),
+        RequestAction::Fail(_) => Ok(()),
     }
 }
 
@@ -148,6 +181,7 @@ pub fn check_response_action(action: &ResponseAction, limits: &Limits) -> Result
             check_body(changes.body.as_deref(), limits)
         }
         ResponseAction::Replace(response) => check_response(response, limits),
+        ResponseAction::Fail(_) => Ok(()),
     }
 }
 

@@ -96,7 +96,7 @@ pub fn load(
     let granted: Vec<Capability> = config
         .capabilities
         .iter()
-        .filter_map(|c| c.parse().ok())
+        .filter_map(|c| Capability::find(c))
         .collect();
     let imports = capabilities::imports(&component, &engine);
     if let Some(problem) = capabilities::check_imports(&imports, &granted)
@@ -104,6 +104,20 @@ pub fn load(
         .next()
     {
         return Err(fail("capabilities", problem));
+    }
+    let filter_exports = capabilities::exports(&component, &engine);
+    if let Some(other) = filter_exports.iter().find(|name| {
+        name.strip_prefix("gateway:plugin/filter@")
+            .is_some_and(|version| !capabilities::compatible(version, capabilities::WIT_VERSION))
+    }) {
+        return Err(fail(
+            "module",
+            format!(
+                "exports `{other}`, but this gateway calls gateway:plugin/filter@{} (compatible: the same {}); rebuild the plugin against this gateway's wit/",
+                capabilities::WIT_VERSION,
+                capabilities::compat_label()
+            ),
+        ));
     }
     let linker = capabilities::linker(&engine, &granted)
         .map_err(|e| fail("module", format!("cannot link: {e:#}")))?;

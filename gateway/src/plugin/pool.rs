@@ -7,7 +7,14 @@
 //! it again, and its state is suspect anyway. Request isolation instantiates and `init`s a
 //! fresh instance per request, so nothing one request leaves in memory is seen by the next.
 //!
-//! A semaphore bounds concurrent calls (and so live instances) to `max_instances`.
+//! `max_instances` bounds live instances, not only calls: a call first takes a permit, then an
+//! instance (a warm one, or a fresh one it instantiates under that permit), and the permit goes
+//! with the instance in its [`Lease`] until the instance is back in the pool or dropped. So a
+//! call parked in a slow host function (Redis) holds one of `max_instances`, and a request that
+//! finds them all busy waits at most [`ACQUIRE_WAIT`] and then fails fast (`busy`, 503 when
+//! failing closed) instead of building an instance of its own or queueing without bound.
+//! A call that never parks finishes within its first poll, so on a worker's single thread
+//! permits are only ever contended by parked calls and request-isolated instances.
 
 use super::bindings::Plugin;
 use super::bindings::types::{
@@ -22,17 +29,30 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// Time allowed for instantiation plus `init`, which may parse config or warm a runtime.
 const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest a call waits for one of its use's `max_instances` before failing as `busy`: long
+/// enough to ride out a burst of parked calls returning, short enough that an overloaded
+/// plugin answers fast instead of queueing requests.
+pub const ACQUIRE_WAIT: Duration = Duration::from_millis(10);
 
 /// One live instance.
 pub struct Instance {
     store: Store<StoreState>,
     bindings: Plugin,
     uses: u64,
+}
+
+/// An instance and the permit it counts against `max_instances`, held together: the permit
+/// is released exactly when the instance goes back to the pool or is dropped.
+pub struct Lease {
+    /// The instance.
+    pub instance: Instance,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// The instances of one plugin use.
@@ -42,7 +62,7 @@ pub struct InstancePool {
     limits: Limits,
     settings: Settings,
     idle: Mutex<Vec<Instance>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 impl InstancePool {
@@ -56,7 +76,7 @@ impl InstancePool {
         plugin.ticker.serve_timeout(limits.timeout);
         let (instance, settings) = instantiate(&plugin, &config_json, &limits).await?;
         let pool = Arc::new(InstancePool {
-            permits: Semaphore::new(plugin.max_instances),
+            permits: Arc::new(Semaphore::new(plugin.max_instances)),
             plugin,
             config_json,
             limits,
@@ -87,19 +107,43 @@ impl InstancePool {
         self.plugin.isolation
     }
 
-    /// An instance for a call: a warm one if pooled and available, else a fresh one.
-    pub async fn acquire(&self) -> Result<Instance, Violation> {
+    /// An instance for a call, under a permit: a warm one if pooled and available, else a
+    /// fresh one. Fails as `busy` when no permit frees within [`ACQUIRE_WAIT`].
+    pub async fn acquire(&self) -> Result<Lease, Violation> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => {
+                let wait = tokio::time::timeout(ACQUIRE_WAIT, self.permits.clone().acquire_owned());
+                match wait.await {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(Violation::Busy(self.plugin.max_instances)),
+                }
+            }
+            Err(TryAcquireError::Closed) => return Err(Violation::Busy(self.plugin.max_instances)),
+        };
         if self.plugin.isolation == Isolation::Pooled
             && let Some(instance) = self.lock_idle().pop()
         {
-            return Ok(instance);
+            return Ok(Lease {
+                instance,
+                _permit: permit,
+            });
         }
         let (instance, _) = instantiate(&self.plugin, &self.config_json, &self.limits).await?;
-        Ok(instance)
+        Ok(Lease {
+            instance,
+            _permit: permit,
+        })
     }
 
-    /// Give an instance back after a successful call (request isolation drops it).
-    pub fn release(&self, instance: Instance) {
+    /// Give a leased instance back after a successful call (request isolation drops it); its
+    /// permit is released either way.
+    pub fn release_lease(&self, lease: Lease) {
+        self.release(lease.instance);
+    }
+
+    /// Keep an instance warm (or drop it, past `max_uses` or a full pool).
+    fn release(&self, instance: Instance) {
         if self.plugin.isolation != Isolation::Pooled {
             return;
         }
@@ -126,7 +170,6 @@ impl InstancePool {
         head: RequestHead<'_>,
         body: Option<&[u8]>,
     ) -> Result<RequestAction, Violation> {
-        let _permit = self.permits.acquire().await;
         let _running = self.plugin.ticker.running();
         let deadline = Instant::now() + self.limits.timeout;
         instance.prepare(deadline, &self.limits, self.plugin.metered, &ctx);
@@ -151,7 +194,6 @@ impl InstancePool {
         response: ResponseHead<'_>,
         body: Option<&[u8]>,
     ) -> Result<ResponseAction, Violation> {
-        let _permit = self.permits.acquire().await;
         let _running = self.plugin.ticker.running();
         let deadline = Instant::now() + self.limits.timeout;
         instance.prepare(deadline, &self.limits, self.plugin.metered, &ctx);

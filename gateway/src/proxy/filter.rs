@@ -1,9 +1,12 @@
 //! The `Filter` abstraction the pipeline runs: request and response phases with a per-request
-//! context. The pipeline knows nothing of WebAssembly; `crate::plugin::WasmFilter` implements
-//! this trait, and pipeline tests can use plain Rust filters.
+//! context. The pipeline knows nothing of WebAssembly; the plugin host's `WasmFilter`
+//! implements this trait, and pipeline tests use plain Rust filters.
+//!
+//! A filter only reads: it answers with a verdict whose edit the pipeline applies whole
+//! ([`super::edit`]), so no filter can leave a request half changed.
 
+use super::edit::{RequestEdit, ResponseEdit};
 use crate::config::OnError;
-use crate::proxy::headers::HeaderEdits;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{StatusCode, request, response};
@@ -27,11 +30,6 @@ pub struct RequestContext {
     pub scheme: &'static str,
     /// Values set by filters for later ones, in the order first set.
     pub values: Vec<(String, String)>,
-    /// Position in the chain of the filter now running.
-    pub position: usize,
-    /// Header changes filters asked for on the response, by their position in the chain;
-    /// applied as the response passes back through each.
-    pub response_edits: Vec<(usize, HeaderEdits)>,
 }
 
 impl RequestContext {
@@ -57,16 +55,16 @@ pub type LocalResponse = http::Response<Bytes>;
 
 /// What a filter decided about a request.
 pub enum RequestVerdict {
-    /// Go on (changes were applied in place).
-    Continue,
+    /// Go on, with these changes.
+    Continue(RequestEdit),
     /// Answer the client with this; later filters and the upstream are skipped.
     Respond(LocalResponse),
 }
 
 /// What a filter decided about a response.
 pub enum ResponseVerdict {
-    /// Go on (changes were applied in place).
-    Continue,
+    /// Go on, with these changes.
+    Continue(ResponseEdit),
     /// Replace the response with this.
     Replace(LocalResponse),
 }
@@ -105,21 +103,21 @@ pub trait Filter: Send + Sync {
     /// What this filter needs from the pipeline.
     fn needs(&self) -> FilterNeeds;
 
-    /// Inspect and change the request. `body` is `Some` only if `needs().request_body`.
+    /// Decide about the request. `body` is `Some` only if `needs().request_body`.
     fn on_request<'a>(
         &'a self,
-        request: &'a mut request::Parts,
-        body: &'a mut Option<Bytes>,
-        ctx: &'a mut RequestContext,
+        request: &'a request::Parts,
+        body: Option<&'a Bytes>,
+        ctx: &'a RequestContext,
         slot: &'a mut Slot,
     ) -> BoxFuture<'a, Result<RequestVerdict, FilterFailure>>;
 
-    /// Inspect and change the response. `body` is `Some` only if `needs().response_body`.
+    /// Decide about the response. `body` is `Some` only if `needs().response_body`.
     fn on_response<'a>(
         &'a self,
         request: &'a request::Parts,
-        response: &'a mut response::Parts,
-        body: &'a mut Option<Bytes>,
+        response: &'a response::Parts,
+        body: Option<&'a Bytes>,
         ctx: &'a RequestContext,
         slot: &'a mut Slot,
     ) -> BoxFuture<'a, Result<ResponseVerdict, FilterFailure>>;

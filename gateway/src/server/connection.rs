@@ -11,8 +11,8 @@
 
 use super::park::{Activity, PARK_CHECK, ParkingIo, Tracked};
 use super::sparse::Sparse;
+use crate::proxy::Runtime;
 use crate::proxy::{self, Peer};
-use crate::runtime::Runtime;
 use hyper::body::Body as _;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;

@@ -19,7 +19,7 @@ mod trim;
 
 pub use connection::ConnectionSettings;
 
-use crate::runtime::Runtime;
+use crate::proxy::Runtime;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;

@@ -6,9 +6,9 @@
 
 mod pool;
 
+use crate::body::Body;
 use crate::config::UpstreamConfig;
-use crate::error::{ErrorKind, GatewayError, Source};
-use crate::proxy::Body;
+use crate::error::{Culprit, ErrorKind, GatewayError};
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
@@ -147,15 +147,17 @@ impl Upstream {
                     ),
                 )
                 .retryable(true)),
-            Ok(Err(SendError::Exchange(e))) => Err(self.error(
-                ErrorKind::UpstreamBadResponse,
-                format!("{authority} failed: {}", cause(&e)),
-            )),
+            Ok(Err(SendError::Exchange(e))) => Err(self
+                .error(
+                    ErrorKind::UpstreamBadResponse,
+                    format!("{authority} failed: {}", cause(&e)),
+                )
+                .with_cause(e)),
         }
     }
 
     fn error(&self, kind: ErrorKind, message: impl Into<String>) -> GatewayError {
-        GatewayError::new(kind, Source::Upstream(self.name.clone()), message)
+        GatewayError::new(kind, Culprit::Upstream(self.name.clone()), message)
     }
 }
 

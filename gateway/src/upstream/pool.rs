@@ -12,7 +12,7 @@
 //! it, so a request on another worker would wake that thread to write and be woken back by it
 //! to read — two cross-thread wake-ups per request ([`crate::worker`]).
 
-use crate::proxy::Body;
+use crate::body::Body;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;

@@ -47,7 +47,6 @@ impl Filter for Acl {
 
     fn settings(&self) -> Settings {
         Settings {
-            response_phase: false,
             request_headers: Some(Vec::new()),
             ..Settings::default()
         }
@@ -100,8 +99,8 @@ mod tests {
 
     fn consumer(groups: &str) -> TestRequest {
         TestRequest::get("/")
-            .context("consumer", "alice")
-            .context("consumer.groups", groups)
+            .with_context("consumer", "alice")
+            .with_context("consumer.groups", groups)
     }
 
     #[test]

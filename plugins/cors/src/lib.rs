@@ -78,6 +78,7 @@ impl Filter for Cors {
                 "access-control-request-headers".into(),
             ]),
             response_headers: Some(Vec::new()),
+            response_phase: true,
             ..Settings::default()
         }
     }
@@ -89,13 +90,13 @@ impl Filter for Cors {
         if !preflight {
             return Flow::Continue;
         }
-        let mut reply = Reply::new(204).header("vary", "Origin");
+        let mut reply = Reply::new(204).with_header("vary", "Origin");
         let Some(allow_origin) = self.allowed_origin(req.header("origin")) else {
             return Flow::Respond(reply);
         };
         reply = reply
-            .header("access-control-allow-origin", &allow_origin)
-            .header(
+            .with_header("access-control-allow-origin", &allow_origin)
+            .with_header(
                 "access-control-allow-methods",
                 self.config.methods.join(", "),
             );
@@ -107,13 +108,13 @@ impl Filter for Cors {
             self.config.headers.join(", ")
         };
         if !headers.is_empty() {
-            reply = reply.header("access-control-allow-headers", &headers);
+            reply = reply.with_header("access-control-allow-headers", &headers);
         }
         if self.config.credentials {
-            reply = reply.header("access-control-allow-credentials", "true");
+            reply = reply.with_header("access-control-allow-credentials", "true");
         }
         if let Some(max_age) = self.config.max_age_s {
-            reply = reply.header("access-control-max-age", max_age.to_string());
+            reply = reply.with_header("access-control-max-age", max_age.to_string());
         }
         Flow::Respond(reply)
     }
@@ -176,23 +177,23 @@ mod tests {
         let out = testing::request(
             &cors(),
             TestRequest::new("OPTIONS", "/api")
-                .header("origin", "https://app.example")
-                .header("access-control-request-method", "POST")
-                .header("access-control-request-headers", "content-type"),
+                .with_header("origin", "https://app.example")
+                .with_header("access-control-request-method", "POST")
+                .with_header("access-control-request-headers", "content-type"),
         );
         let reply = out.reply().expect("preflight answered");
         assert_eq!(reply.status(), 204);
         assert_eq!(
-            reply.get_header("access-control-allow-origin"),
+            reply.header("access-control-allow-origin"),
             Some("https://app.example")
         );
         assert_eq!(
-            reply.get_header("access-control-allow-headers"),
+            reply.header("access-control-allow-headers"),
             Some("content-type")
         );
-        assert_eq!(reply.get_header("access-control-max-age"), Some("600"));
+        assert_eq!(reply.header("access-control-max-age"), Some("600"));
         assert_eq!(
-            reply.get_header("access-control-allow-credentials"),
+            reply.header("access-control-allow-credentials"),
             Some("true")
         );
     }
@@ -202,26 +203,25 @@ mod tests {
         let out = testing::request(
             &cors(),
             TestRequest::new("OPTIONS", "/")
-                .header("origin", "https://evil.example")
-                .header("access-control-request-method", "GET"),
+                .with_header("origin", "https://evil.example")
+                .with_header("access-control-request-method", "GET"),
         );
         assert_eq!(
-            out.reply()
-                .unwrap()
-                .get_header("access-control-allow-origin"),
+            out.reply().unwrap().header("access-control-allow-origin"),
             None
         );
         let resp = testing::response(
             &cors(),
-            TestRequest::get("/").header("origin", "https://app.example"),
+            TestRequest::get("/").with_header("origin", "https://app.example"),
             TestResponse::new(200),
         );
+        let resp = resp.response();
         assert_eq!(
-            resp.get_header("access-control-allow-origin"),
+            resp.header("access-control-allow-origin"),
             Some("https://app.example")
         );
         assert_eq!(
-            resp.get_header("access-control-expose-headers"),
+            resp.header("access-control-expose-headers"),
             Some("x-request-id")
         );
     }

@@ -123,7 +123,6 @@ impl Filter for IpRestriction {
 
     fn settings(&self) -> Settings {
         Settings {
-            response_phase: false,
             request_headers: Some(Vec::new()),
             ..Settings::default()
         }
@@ -159,7 +158,7 @@ mod tests {
 
     fn status(config: serde_json::Value, client: &str) -> u16 {
         let f = testing::init::<IpRestriction>(config).unwrap();
-        let out = testing::request(&f, TestRequest::get("/").client(client));
+        let out = testing::request(&f, TestRequest::get("/").with_client(client));
         out.reply().map_or(200, |r| r.status())
     }
 

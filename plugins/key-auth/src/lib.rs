@@ -105,7 +105,6 @@ impl Filter for KeyAuth {
 
     fn settings(&self) -> Settings {
         Settings {
-            response_phase: false,
             request_headers: Some(vec![self.header.clone()]),
             ..Settings::default()
         }
@@ -145,7 +144,7 @@ impl Filter for KeyAuth {
 
 fn refuse(message: &str, ctx: &Context) -> Reply {
     Reply::error(401, "unauthorized", message, ctx)
-        .header("www-authenticate", "ApiKey realm=\"gateway\"")
+        .with_header("www-authenticate", "ApiKey realm=\"gateway\"")
 }
 
 plugin_sdk::export_filter!(KeyAuth);
@@ -176,13 +175,13 @@ mod tests {
         let out = testing::request(
             &filter(),
             TestRequest::get("/")
-                .header("x-api-key", "k-alice")
-                .header("x-consumer-id", "evil"),
+                .with_header("x-api-key", "k-alice")
+                .with_header("x-consumer-id", "evil"),
         );
         let up = out.upstream().unwrap();
-        assert_eq!(up.get_header_all("x-consumer-id"), vec!["alice"]);
-        assert_eq!(up.get_header("x-consumer-groups"), Some("admin,dev"));
-        assert_eq!(up.get_header("x-api-key"), None);
+        assert_eq!(up.header_all("x-consumer-id"), vec!["alice"]);
+        assert_eq!(up.header("x-consumer-groups"), Some("admin,dev"));
+        assert_eq!(up.header("x-api-key"), None);
         assert_eq!(out.context_value("consumer.groups"), Some("admin,dev"));
     }
 
@@ -198,7 +197,7 @@ mod tests {
     fn missing_or_unknown_key_is_401() {
         for req in [
             TestRequest::get("/"),
-            TestRequest::get("/").header("x-api-key", "nope"),
+            TestRequest::get("/").with_header("x-api-key", "nope"),
         ] {
             assert_eq!(
                 testing::request(&filter(), req).reply().unwrap().status(),

@@ -151,9 +151,9 @@ impl Filter for RateLimit {
     }
 
     fn settings(&self) -> Settings {
+        // Response headers are set from the request phase (`set_response_header`): no
+        // response phase, so no second call per request.
         Settings {
-            // Response headers are set from the request phase: no response call needed.
-            response_phase: false,
             request_headers: Some(self.config.header_name.iter().cloned().collect()),
             response_headers: Some(Vec::new()),
             ..Settings::default()
@@ -223,10 +223,10 @@ impl Filter for RateLimit {
         }
         if let Some(retry_after) = exceeded_reset {
             let mut reply = Reply::error(429, "rate_limited", "API rate limit exceeded", ctx)
-                .header("retry-after", retry_after.max(1).to_string());
+                .with_header("retry-after", retry_after.max(1).to_string());
             if !self.config.hide_headers {
                 for (name, value) in headers {
-                    reply = reply.header(name, value.to_string());
+                    reply = reply.with_header(name, value.to_string());
                 }
             }
             return Flow::Respond(reply);
@@ -278,29 +278,29 @@ plugin_sdk::export_filter!(RateLimit);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_sdk::testing::{self, TestRequest};
+    use plugin_sdk::testing::{self, TestRequest, TestResponse};
     use serde_json::json;
 
     #[test]
     fn admits_exactly_the_limit_then_429() {
         testing::reset_state();
         let f = testing::init::<RateLimit>(json!({"hour": 3, "limit_by": "consumer"})).unwrap();
-        let req = || TestRequest::get("/").context("consumer", "alice");
+        let req = || TestRequest::get("/").with_context("consumer", "alice");
         for expected_remaining in ["2", "1", "0"] {
             let out = testing::request(&f, req());
             assert!(out.upstream().is_some());
             assert_eq!(
-                out.response_header("ratelimit-remaining").as_deref(),
+                out.response_header("ratelimit-remaining"),
                 Some(expected_remaining)
             );
         }
         let out = testing::request(&f, req());
         let reply = out.reply().expect("limited");
         assert_eq!(reply.status(), 429);
-        assert!(reply.get_header("retry-after").is_some());
-        assert_eq!(reply.get_header("x-ratelimit-remaining-hour"), Some("0"));
+        assert!(reply.header("retry-after").is_some());
+        assert_eq!(reply.header("x-ratelimit-remaining-hour"), Some("0"));
         // Another consumer has its own counter.
-        let other = TestRequest::get("/").context("consumer", "bob");
+        let other = TestRequest::get("/").with_context("consumer", "bob");
         assert!(testing::request(&f, other).upstream().is_some());
     }
 
@@ -310,11 +310,8 @@ mod tests {
         let f =
             testing::init::<RateLimit>(json!({"minute": 2, "day": 100, "limit_by": "ip"})).unwrap();
         let out = testing::request(&f, TestRequest::get("/"));
-        assert_eq!(out.response_header("ratelimit-limit").as_deref(), Some("2"));
-        assert_eq!(
-            out.response_header("x-ratelimit-remaining-day").as_deref(),
-            Some("99")
-        );
+        assert_eq!(out.response_header("ratelimit-limit"), Some("2"));
+        assert_eq!(out.response_header("x-ratelimit-remaining-day"), Some("99"));
         assert!(
             testing::request(&f, TestRequest::get("/"))
                 .upstream()
@@ -337,7 +334,7 @@ mod tests {
         .unwrap();
         // 3 bytes per character: byte 400 falls inside one.
         let key = "€".repeat(300);
-        let req = || TestRequest::get("/").header("x-key", &key);
+        let req = || TestRequest::get("/").with_header("x-key", &key);
         assert!(testing::request(&f, req()).upstream().is_some());
         assert_eq!(testing::request(&f, req()).reply().unwrap().status(), 429);
     }
@@ -368,15 +365,16 @@ mod tests {
         let f = testing::init::<RateLimit>(json!({"minute": 10, "limit_by": "ip"})).unwrap();
         assert!(!f.settings().response_phase);
         let out = testing::request(&f, TestRequest::get("/"));
+        assert_eq!(out.response_header("ratelimit-limit"), Some("10"));
         assert_eq!(
-            out.response_header("ratelimit-limit").as_deref(),
-            Some("10")
-        );
-        assert_eq!(
-            out.response_header("x-ratelimit-remaining-minute")
-                .as_deref(),
+            out.response_header("x-ratelimit-remaining-minute"),
             Some("9")
         );
+        // What the client gets: the upstream's response with the headers added.
+        let trip = testing::round_trip(&f, TestRequest::get("/"), TestResponse::new(200));
+        let client = trip.client().expect("let through");
+        assert_eq!(client.header("ratelimit-limit"), Some("10"));
+        assert_eq!(client.header("x-ratelimit-remaining-minute"), Some("8"));
         let hidden =
             testing::init::<RateLimit>(json!({"minute": 10, "hide_headers": true})).unwrap();
         let out = testing::request(&hidden, TestRequest::get("/"));

@@ -174,7 +174,6 @@ impl Filter for RequestTransformer {
 
     fn settings(&self) -> Settings {
         Settings {
-            response_phase: false,
             // Only renamed headers are read; removing, setting and adding need no values.
             request_headers: Some(self.config.rename.headers.keys().cloned().collect()),
             ..Settings::default()
@@ -267,16 +266,16 @@ mod tests {
                 "add": {"headers": {"x-multi": "b"}},
             }),
             TestRequest::get("/")
-                .header("x-internal", "s")
-                .header("x-old", "v")
-                .header("x-set", "0")
-                .header("x-multi", "a"),
+                .with_header("x-internal", "s")
+                .with_header("x-old", "v")
+                .with_header("x-set", "0")
+                .with_header("x-multi", "a"),
         );
-        assert_eq!(out.get_header("x-internal"), None);
-        assert_eq!(out.get_header("x-old"), None);
-        assert_eq!(out.get_header("x-new"), Some("v"));
-        assert_eq!(out.get_header_all("x-set"), ["1"]);
-        assert_eq!(out.get_header_all("x-multi"), ["a", "b"]);
+        assert_eq!(out.header("x-internal"), None);
+        assert_eq!(out.header("x-old"), None);
+        assert_eq!(out.header("x-new"), Some("v"));
+        assert_eq!(out.header_all("x-set"), ["1"]);
+        assert_eq!(out.header_all("x-multi"), ["a", "b"]);
     }
 
     #[test]

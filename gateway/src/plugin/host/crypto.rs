@@ -1,9 +1,54 @@
 //! Capability `crypto`: JWS verification against the operator's key sets (see
 //! [`crate::services::keys`]); the plugin names a set, the host holds the keys.
 
+use crate::config::{Config, KeyPath};
+use crate::key_path;
 use crate::plugin::bindings::gateway::plugin::crypto::{Host, Verified, VerifyError};
 use crate::plugin::state::StoreState;
 use crate::services::keys;
+
+super::gateway_unit!(
+    Crypto,
+    "crypto",
+    crate::plugin::bindings::gateway::plugin::crypto,
+    check = check_keys
+);
+
+/// `[keys]`: each set names where its keys come from, once each.
+fn check_keys(config: &Config) -> Vec<(KeyPath, String)> {
+    let mut problems = Vec::new();
+    for (name, set) in &config.keys {
+        let path = key_path!["keys", name];
+        if set.jwks_file.is_none()
+            && set.jwks_url.is_none()
+            && set.pem.is_empty()
+            && set.secrets.is_empty()
+        {
+            problems.push((path.clone(),
+                "a key set needs at least one of `jwks_file`, `jwks_url`, `pem`, `secrets`".into()));
+        }
+        if let Some(url) = &set.jwks_url
+            && (!url.starts_with("http://") || url.parse::<http::Uri>().is_err())
+        {
+            problems.push((path.key("jwks_url"),
+                format!("`{url}` must be a valid http:// URL (https comes with TLS support)")));
+        }
+        for (i, secret) in set.secrets.iter().enumerate() {
+            let given = [&secret.env, &secret.file, &secret.value]
+                .iter()
+                .filter(|v| v.is_some())
+                .count();
+            if given != 1 {
+                problems.push((path.key("secrets").index(i),
+                    "give exactly one of `env`, `file`, `value`".into()));
+            }
+        }
+        if set.min_refetch_ms == 0 {
+            problems.push((path.key("min_refetch_ms"), "must be greater than 0".into()));
+        }
+    }
+    problems
+}
 
 /// Longest token accepted; anything longer is malformed rather than worth parsing.
 const MAX_TOKEN_BYTES: usize = 16 << 10;

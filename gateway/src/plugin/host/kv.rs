@@ -5,6 +5,8 @@ use crate::plugin::bindings::gateway::plugin::kv::{Host, KvError};
 use crate::plugin::state::StoreState;
 use crate::services::state::StateError;
 
+super::gateway_unit!(Kv, "kv", crate::plugin::bindings::gateway::plugin::kv);
+
 fn convert(e: StateError) -> KvError {
     match e {
         StateError::Unavailable => KvError::Unavailable,

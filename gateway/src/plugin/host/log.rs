@@ -4,6 +4,8 @@
 use crate::plugin::bindings::gateway::plugin::log::{Host, Level};
 use crate::plugin::state::StoreState;
 
+super::gateway_unit!(Log, "log", crate::plugin::bindings::gateway::plugin::log);
+
 /// Longest message kept from one call; the rest is cut.
 const MAX_MESSAGE_BYTES: usize = 4096;
 

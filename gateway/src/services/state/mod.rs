@@ -15,9 +15,17 @@ mod memory;
 mod redis_store;
 
 use crate::config::{StateBackend, StateConfig, UnavailablePolicy};
-use crate::plugin::host::clock::unix_ms as now_ms;
 use memory::MemoryStore;
 use redis_store::RedisStore;
+
+/// Milliseconds since the Unix epoch on this host (0 if the clock is before 1970): the clock
+/// of in-memory windows and TTLs, and of the `clock` capability.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
 
 /// Longest key a plugin may use.
 pub const MAX_KEY_BYTES: usize = 512;

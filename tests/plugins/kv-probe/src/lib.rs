@@ -1,13 +1,13 @@
 //! Test plugin for the `kv` capability: `?op=set&key=K&value=V` stores V under K for a minute,
 //! `?op=get&key=K` answers the value (404 when absent); anything else continues.
 
-use plugin_sdk::{Context, Filter, Flow, Reply, Request, Settings, kv};
+use plugin_sdk::{Context, Filter, Flow, NoConfig, Reply, Request, Settings, kv};
 
 /// The filter (no config).
 pub struct KvProbe;
 
 impl Filter for KvProbe {
-    type Config = serde::de::IgnoredAny;
+    type Config = NoConfig;
 
     fn new(_: Self::Config) -> Result<Self, String> {
         Ok(KvProbe)
@@ -15,7 +15,6 @@ impl Filter for KvProbe {
 
     fn settings(&self) -> Settings {
         Settings {
-            response_phase: false,
             request_headers: Some(Vec::new()),
             ..Settings::default()
         }
@@ -32,7 +31,7 @@ impl Filter for KvProbe {
                 }
             }
             Some("get") => match kv::get(&key) {
-                Ok(Some(value)) => Reply::new(200).body(value),
+                Ok(Some(value)) => Reply::new(200).with_body(value),
                 Ok(None) => Reply::new(404),
                 Err(e) => Reply::error(503, "kv", &format!("{e:?}"), ctx),
             },

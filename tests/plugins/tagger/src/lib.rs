@@ -1,7 +1,7 @@
 //! Test plugin: tags requests and responses with its name so tests can see chain order,
 //! context passing and short-circuiting. Its Python twin is `plugins/python-tagger`.
 
-use plugin_sdk::{Context, Filter, Flow, Reply, Request, Response};
+use plugin_sdk::{Context, Filter, Flow, Reply, Request, Response, Settings};
 use serde::Deserialize;
 
 /// `{"name": "A"}`.
@@ -38,13 +38,20 @@ impl Filter for Tagger {
         })
     }
 
+    fn settings(&self) -> Settings {
+        Settings {
+            response_phase: true,
+            ..Settings::default()
+        }
+    }
+
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Flow {
         plugin_sdk::log::debug(&format!("tagger {} on {}", self.name, req.path()));
         if req.header("x-respond") == Some(self.name.as_str()) {
             return Flow::Respond(
                 Reply::new(418)
-                    .header("x-responded-by", &self.name)
-                    .body(format!("short-circuit by {}", self.name)),
+                    .with_header("x-responded-by", &self.name)
+                    .with_body(format!("short-circuit by {}", self.name)),
             );
         }
         let chain = append(req.header("x-chain"), &self.name);
@@ -86,26 +93,27 @@ mod tests {
         let b = testing::init::<Tagger>(json!({"name": "B"})).unwrap();
         let out_a = testing::request(&a, TestRequest::get("/"));
         let next = out_a.upstream().unwrap().clone();
-        assert_eq!(next.get_header("x-seen-a"), Some("-"));
+        assert_eq!(next.header("x-seen-a"), Some("-"));
         let out_b = testing::request(&b, next);
         let up = out_b.upstream().unwrap();
-        assert_eq!(up.get_header("x-chain"), Some("A,B"));
-        assert_eq!(up.get_header("x-seen-b"), Some("A"));
+        assert_eq!(up.header("x-chain"), Some("A,B"));
+        assert_eq!(up.header("x-seen-b"), Some("A"));
         assert_eq!(out_b.context_value("seen"), Some("AB"));
         assert!(testing::logs().iter().any(|l| l.contains("tagger A")));
         let resp = testing::response(&b, up.clone(), TestResponse::new(200));
-        let resp = testing::response(&a, up.clone(), resp);
-        assert_eq!(resp.get_header("x-chain-response"), Some("B,A"));
-        assert_eq!(resp.get_header("x-context-a"), Some("AB"));
+        let resp = testing::response(&a, up.clone(), resp.response().clone());
+        let resp = resp.response();
+        assert_eq!(resp.header("x-chain-response"), Some("B,A"));
+        assert_eq!(resp.header("x-context-a"), Some("AB"));
     }
 
     #[test]
     fn responds_when_asked_and_rejects_bad_config() {
         let a = testing::init::<Tagger>(json!({"name": "A"})).unwrap();
-        let out = testing::request(&a, TestRequest::get("/").header("x-respond", "A"));
+        let out = testing::request(&a, TestRequest::get("/").with_header("x-respond", "A"));
         let reply = out.reply().unwrap();
         assert_eq!(reply.status(), 418);
-        assert_eq!(reply.get_header("x-responded-by"), Some("A"));
+        assert_eq!(reply.header("x-responded-by"), Some("A"));
         assert!(testing::init::<Tagger>(json!({"name": ""})).is_err());
         let err = testing::init::<Tagger>(json!({"nam": "x"})).err().unwrap();
         assert!(err.contains("unknown field `nam`"), "{err}");

@@ -1,12 +1,18 @@
-//! Checks that need only the file: references resolve, values are in range, names are unique.
+//! The first half of compiling: what needs only the file. References resolve, values are in
+//! range, names are unique, and values with a type become that type here — a route's match
+//! conditions are built into its [`Matcher`] by the same code that checks them, so a condition
+//! can never be checked one way and compiled another (or silently dropped).
 //!
 //! Every problem is collected (not just the first), each placed at its key path, so one
 //! `gateway check` run shows the operator everything to fix.
 
-use super::diagnostics::{ConfigError, KeyPath, SourceMap};
-use super::schema::{Config, LimitsConfig, MatchConfig, PluginUse, StateBackend};
+use crate::config::{
+    Config, ConfigError, KeyPath, LimitsConfig, MatchConfig, PluginUse, SourceMap, StateBackend,
+};
 use crate::key_path;
 use crate::plugin::capabilities::Capability;
+use crate::router::{Matcher, PathMatch};
+use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
@@ -22,8 +28,14 @@ impl Checker<'_> {
     }
 }
 
-/// All static problems in `config`.
-pub fn validate(config: &Config, source: &SourceMap) -> Vec<ConfigError> {
+/// What the static half yields: each route's matcher, in declaration order.
+pub struct Checked {
+    /// `routes[i]`'s match conditions.
+    pub matchers: Vec<Matcher>,
+}
+
+/// Check `config` and build its typed values, or every static problem in it.
+pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigError>> {
     let mut c = Checker {
         source,
         errors: Vec::new(),
@@ -34,10 +46,17 @@ pub fn validate(config: &Config, source: &SourceMap) -> Vec<ConfigError> {
     for (i, use_) in config.global_plugins.iter().enumerate() {
         check_plugin_use(config, use_, key_path!["global_plugins", i], &mut c);
     }
-    check_routes(config, &mut c);
+    let matchers = check_routes(config, &mut c);
     check_state(config, &mut c);
-    check_keys(config, &mut c);
-    c.errors
+    for unit in crate::plugin::host::UNITS {
+        for (path, message) in unit.check_config(config) {
+            c.fail(path, message);
+        }
+    }
+    match matchers {
+        Some(matchers) if c.errors.is_empty() => Ok(Checked { matchers }),
+        _ => Err(c.errors),
+    }
 }
 
 fn check_state(config: &Config, c: &mut Checker<'_>) {
@@ -59,45 +78,6 @@ fn check_state(config: &Config, c: &mut Checker<'_>) {
     }
     if state.timeout_ms == 0 {
         c.fail(key_path!["state", "timeout_ms"], "must be greater than 0");
-    }
-}
-
-fn check_keys(config: &Config, c: &mut Checker<'_>) {
-    for (name, set) in &config.keys {
-        let path = key_path!["keys", name];
-        if set.jwks_file.is_none()
-            && set.jwks_url.is_none()
-            && set.pem.is_empty()
-            && set.secrets.is_empty()
-        {
-            c.fail(
-                path.clone(),
-                "a key set needs at least one of `jwks_file`, `jwks_url`, `pem`, `secrets`",
-            );
-        }
-        if let Some(url) = &set.jwks_url
-            && (!url.starts_with("http://") || url.parse::<http::Uri>().is_err())
-        {
-            c.fail(
-                path.key("jwks_url"),
-                format!("`{url}` must be a valid http:// URL (https comes with TLS support)"),
-            );
-        }
-        for (i, secret) in set.secrets.iter().enumerate() {
-            let given = [&secret.env, &secret.file, &secret.value]
-                .iter()
-                .filter(|v| v.is_some())
-                .count();
-            if given != 1 {
-                c.fail(
-                    path.key("secrets").index(i),
-                    "give exactly one of `env`, `file`, `value`",
-                );
-            }
-        }
-        if set.min_refetch_ms == 0 {
-            c.fail(path.key("min_refetch_ms"), "must be greater than 0");
-        }
     }
 }
 
@@ -180,7 +160,7 @@ fn check_plugins(config: &Config, c: &mut Checker<'_>) {
             c.fail(path.key("sha256"), "must be 64 hex digits (a SHA-256)");
         }
         for (i, capability) in plugin.capabilities.iter().enumerate() {
-            if capability.parse::<Capability>().is_err() {
+            if Capability::find(capability).is_none() {
                 c.fail(
                     path.key("capabilities").index(i),
                     format!(
@@ -236,8 +216,10 @@ fn check_plugin_use(config: &Config, use_: &PluginUse, path: KeyPath, c: &mut Ch
     check_limits(&use_.limits(), &path, c);
 }
 
-fn check_routes(config: &Config, c: &mut Checker<'_>) {
+/// Check every route; the matchers, if every one of them compiled.
+fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
     let mut seen = HashSet::new();
+    let mut matchers = Vec::with_capacity(config.routes.len());
     for (i, route) in config.routes.iter().enumerate() {
         let path = key_path!["routes", i];
         if route.name.trim().is_empty() {
@@ -248,7 +230,7 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) {
                 format!("duplicate route name `{}`", route.name),
             );
         }
-        check_match(&route.matcher, &path.key("match"), c);
+        matchers.push(check_match(route, &path.key("match"), c));
         if route.strip_prefix && route.matcher.path_prefix.is_none() {
             c.fail(path.key("strip_prefix"), "needs `match.path_prefix`");
         }
@@ -270,9 +252,18 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) {
             check_plugin_use(config, use_, path.key("plugins").index(j), c);
         }
     }
+    matchers.into_iter().collect()
 }
 
-fn check_match(matcher: &MatchConfig, path: &KeyPath, c: &mut Checker<'_>) {
+/// Check a route's `match` and build it; `None` if any condition is invalid (each problem
+/// reported), never a matcher missing a condition.
+fn check_match(
+    route: &crate::config::RouteConfig,
+    path: &KeyPath,
+    c: &mut Checker<'_>,
+) -> Option<Matcher> {
+    let matcher: &MatchConfig = &route.matcher;
+    let before = c.errors.len();
     if matcher.path.is_some() && matcher.path_prefix.is_some() {
         c.fail(path.clone(), "give `path` or `path_prefix`, not both");
     }
@@ -286,14 +277,14 @@ fn check_match(matcher: &MatchConfig, path: &KeyPath, c: &mut Checker<'_>) {
             c.fail(path.key(key), format!("`{value}` must start with `/`"));
         }
     }
+    let mut methods = Vec::with_capacity(matcher.methods.len());
     for (i, method) in matcher.methods.iter().enumerate() {
-        if http::Method::from_bytes(method.as_bytes()).is_err()
-            || method.to_ascii_uppercase() != *method
-        {
-            c.fail(
+        match Method::from_bytes(method.as_bytes()) {
+            Ok(parsed) if method.to_ascii_uppercase() == *method => methods.push(parsed),
+            _ => c.fail(
                 path.key("methods").index(i),
                 format!("`{method}` is not an upper-case HTTP method"),
-            );
+            ),
         }
     }
     for (i, host) in matcher.hosts.iter().enumerate() {
@@ -305,14 +296,38 @@ fn check_match(matcher: &MatchConfig, path: &KeyPath, c: &mut Checker<'_>) {
             );
         }
     }
-    for name in matcher.headers.keys() {
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            c.fail(
-                path.key("headers").key(name),
-                format!("`{name}` is not a header name"),
-            );
+    let mut headers = Vec::with_capacity(matcher.headers.len());
+    for (name, value) in &matcher.headers {
+        let at = path.key("headers").key(name);
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(value)) => headers.push((name, value)),
+            (Err(_), _) => c.fail(at, format!("`{name}` is not a header name")),
+            (Ok(_), Err(_)) => c.fail(
+                at,
+                format!(
+                    "{value:?} is not a valid header value (visible ASCII, spaces and tabs; no control characters)"
+                ),
+            ),
         }
     }
+    if c.errors.len() > before {
+        return None;
+    }
+    let path_match = match (&matcher.path, &matcher.path_prefix) {
+        (Some(exact), _) => PathMatch::Exact(exact.clone()),
+        (None, Some(prefix)) if prefix != "/" => PathMatch::Prefix(prefix.clone()),
+        _ => PathMatch::Any,
+    };
+    Some(Matcher::new(
+        path_match,
+        methods,
+        &matcher.hosts,
+        headers,
+        route.priority,
+    ))
 }
 
 fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {

@@ -1,13 +1,20 @@
-//! The runtime snapshot: a config compiled into route tables, upstream pools and plugin
-//! instance pools. Built whole and immutable; a reload builds a new one beside the old and
-//! swaps the `Arc`, so a bad config never disturbs the running one.
+//! The one pass from config files to a runtime snapshot: `gateway check`, `gateway run` (and
+//! the coming reload) all call [`compile`] (or [`compile_file`]), so what `check` accepts is
+//! exactly what `run` serves.
 //!
-//! Building is where plugin problems surface: a missing module, a pin mismatch, an import the
-//! grant does not cover, or an `init` that rejects its config. Each is reported at its key path
-//! in the config file, like any other config error.
+//! Two halves, one result: [`validate`] checks what needs only the file and builds the typed
+//! values it checks (route matchers); [`compile`] then loads plugins, checks their imports
+//! against their grants, calls every `init`, and builds upstreams and the route table. Every
+//! problem of either half is a [`ConfigError`] at its key path (file:line:column). The result
+//! is a fresh immutable [`Runtime`]; nothing shared is touched, so a failed compile leaves a
+//! running snapshot as it was.
+
+#[cfg(test)]
+mod tests;
+pub mod validate;
 
 use crate::config::{
-    Config, ConfigError, ConfigErrors, KeyPath, LoadedConfig, PluginUse, RouteConfig,
+    self, Config, ConfigError, ConfigErrors, KeyPath, LoadedConfig, PluginUse, RouteConfig,
 };
 use crate::key_path;
 use crate::plugin::cache;
@@ -15,43 +22,31 @@ use crate::plugin::limits::{Limits, Violation};
 use crate::plugin::loader::{self, LoadedPlugin};
 use crate::plugin::pool::InstancePool;
 use crate::plugin::{Engines, WasmFilter};
-use crate::proxy::filter::{Filter, FilterNeeds};
-use crate::router::{Matcher, PathMatch, Router};
+use crate::proxy::filter::Filter;
+use crate::proxy::{Route, Runtime};
+use crate::router::Router;
 use crate::services::Services;
 use crate::upstream::Upstream;
-use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
-
+use std::path::Path;
 use std::sync::Arc;
 
-/// A compiled route.
-pub struct Route {
-    /// Route name.
-    pub name: Arc<str>,
-    /// Where requests go, unless a filter answers.
-    pub upstream: Option<Arc<Upstream>>,
-    /// Global filters, then the route's own.
-    pub chain: Vec<Arc<dyn Filter>>,
-    /// Prefix removed before proxying.
-    pub strip_prefix: Option<String>,
-    /// Forward the client's `Host`.
-    pub preserve_host: bool,
-    /// Body buffering cap.
-    pub max_body_bytes: usize,
-    /// Union of the chain's needs.
-    pub needs: FilterNeeds,
-}
-
-/// Everything a request needs, compiled from one config.
-pub struct Runtime {
-    /// Route table.
-    pub router: Router<Arc<Route>>,
+/// Read, parse and compile the config file at `path`; the parsed config comes back with the
+/// runtime, for the settings the server itself applies (listen addresses, timeouts).
+pub async fn compile_file(
+    path: &Path,
+    engines: &Engines,
+) -> Result<(LoadedConfig, Runtime), ConfigErrors> {
+    let loaded = config::load(path)?;
+    let runtime = compile(&loaded, engines).await?;
+    Ok((loaded, runtime))
 }
 
 /// Compile `loaded` into a runtime, loading every plugin and calling every `init`.
-pub async fn build(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime, ConfigErrors> {
+pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime, ConfigErrors> {
     let config = &loaded.config;
     let source = &loaded.source;
+    let checked = validate::check(config, source).map_err(ConfigErrors)?;
     let mut errors: Vec<ConfigError> = Vec::new();
 
     let workers = crate::worker::count(config.server.workers);
@@ -70,7 +65,8 @@ pub async fn build(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime, 
         .plugin_cache_dir
         .as_ref()
         .map(|dir| loaded.base_dir.join(dir))
-        .unwrap_or_else(cache::default_dir);
+        .or_else(cache::default_dir)
+        .and_then(|dir| cache::prepare(&dir));
     let services = match Services::build(loaded) {
         Ok(services) => services,
         Err(problems) => {
@@ -81,7 +77,13 @@ pub async fn build(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime, 
         }
     };
     services.state.warm_up().await;
-    let plugins = load_plugins(loaded, engines, &cache_dir, &services, &mut errors);
+    let plugins = load_plugins(
+        loaded,
+        engines,
+        cache_dir.as_deref(),
+        &services,
+        &mut errors,
+    );
 
     let mut global_chain = Vec::new();
     for (i, use_) in config.global_plugins.iter().enumerate() {
@@ -92,7 +94,7 @@ pub async fn build(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime, 
     }
 
     let mut routes = Vec::new();
-    for (i, route) in config.routes.iter().enumerate() {
+    for ((i, route), matcher) in config.routes.iter().enumerate().zip(checked.matchers) {
         let mut chain = global_chain.clone();
         for (j, use_) in route.plugins.iter().enumerate() {
             let path = key_path!["routes", i, "plugins", j];
@@ -107,10 +109,7 @@ pub async fn build(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime, 
             .as_ref()
             .and_then(|u| upstreams.get(u))
             .cloned();
-        routes.push((
-            matcher(route),
-            Arc::new(compile_route(route, upstream, chain)),
-        ));
+        routes.push((matcher, Arc::new(compile_route(route, upstream, chain))));
     }
 
     if errors.is_empty() {
@@ -127,58 +126,20 @@ fn compile_route(
     upstream: Option<Arc<Upstream>>,
     chain: Vec<Arc<dyn Filter>>,
 ) -> Route {
-    let needs = chain.iter().fold(FilterNeeds::default(), |acc, f| {
-        let n = f.needs();
-        FilterNeeds {
-            request_body: acc.request_body || n.request_body,
-            response_body: acc.response_body || (n.response_body && n.response_phase),
-            response_phase: acc.response_phase || n.response_phase,
-        }
-    });
-    Route {
-        name: Arc::from(route.name.as_str()),
-        upstream,
-        chain,
-        strip_prefix: route
-            .strip_prefix
-            .then(|| route.matcher.path_prefix.clone())
-            .flatten(),
-        preserve_host: route.preserve_host,
-        max_body_bytes: route.max_body_bytes,
-        needs,
-    }
-}
-
-fn matcher(route: &RouteConfig) -> Matcher {
-    let m = &route.matcher;
-    let path = match (&m.path, &m.path_prefix) {
-        (Some(exact), _) => PathMatch::Exact(exact.clone()),
-        (None, Some(prefix)) if prefix != "/" => PathMatch::Prefix(prefix.clone()),
-        _ => PathMatch::Any,
-    };
-    let methods = m
-        .methods
-        .iter()
-        .filter_map(|method| Method::from_bytes(method.as_bytes()).ok())
-        .collect();
-    let headers = m
-        .headers
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((
-                HeaderName::from_bytes(name.as_bytes()).ok()?,
-                HeaderValue::from_str(value).ok()?,
-            ))
-        })
-        .collect();
-    Matcher::new(path, methods, &m.hosts, headers, route.priority)
+    let mut compiled = Route::new(&route.name, upstream, chain, route.max_body_bytes);
+    compiled.strip_prefix = route
+        .strip_prefix
+        .then(|| route.matcher.path_prefix.clone())
+        .flatten();
+    compiled.preserve_host = route.preserve_host;
+    compiled
 }
 
 /// Load each `[plugins.NAME]` once; uses of a plugin share its compiled component.
 fn load_plugins(
     loaded: &LoadedConfig,
     engines: &Engines,
-    cache_dir: &std::path::Path,
+    cache_dir: Option<&Path>,
     services: &Arc<Services>,
     errors: &mut Vec<ConfigError>,
 ) -> HashMap<String, Arc<LoadedPlugin>> {
@@ -192,7 +153,7 @@ fn load_plugins(
             plugin,
             &loaded.base_dir,
             engines,
-            Some(cache_dir),
+            cache_dir,
             metered,
             services.clone(),
         ) {

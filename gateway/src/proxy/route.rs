@@ -1,0 +1,61 @@
+//! The types the pipeline runs on: a compiled [`Route`] and the [`Runtime`] snapshot holding
+//! the route table. They live with the pipeline, not with the compiler that builds them, so
+//! the pipeline depends on nothing above it (`crate::compile` builds them from a config).
+
+use super::filter::{Filter, FilterNeeds};
+use crate::router::Router;
+use crate::upstream::Upstream;
+use std::sync::Arc;
+
+/// A compiled route.
+pub struct Route {
+    /// Route name.
+    pub name: Arc<str>,
+    /// Where requests go, unless a filter answers.
+    pub upstream: Option<Arc<Upstream>>,
+    /// Global filters, then the route's own.
+    pub chain: Vec<Arc<dyn Filter>>,
+    /// Prefix removed before proxying.
+    pub strip_prefix: Option<String>,
+    /// Forward the client's `Host`.
+    pub preserve_host: bool,
+    /// Body buffering cap.
+    pub max_body_bytes: usize,
+    /// Union of the chain's needs.
+    pub needs: FilterNeeds,
+}
+
+impl Route {
+    /// A route that forwards to `upstream` through `chain`, buffering bodies up to
+    /// `max_body_bytes` where a filter asks for them.
+    pub fn new(
+        name: &str,
+        upstream: Option<Arc<Upstream>>,
+        chain: Vec<Arc<dyn Filter>>,
+        max_body_bytes: usize,
+    ) -> Self {
+        let needs = chain.iter().fold(FilterNeeds::default(), |acc, f| {
+            let n = f.needs();
+            FilterNeeds {
+                request_body: acc.request_body || n.request_body,
+                response_body: acc.response_body || (n.response_body && n.response_phase),
+                response_phase: acc.response_phase || n.response_phase,
+            }
+        });
+        Route {
+            name: Arc::from(name),
+            upstream,
+            chain,
+            strip_prefix: None,
+            preserve_host: false,
+            max_body_bytes,
+            needs,
+        }
+    }
+}
+
+/// Everything a request needs, compiled from one config.
+pub struct Runtime {
+    /// Route table.
+    pub router: Router<Arc<Route>>,
+}
