@@ -9,14 +9,10 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use gateway::config::{Isolation, PluginConfig};
-use gateway::plugin::limits::Limits;
-use gateway::plugin::loader;
-use gateway::plugin::pool::InstancePool;
-use gateway::plugin::{Engines, WasmFilter};
-use gateway::proxy::filter::{Filter, RequestContext, RequestVerdict, Slot};
-use gateway::router::{Matcher, PathMatch, RequestKey, Router};
-use gateway::services::Services;
+use gateway::bench::{
+    Engines, Filter, InstancePool, Isolation, Limits, Matcher, PathMatch, PluginConfig,
+    RequestContext, RequestKey, RequestVerdict, Router, Services, Slot, WasmFilter, loader,
+};
 use http::{HeaderMap, Method};
 use std::hint::black_box;
 use std::sync::Arc;

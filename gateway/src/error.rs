@@ -36,8 +36,6 @@ pub enum ErrorKind {
     UpstreamBadResponse,
     /// A plugin failed (trap, timeout, fuel, memory, output cap) and its policy is to deny.
     PluginFailed,
-    /// A bug or resource exhaustion inside the gateway.
-    Internal,
 }
 
 impl ErrorKind {
@@ -51,7 +49,7 @@ impl ErrorKind {
                 StatusCode::BAD_GATEWAY
             }
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::PluginFailed | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::PluginFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -65,7 +63,6 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamBadResponse => "upstream_bad_response",
             ErrorKind::PluginFailed => "plugin_failed",
-            ErrorKind::Internal => "internal_error",
         }
     }
 }
@@ -151,12 +148,8 @@ impl GatewayError {
         self.retryable
     }
 
-    /// True for upstream response timeouts.
-    pub fn is_timeout(&self) -> bool {
-        self.kind == ErrorKind::UpstreamTimeout
-    }
-
     /// The status the client will see.
+    #[cfg(test)]
     pub fn status(&self) -> StatusCode {
         self.status
     }

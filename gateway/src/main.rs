@@ -2,5 +2,5 @@
 //! (`src/lib.rs`), which benchmarks and tools link against too.
 
 fn main() -> std::process::ExitCode {
-    gateway::cli::main()
+    gateway::main()
 }

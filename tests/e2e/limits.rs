@@ -192,6 +192,15 @@ async fn violations_fail_only_their_own_request(isolation: &str, server: &str) {
         log.contains("plugin=misbehave") || log.contains("plugin=\"misbehave\""),
         "{log}"
     );
+    // Each failure is logged once, inside the request's span: route and request id on the line.
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("plugin failed")).collect();
+    assert!(!failures.is_empty());
+    for line in failures {
+        assert!(
+            line.contains("request{route=") && line.contains("request_id="),
+            "no request span on: {line}"
+        );
+    }
 }
 
 /// Requests the healthy `/ok` route sent upstream after `from`.
@@ -243,8 +252,10 @@ async fn max_instances_bounds_instances_and_a_busy_plugin_fails_fast() {
         "backend = \"redis\"\nurl = \"redis://{}\"\ntimeout_ms = 5000",
         silent_redis.addr
     );
-    let config = rate_limited_config(&up.target(), &state, "second = 100")
-        .replace("timeout_ms = 200\n", "timeout_ms = 1500\nmax_instances = 1\n");
+    let config = rate_limited_config(&up.target(), &state, "second = 100").replace(
+        "timeout_ms = 200\n",
+        "timeout_ms = 1500\nmax_instances = 1\n",
+    );
     assert!(config.contains("max_instances = 1"));
     let gw = Gateway::start(&config);
     let client = HttpClient::http1();
@@ -273,7 +284,10 @@ async fn max_instances_bounds_instances_and_a_busy_plugin_fails_fast() {
         assert_eq!(reply.status, 503, "{}", reply.text());
         let error = &reply.json()["error"];
         assert_eq!(error["code"], "plugin_failed");
-        assert!(error["message"].as_str().unwrap().contains("(busy)"), "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("(busy)"),
+            "{error}"
+        );
         // Answered within the short wait, long before the parked call ended.
         assert!(*took < Duration::from_millis(700), "took {took:?}");
     }

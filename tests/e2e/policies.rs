@@ -78,3 +78,50 @@ plugins = [ {{ use = "ip", config = {{ deny = ["127.0.0.0/8"] }} }} ]
         .await;
     assert_eq!(other.header("access-control-allow-origin"), None);
 }
+
+/// One error shape for clients, whoever refused them: the gateway's own errors
+/// (`GatewayError::into_response`) and a plugin's `Reply::error` (here ip-restriction's 403)
+/// have the same keys, types and meaning, checked on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_and_plugin_errors_have_one_json_shape() {
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&format!(
+        r#"{server}
+[upstreams.up]
+targets = [{target}]
+
+[plugins.ip]
+module = "builtin:ip-restriction"
+
+[[routes]]
+name = "closed"
+match = {{ path_prefix = "/closed" }}
+upstream = "up"
+plugins = [ {{ use = "ip", config = {{ deny = ["127.0.0.0/8", "::1/128"] }} }} ]
+"#,
+        server = server_section(),
+        target = up.target(),
+    ));
+    let client = HttpClient::http1();
+    let shape = |reply: &crate::support::Reply| {
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        let body = reply.json();
+        let outer: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(outer, ["error"]);
+        let error = body["error"].as_object().unwrap();
+        let mut keys: Vec<&str> = error.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["code", "message", "request_id", "status"]);
+        assert_eq!(error["status"].as_u64(), Some(u64::from(reply.status)));
+        assert!(error["code"].as_str().is_some_and(|c| !c.is_empty()));
+        assert!(error["message"].as_str().is_some());
+        assert_eq!(error["request_id"].as_str(), reply.header("x-request-id"));
+    };
+    let gateway_error = client.get(&gw.url("/nowhere"), &[]).await;
+    assert_eq!(gateway_error.status, 404);
+    shape(&gateway_error);
+    let plugin_error = client.get(&gw.url("/closed"), &[]).await;
+    assert_eq!(plugin_error.status, 403);
+    shape(&plugin_error);
+    assert_eq!(up.count(), 0);
+}

@@ -144,7 +144,13 @@ async fn redis_outage_follows_policy_fast_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_auth_acl_and_rate_limit_by_consumer_in_one_chain() {
     let dir = scratch_dir("consumers");
-    let sha = |key: &str| gateway::plugin::cache::sha256_hex(key.as_bytes());
+    let sha = |key: &str| {
+        use sha2::Digest;
+        sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
     let consumers = dir.join("consumers.json");
     std::fs::write(
         &consumers,

@@ -2,13 +2,12 @@
 
 use crate::plugin::{Engines, inspect};
 use crate::telemetry::{self, LogFormat};
-use crate::{compile, server, worker};
+use crate::{compile, server};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// An API gateway whose policies run as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -87,7 +86,8 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = control_runtime()?;
     match rt.block_on(compile::compile_file(path, &engines)) {
-        Ok((_, runtime)) => {
+        Ok(compiled) => {
+            let runtime = compiled.runtime;
             println!("{}: OK ({} routes)", path.display(), runtime.router.len());
             Ok(ExitCode::SUCCESS)
         }
@@ -103,25 +103,26 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = control_runtime()?;
     rt.block_on(async {
-        let (loaded, runtime) = match compile::compile_file(path, &engines).await {
-            Ok((loaded, runtime)) => (loaded, Arc::new(runtime)),
+        let compiled = match compile::compile_file(path, &engines).await {
+            Ok(compiled) => compiled,
             Err(errors) => {
                 eprintln!("{errors}");
                 return Ok(ExitCode::FAILURE);
             }
         };
-        let workers = worker::count(loaded.config.server.workers);
-        let listeners = server::bind(&loaded.config.server.listen, workers)?;
+        let runtime = Arc::new(compiled.runtime);
+        let settings = compiled.server;
+        let workers = settings.workers;
+        let listeners = server::bind(&settings.listen, workers)?;
         for local in &listeners.addresses {
             tracing::info!(address = %local, workers, "listening");
             // Tests and scripts read this line to learn ephemeral ports.
             println!("listening on {local}");
         }
-        let grace = Duration::from_secs(loaded.config.server.shutdown_grace_s);
-        let settings = server::ConnectionSettings {
-            idle_timeout: Duration::from_secs(loaded.config.server.idle_timeout_s),
+        let connections = server::ConnectionSettings {
+            idle_timeout: settings.idle_timeout,
         };
-        server::serve(listeners, runtime, settings, grace).await?;
+        server::serve(listeners, runtime, connections, settings.shutdown_grace).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -28,28 +28,52 @@ use crate::router::Router;
 use crate::services::Services;
 use crate::upstream::Upstream;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Read, parse and compile the config file at `path`; the parsed config comes back with the
-/// runtime, for the settings the server itself applies (listen addresses, timeouts).
-pub async fn compile_file(
-    path: &Path,
-    engines: &Engines,
-) -> Result<(LoadedConfig, Runtime), ConfigErrors> {
+/// A compiled config: the runtime the pipeline serves, and what the server itself applies.
+pub struct Compiled {
+    /// Routes, filters, upstreams.
+    pub runtime: Runtime,
+    /// Listeners, workers, timeouts.
+    pub server: ServerSettings,
+}
+
+/// `[server]`, typed.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads (resolved: never 0).
+    pub workers: usize,
+    /// Close a connection idle this long.
+    pub idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, drain this long.
+    pub shutdown_grace: Duration,
+}
+
+/// Read, parse and compile the config file at `path`.
+pub async fn compile_file(path: &Path, engines: &Engines) -> Result<Compiled, ConfigErrors> {
     let loaded = config::load(path)?;
-    let runtime = compile(&loaded, engines).await?;
-    Ok((loaded, runtime))
+    compile(&loaded, engines).await
 }
 
 /// Compile `loaded` into a runtime, loading every plugin and calling every `init`.
-pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime, ConfigErrors> {
+pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compiled, ConfigErrors> {
     let config = &loaded.config;
     let source = &loaded.source;
     let checked = validate::check(config, source).map_err(ConfigErrors)?;
     let mut errors: Vec<ConfigError> = Vec::new();
 
     let workers = crate::worker::count(config.server.workers);
+    let server = ServerSettings {
+        listen: checked.listen,
+        workers,
+        idle_timeout: Duration::from_secs(config.server.idle_timeout_s),
+        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_s),
+    };
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
         match Upstream::new(name, upstream, workers) {
@@ -113,8 +137,11 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Runtime
     }
 
     if errors.is_empty() {
-        Ok(Runtime {
-            router: Router::new(routes),
+        Ok(Compiled {
+            runtime: Runtime {
+                router: Router::new(routes),
+            },
+            server,
         })
     } else {
         Err(ConfigErrors(errors))

@@ -28,10 +28,12 @@ impl Checker<'_> {
     }
 }
 
-/// What the static half yields: each route's matcher, in declaration order.
+/// What the static half yields, typed.
 pub struct Checked {
     /// `routes[i]`'s match conditions.
     pub matchers: Vec<Matcher>,
+    /// `server.listen`.
+    pub listen: Vec<SocketAddr>,
 }
 
 /// Check `config` and build its typed values, or every static problem in it.
@@ -40,7 +42,7 @@ pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigE
         source,
         errors: Vec::new(),
     };
-    check_server(config, &mut c);
+    let listen = check_server(config, &mut c);
     check_upstreams(config, &mut c);
     check_plugins(config, &mut c);
     for (i, use_) in config.global_plugins.iter().enumerate() {
@@ -54,7 +56,7 @@ pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigE
         }
     }
     match matchers {
-        Some(matchers) if c.errors.is_empty() => Ok(Checked { matchers }),
+        Some(matchers) if c.errors.is_empty() => Ok(Checked { matchers, listen }),
         _ => Err(c.errors),
     }
 }
@@ -81,19 +83,22 @@ fn check_state(config: &Config, c: &mut Checker<'_>) {
     }
 }
 
-fn check_server(config: &Config, c: &mut Checker<'_>) {
+/// `[server]`; the listen addresses, parsed.
+fn check_server(config: &Config, c: &mut Checker<'_>) -> Vec<SocketAddr> {
     if config.server.listen.is_empty() {
         c.fail(
             key_path!["server", "listen"],
             "at least one listen address is required",
         );
     }
+    let mut listen = Vec::with_capacity(config.server.listen.len());
     for (i, addr) in config.server.listen.iter().enumerate() {
-        if addr.parse::<SocketAddr>().is_err() {
-            c.fail(
+        match addr.parse::<SocketAddr>() {
+            Ok(parsed) => listen.push(parsed),
+            Err(_) => c.fail(
                 key_path!["server", "listen", i],
                 format!("`{addr}` is not an IP:port address (e.g. 127.0.0.1:8080)"),
-            );
+            ),
         }
     }
     if config.server.idle_timeout_s == 0 {
@@ -102,6 +107,7 @@ fn check_server(config: &Config, c: &mut Checker<'_>) {
             "must be greater than 0",
         );
     }
+    listen
 }
 
 fn check_upstreams(config: &Config, c: &mut Checker<'_>) {

@@ -15,5 +15,4 @@ wasmtime::component::bindgen!({
     ownership: Borrowing { duplicate_if_necessary: true },
 });
 
-pub use self::exports::gateway::plugin::filter;
 pub use self::gateway::plugin::types;

@@ -139,7 +139,11 @@ const BASELINE: &[&str] = &[
 pub fn compatible(theirs: &str, ours: &str) -> bool {
     let key = |version: &str| -> Vec<String> {
         let parts: Vec<String> = version.split('.').map(str::to_string).collect();
-        let keep = if parts.first().is_some_and(|major| major == "0") { 2 } else { 1 };
+        let keep = if parts.first().is_some_and(|major| major == "0") {
+            2
+        } else {
+            1
+        };
         parts.into_iter().take(keep).collect()
     };
     key(theirs) == key(ours)
@@ -165,7 +169,9 @@ fn classify_in(units: &[&'static dyn CapabilityUnit], import: &str) -> ImportCla
     units
         .iter()
         .find(|unit| unit.interfaces().contains(&unversioned))
-        .map_or(ImportClass::Unknown, |unit| ImportClass::Needs(Capability(*unit)))
+        .map_or(ImportClass::Unknown, |unit| {
+            ImportClass::Needs(Capability(*unit))
+        })
 }
 
 /// The import names of a component.
@@ -326,8 +332,9 @@ mod tests {
 
     #[test]
     fn wit_version_matches_the_wit_package() {
-        let wit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit"))
-            .unwrap();
+        let wit =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit"))
+                .unwrap();
         assert!(
             wit.contains(&format!("package gateway:plugin@{WIT_VERSION};")),
             "WIT_VERSION is not the version of wit/plugin.wit"

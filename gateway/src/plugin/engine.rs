@@ -7,7 +7,7 @@
 //! stacks live in address space reserved once, and a finished instance's memory is reset in
 //! place (copy-on-write image, `madvise`) instead of `mmap`/`munmap` per request — the
 //! profile of a fresh-instance call was mostly those system calls, TLB shootdowns and page
-//! faults. Pooled engines are built on first use, so a gateway without request isolation
+//! faults. Pooling-allocator engines are built on first use, so a gateway without request isolation
 //! reserves nothing.
 //!
 //! Every engine uses epoch interruption for wall-clock timeouts, advanced by the
@@ -35,7 +35,7 @@ const MAX_WASM_STACK: usize = 512 << 10;
 /// fails by the plugin's `on_error`.
 pub const POOL_INSTANCES: u32 = 1_000;
 
-/// Memory of a finished pooled instance that is reset in place rather than released.
+/// Memory of a finished pooling-allocator instance that is reset in place rather than released.
 const KEEP_RESIDENT: usize = 4 << 20;
 
 /// The gateway's engines and their ticker; the ticker stops when this is dropped.
@@ -44,19 +44,22 @@ pub struct Engines {
     ticker: Ticker,
 }
 
+/// Named by how each engine allocates instances, not by isolation mode: `isolation = "pooled"`
+/// (warm instances, kept) runs on the on-demand engines; `isolation = "request"` (a fresh
+/// instance per request) on the pooling-allocator engines.
 struct Inner {
-    plain: Engine,
-    fueled: Engine,
-    pooled: OnceLock<Engine>,
-    pooled_fueled: OnceLock<Engine>,
+    on_demand_plain: Engine,
+    on_demand_fueled: Engine,
+    pooling_allocator: OnceLock<Engine>,
+    pooling_allocator_fueled: OnceLock<Engine>,
 }
 
 impl Inner {
     fn increment_epochs(&self) {
-        self.plain.increment_epoch();
-        self.fueled.increment_epoch();
-        for pooled in [&self.pooled, &self.pooled_fueled] {
-            if let Some(engine) = pooled.get() {
+        self.on_demand_plain.increment_epoch();
+        self.on_demand_fueled.increment_epoch();
+        for pooling in [&self.pooling_allocator, &self.pooling_allocator_fueled] {
+            if let Some(engine) = pooling.get() {
                 engine.increment_epoch();
             }
         }
@@ -67,10 +70,10 @@ impl Engines {
     /// Build the on-demand engines and start the epoch ticker (asleep until a call).
     pub fn new() -> wasmtime::Result<Self> {
         let inner = Arc::new(Inner {
-            plain: Engine::new(&config(false))?,
-            fueled: Engine::new(&config(true))?,
-            pooled: OnceLock::new(),
-            pooled_fueled: OnceLock::new(),
+            on_demand_plain: Engine::new(&config(false))?,
+            on_demand_fueled: Engine::new(&config(true))?,
+            pooling_allocator: OnceLock::new(),
+            pooling_allocator_fueled: OnceLock::new(),
         });
         let epochs = inner.clone();
         let ticker = Ticker::start(move || epochs.increment_epochs())
@@ -86,18 +89,18 @@ impl Engines {
     /// The engine for a plugin, by whether it meters fuel and how it isolates requests.
     pub fn engine(&self, fuel: bool, isolation: Isolation) -> &Engine {
         let inner = &*self.inner;
-        let on_demand = if fuel { &inner.fueled } else { &inner.plain };
+        let on_demand = if fuel { &inner.on_demand_fueled } else { &inner.on_demand_plain };
         if isolation != Isolation::Request {
             return on_demand;
         }
-        let pooled = if fuel {
-            &inner.pooled_fueled
+        let pooling = if fuel {
+            &inner.pooling_allocator_fueled
         } else {
-            &inner.pooled
+            &inner.pooling_allocator
         };
-        pooled.get_or_init(|| {
-            let pooled = |pagemap| Engine::new(config(fuel).allocation_strategy(pool(pagemap)));
-            match pooled(true).or_else(|_| pooled(false)) {
+        pooling.get_or_init(|| {
+            let build = |pagemap| Engine::new(config(fuel).allocation_strategy(pool(pagemap)));
+            match build(true).or_else(|_| build(false)) {
                 Ok(engine) => engine,
                 Err(e) => {
                     // Only address space is at stake (e.g. a `ulimit -v`): run on demand.

@@ -41,6 +41,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use pipeline::{ChainOutcome, Exchange};
 use std::sync::Arc;
+use tracing::Instrument;
 
 pub use crate::body::Body;
 pub use filter::Filter;
@@ -102,13 +103,27 @@ async fn proxy(
         return Ok(Response::from_parts(parts, body));
     }
 
-    let mut exchange = Exchange::new(
-        &route,
-        client,
-        scheme,
-        request_id.to_str().unwrap_or_default(),
-    );
-    let body = bodies::RequestBody::read(&route, &parts, body).await?;
+    let id = request_id.to_str().unwrap_or_default();
+    // Every log line of a filtered request — a plugin failure, a plugin's own `log` calls —
+    // is inside this span, so each carries the route and request id. Routes without
+    // filters log nothing per request and skip its cost.
+    let span = tracing::info_span!("request", route = %route.name, request_id = %id);
+    filtered(&route, client, scheme, id, parts, body)
+        .instrument(span)
+        .await
+}
+
+/// Request chain, forward, response chain: a route with filters.
+async fn filtered(
+    route: &Route,
+    client: &Peer,
+    scheme: &'static str,
+    request_id: &str,
+    mut parts: request::Parts,
+    body: Body,
+) -> Result<Response<Body>, GatewayError> {
+    let mut exchange = Exchange::new(route, client, scheme, request_id);
+    let body = bodies::RequestBody::read(route, &parts, body).await?;
     let (response, request_head) = match exchange.request_chain(&mut parts, body).await? {
         ChainOutcome::Respond(local) => {
             let (response, bytes) = local.into_parts();
@@ -121,7 +136,7 @@ async fn proxy(
         ChainOutcome::Forward(body) => {
             let request_head = route.needs.response_phase.then(|| clone_parts(&parts));
             let body = body.into_upstream(&mut parts.headers);
-            let (response, body) = forward::forward(&route, parts, body).await?;
+            let (response, body) = forward::forward(route, parts, body).await?;
             (
                 (response, bodies::ResponseBody::Streaming(body)),
                 request_head,

@@ -78,7 +78,7 @@ impl<'r> Exchange<'r> {
                 Ok(RequestVerdict::Respond(response)) => {
                     return Ok(ChainOutcome::Respond(response));
                 }
-                Err(failure) => fail_or_skip(failure, &self.ctx)?,
+                Err(failure) => fail_or_skip(failure)?,
             }
             self.passed += 1;
         }
@@ -132,20 +132,18 @@ impl<'r> Exchange<'r> {
                     parts = new_parts;
                     body = ResponseBody::Buffered(bytes);
                 }
-                Err(failure) => fail_or_skip(failure, &self.ctx)?,
+                Err(failure) => fail_or_skip(failure)?,
             }
         }
         Ok((parts, body))
     }
 }
 
-/// A failed filter: log it (once, here), then skip it (`on_error = "allow"`) or fail the
-/// request.
-fn fail_or_skip(failure: FilterFailure, ctx: &RequestContext) -> Result<(), GatewayError> {
+/// A failed filter: log it (once, here, inside the request's span, which carries route and
+/// request id), then skip it (`on_error = "allow"`) or fail the request.
+fn fail_or_skip(failure: FilterFailure) -> Result<(), GatewayError> {
     tracing::warn!(
         plugin = %failure.plugin,
-        route = %ctx.route,
-        request_id = %ctx.request_id,
         violation = failure.label,
         on_error = ?failure.on_error,
         "plugin failed: {}",

@@ -21,7 +21,7 @@ pub use connection::ConnectionSettings;
 
 use crate::proxy::Runtime;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
@@ -45,7 +45,7 @@ struct Worker {
 
 /// Build `workers` runtimes and bind each of `addresses` once per worker. An address with
 /// port 0 gets one ephemeral port, shared by all workers.
-pub fn bind(addresses: &[String], workers: usize) -> io::Result<Listeners> {
+pub fn bind(addresses: &[SocketAddr], workers: usize) -> io::Result<Listeners> {
     let mut built = Vec::with_capacity(workers);
     for _ in 0..workers.max(1) {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -58,7 +58,7 @@ pub fn bind(addresses: &[String], workers: usize) -> io::Result<Listeners> {
     }
     let mut bound = Vec::with_capacity(addresses.len());
     for address in addresses {
-        let local = bind_all(address, &mut built)
+        let local = bind_all(*address, &mut built)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
         bound.push(local);
     }
@@ -68,32 +68,22 @@ pub fn bind(addresses: &[String], workers: usize) -> io::Result<Listeners> {
     })
 }
 
-/// Bind `address` for every worker; returns the address bound. Each resolved address is tried
-/// in turn, as `TcpListener::bind` does.
-fn bind_all(address: &str, workers: &mut [Worker]) -> io::Result<SocketAddr> {
-    let mut last_error = io::Error::new(io::ErrorKind::InvalidInput, "no address resolved");
-    for candidate in address.to_socket_addrs()? {
-        let mut sockets = Vec::with_capacity(workers.len());
-        let mut target = candidate;
-        let result = workers.iter().try_for_each(|worker| {
-            // Sockets register with the reactor of the runtime entered.
-            let _entered = worker.runtime.enter();
-            let listener = listen_shared(target)?;
-            target = listener.local_addr()?;
-            sockets.push(listener);
-            Ok::<_, io::Error>(())
-        });
-        match result {
-            Ok(()) => {
-                for (worker, listener) in workers.iter_mut().zip(sockets) {
-                    worker.listeners.push(listener);
-                }
-                return Ok(target);
-            }
-            Err(e) => last_error = e,
-        }
+/// Bind `address` for every worker (port 0 resolved by the first, shared by the rest); returns
+/// the address bound.
+fn bind_all(address: SocketAddr, workers: &mut [Worker]) -> io::Result<SocketAddr> {
+    let mut sockets = Vec::with_capacity(workers.len());
+    let mut target = address;
+    for worker in workers.iter() {
+        // Sockets register with the reactor of the runtime entered.
+        let _entered = worker.runtime.enter();
+        let listener = listen_shared(target)?;
+        target = listener.local_addr()?;
+        sockets.push(listener);
     }
-    Err(last_error)
+    for (worker, listener) in workers.iter_mut().zip(sockets) {
+        worker.listeners.push(listener);
+    }
+    Ok(target)
 }
 
 /// A listening socket on `address` that other sockets of this process may share.

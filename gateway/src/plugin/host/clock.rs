@@ -6,7 +6,11 @@ use crate::services::state::now_ms as unix_ms;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-super::gateway_unit!(Clock, "clock", crate::plugin::bindings::gateway::plugin::clock);
+super::gateway_unit!(
+    Clock,
+    "clock",
+    crate::plugin::bindings::gateway::plugin::clock
+);
 
 /// The fixed point monotonic time is measured from.
 fn origin() -> Instant {

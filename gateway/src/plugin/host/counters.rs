@@ -8,7 +8,11 @@ use crate::plugin::bindings::gateway::plugin::counters::{
 use crate::plugin::state::StoreState;
 use crate::services::state::{self, StateError};
 
-super::gateway_unit!(Counters, "counters", crate::plugin::bindings::gateway::plugin::counters);
+super::gateway_unit!(
+    Counters,
+    "counters",
+    crate::plugin::bindings::gateway::plugin::counters
+);
 
 impl Host for StoreState {
     async fn increment(&mut self, counters: Vec<Bump>) -> Result<Vec<Count>, CounterError> {

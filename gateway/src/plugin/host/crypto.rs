@@ -24,14 +24,18 @@ fn check_keys(config: &Config) -> Vec<(KeyPath, String)> {
             && set.pem.is_empty()
             && set.secrets.is_empty()
         {
-            problems.push((path.clone(),
-                "a key set needs at least one of `jwks_file`, `jwks_url`, `pem`, `secrets`".into()));
+            problems.push((
+                path.clone(),
+                "a key set needs at least one of `jwks_file`, `jwks_url`, `pem`, `secrets`".into(),
+            ));
         }
         if let Some(url) = &set.jwks_url
             && (!url.starts_with("http://") || url.parse::<http::Uri>().is_err())
         {
-            problems.push((path.key("jwks_url"),
-                format!("`{url}` must be a valid http:// URL (https comes with TLS support)")));
+            problems.push((
+                path.key("jwks_url"),
+                format!("`{url}` must be a valid http:// URL (https comes with TLS support)"),
+            ));
         }
         for (i, secret) in set.secrets.iter().enumerate() {
             let given = [&secret.env, &secret.file, &secret.value]
@@ -39,8 +43,10 @@ fn check_keys(config: &Config) -> Vec<(KeyPath, String)> {
                 .filter(|v| v.is_some())
                 .count();
             if given != 1 {
-                problems.push((path.key("secrets").index(i),
-                    "give exactly one of `env`, `file`, `value`".into()));
+                problems.push((
+                    path.key("secrets").index(i),
+                    "give exactly one of `env`, `file`, `value`".into(),
+                ));
             }
         }
         if set.min_refetch_ms == 0 {
