@@ -60,6 +60,8 @@ mod context;
 mod glue;
 pub mod host;
 mod http;
+pub mod rules;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 #[cfg(not(target_arch = "wasm32"))]
 mod testing_host;

@@ -467,12 +467,6 @@ pub mod defaults {
     pub const TIMEOUT_MS: u64 = 20;
     /// Plugin memory.
     pub const MEMORY_MB: u64 = 16;
-    /// Header changes per call.
-    pub const MAX_HEADERS: usize = 100;
-    /// Header bytes per call.
-    pub const MAX_HEADER_BYTES: usize = 64 << 10;
-    /// Body bytes per call.
-    pub const MAX_BODY_BYTES: usize = 1 << 20;
     /// Status when a plugin fails closed.
     pub const ERROR_STATUS: u16 = 500;
 }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, request, response};
+use plugin_sdk::rules;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -322,19 +323,11 @@ fn new_target(
         return Ok(None);
     }
     let path = path.unwrap_or(request.uri.path());
-    if !path.starts_with('/') {
-        return Err(bad(format!("path {path:?} does not start with `/`")));
-    }
-    // A `?` would start a query and a `#` would cut the target short: neither is a path.
-    if path.contains(['?', '#']) || query.is_some_and(|q| q.contains('#')) {
-        return Err(bad(format!(
-            "path {path:?} or query {query:?} contains `?` or `#`"
-        )));
-    }
     let query = match query {
         Some(query) => Some(query).filter(|q| !q.is_empty()),
         None => request.uri.query(),
     };
+    rules::target_shape(path, query).map_err(bad)?;
     let target = match query {
         Some(query) => format!("{path}?{query}"),
         None => path.to_string(),
@@ -398,10 +391,8 @@ fn response_verdict(action: ResponseAction) -> Result<ResponseVerdict, Violation
 }
 
 fn status_code(status: u16) -> Result<StatusCode, Violation> {
-    StatusCode::from_u16(status)
-        .ok()
-        .filter(|s| s.as_u16() >= 200)
-        .ok_or_else(|| bad(format!("invalid status {status}")))
+    let status = rules::status(status).map_err(bad)?;
+    StatusCode::from_u16(status).map_err(|_| bad(format!("invalid status {status}")))
 }
 
 fn to_local_response(response: WitResponse) -> Result<LocalResponse, Violation> {

@@ -5,6 +5,7 @@
 
 use crate::config::{LimitsConfig, OnError, defaults};
 use http::StatusCode;
+use plugin_sdk::rules::{self, OutputLimits};
 use std::fmt;
 use std::time::Duration;
 use wasmtime::Trap;
@@ -20,12 +21,8 @@ pub struct Limits {
     pub fuel: Option<u64>,
     /// Linear memory per instance.
     pub memory_bytes: usize,
-    /// Header changes per call.
-    pub max_headers: usize,
-    /// Header bytes per call.
-    pub max_header_bytes: usize,
-    /// Body bytes per call.
-    pub max_body_bytes: usize,
+    /// Header changes, header bytes and body bytes per call.
+    pub output: OutputLimits,
     /// What a failure does to the request.
     pub on_error: OnError,
     /// Status when failing closed.
@@ -40,11 +37,17 @@ impl Limits {
             timeout: Duration::from_millis(config.timeout_ms.unwrap_or(defaults::TIMEOUT_MS)),
             fuel: config.fuel,
             memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
-            max_headers: config.max_headers.unwrap_or(defaults::MAX_HEADERS),
-            max_header_bytes: config
-                .max_header_bytes
-                .unwrap_or(defaults::MAX_HEADER_BYTES),
-            max_body_bytes: config.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES),
+            output: OutputLimits {
+                max_headers: config
+                    .max_headers
+                    .unwrap_or(OutputLimits::DEFAULT.max_headers),
+                max_header_bytes: config
+                    .max_header_bytes
+                    .unwrap_or(OutputLimits::DEFAULT.max_header_bytes),
+                max_body_bytes: config
+                    .max_body_bytes
+                    .unwrap_or(OutputLimits::DEFAULT.max_body_bytes),
+            },
             on_error: config.on_error.unwrap_or_default(),
             error_status: StatusCode::from_u16(
                 config.error_status.unwrap_or(defaults::ERROR_STATUS),
@@ -164,8 +167,8 @@ impl fmt::Display for Violation {
 pub fn check_request_action(action: &RequestAction, limits: &Limits) -> Result<(), Violation> {
     match action {
         RequestAction::Continue(changes) => {
-            check_headers(&changes.headers, 0, limits)?;
-            check_headers(&changes.response_headers, 0, limits)?;
+            check_headers(&changes.headers, limits)?;
+            check_headers(&changes.response_headers, limits)?;
             check_body(changes.body.as_deref(), limits)
         }
         RequestAction::Respond(response) => check_response(response, limits),
@@ -177,7 +180,7 @@ pub fn check_request_action(action: &RequestAction, limits: &Limits) -> Result<(
 pub fn check_response_action(action: &ResponseAction, limits: &Limits) -> Result<(), Violation> {
     match action {
         ResponseAction::Continue(changes) => {
-            check_headers(&changes.headers, 0, limits)?;
+            check_headers(&changes.headers, limits)?;
             check_body(changes.body.as_deref(), limits)
         }
         ResponseAction::Replace(response) => check_response(response, limits),
@@ -186,52 +189,26 @@ pub fn check_response_action(action: &ResponseAction, limits: &Limits) -> Result
 }
 
 fn check_response(response: &Response, limits: &Limits) -> Result<(), Violation> {
-    let bytes: usize = response
+    let fields = response
         .headers
         .iter()
-        .map(|h| h.name.len() + h.value.len())
-        .sum();
-    check_counts(response.headers.len(), bytes, limits)?;
+        .map(|h| (h.name.as_str(), h.value.as_str()));
+    rules::header_changes([], fields, &limits.output).map_err(Violation::OutputCap)?;
     check_body(Some(&response.body), limits)
 }
 
-fn check_headers(changes: &HeaderChanges, extra: usize, limits: &Limits) -> Result<(), Violation> {
-    let count = changes.remove.len() + changes.set.len() + changes.add.len() + extra;
-    let bytes: usize = changes.remove.iter().map(String::len).sum::<usize>()
-        + changes
-            .set
-            .iter()
-            .chain(&changes.add)
-            .map(|h| h.name.len() + h.value.len())
-            .sum::<usize>();
-    check_counts(count, bytes, limits)
-}
-
-fn check_counts(count: usize, bytes: usize, limits: &Limits) -> Result<(), Violation> {
-    if count > limits.max_headers {
-        return Err(Violation::OutputCap(format!(
-            "{count} header changes, limit {}",
-            limits.max_headers
-        )));
-    }
-    if bytes > limits.max_header_bytes {
-        return Err(Violation::OutputCap(format!(
-            "{bytes} header bytes, limit {}",
-            limits.max_header_bytes
-        )));
-    }
-    Ok(())
+fn check_headers(changes: &HeaderChanges, limits: &Limits) -> Result<(), Violation> {
+    let removed = changes.remove.iter().map(String::as_str);
+    let fields = changes
+        .set
+        .iter()
+        .chain(&changes.add)
+        .map(|h| (h.name.as_str(), h.value.as_str()));
+    rules::header_changes(removed, fields, &limits.output).map_err(Violation::OutputCap)
 }
 
 fn check_body(body: Option<&[u8]>, limits: &Limits) -> Result<(), Violation> {
-    match body {
-        Some(body) if body.len() > limits.max_body_bytes => Err(Violation::OutputCap(format!(
-            "{} body bytes, limit {}",
-            body.len(),
-            limits.max_body_bytes
-        ))),
-        _ => Ok(()),
-    }
+    rules::body(body.map(<[u8]>::len), &limits.output).map_err(Violation::OutputCap)
 }
 
 #[cfg(test)]

@@ -1,39 +1,18 @@
-//! What the gateway accepts from a filter call, mirrored for the harness: the output caps of
-//! the gateway's `plugin/limits.rs` (`check_request_action`, `check_response_action`) and the
-//! validation of its `plugin/filter.rs` (`request_verdict`, `response_verdict`, `new_target`,
-//! `header_edits`), which parses with the `http` crate. The rules are restated here rather
-//! than shared because the SDK cannot depend on the gateway; keep them in step, since a rule
-//! the gateway enforces and this module does not lets a test pass on output production
-//! refuses.
+//! What the gateway accepts from a filter call, for the harness: the same code the gateway
+//! runs. The caps, path shape and statuses are [`crate::rules`], which the gateway calls too;
+//! header names, header values, methods and request targets are parsed by the `http` crate,
+//! as the gateway parses them. Only the walk over the WIT records (the guest's bindings here,
+//! the host's there) is this module's own.
 
 use super::HeaderEdits;
+use crate::rules;
 use crate::bindings::gateway::plugin::types as wit;
 use std::fmt;
 
 /// Output caps for one filter call: the gateway's per-plugin `max_headers`,
 /// `max_header_bytes` and `max_body_bytes`. `Default` is the gateway's defaults; set these to
 /// what the plugin's `[plugins.NAME]` table configures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Header changes per call (remove + set + add), counted separately for the request's
-    /// headers and its response-header edits; for a reply, its header fields.
-    pub max_headers: usize,
-    /// Header bytes per call: names and values set or added, plus names removed (counted as
-    /// `max_headers` is).
-    pub max_header_bytes: usize,
-    /// Body bytes emitted per call (a changed body or a reply's body).
-    pub max_body_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_headers: 100,
-            max_header_bytes: 64 << 10,
-            max_body_bytes: 1 << 20,
-        }
-    }
-}
+pub type Limits = crate::rules::OutputLimits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -144,76 +123,40 @@ pub(super) fn check_response_action(
 }
 
 fn check_reply(response: &wit::Response, limits: &Limits) -> Result<(), Failure> {
-    let bytes = response
+    let fields = response
         .headers
         .iter()
-        .map(|h| h.name.len() + h.value.len())
-        .sum();
-    check_counts(response.headers.len(), bytes, limits)?;
+        .map(|h| (h.name.as_str(), h.value.as_str()));
+    rules::header_changes([], fields, limits).map_err(cap)?;
     check_body(Some(&response.body), limits)
 }
 
 fn check_headers(changes: &wit::HeaderChanges, limits: &Limits) -> Result<(), Failure> {
-    let count = changes.remove.len() + changes.set.len() + changes.add.len();
-    let bytes = changes.remove.iter().map(String::len).sum::<usize>()
-        + changes
-            .set
-            .iter()
-            .chain(&changes.add)
-            .map(|h| h.name.len() + h.value.len())
-            .sum::<usize>();
-    check_counts(count, bytes, limits)
-}
-
-fn check_counts(count: usize, bytes: usize, limits: &Limits) -> Result<(), Failure> {
-    if count > limits.max_headers {
-        return Err(cap(format!(
-            "{count} header changes, limit {}",
-            limits.max_headers
-        )));
-    }
-    if bytes > limits.max_header_bytes {
-        return Err(cap(format!(
-            "{bytes} header bytes, limit {}",
-            limits.max_header_bytes
-        )));
-    }
-    Ok(())
+    let removed = changes.remove.iter().map(String::as_str);
+    let fields = changes
+        .set
+        .iter()
+        .chain(&changes.add)
+        .map(|h| (h.name.as_str(), h.value.as_str()));
+    rules::header_changes(removed, fields, limits).map_err(cap)
 }
 
 fn check_body(body: Option<&[u8]>, limits: &Limits) -> Result<(), Failure> {
-    match body {
-        Some(body) if body.len() > limits.max_body_bytes => Err(cap(format!(
-            "{} body bytes, limit {}",
-            body.len(),
-            limits.max_body_bytes
-        ))),
-        _ => Ok(()),
-    }
+    rules::body(body.map(<[u8]>::len), limits).map_err(cap)
 }
 
-// Validation, as `http`'s parsers do it.
+// Validation, by `http`'s parsers, as in the gateway.
 
-/// `http::HeaderName::from_bytes`: an RFC 9110 token of at most 65535 bytes, lower-cased.
 fn header_name(name: &str) -> Result<String, Failure> {
-    if name.len() < (1 << 16) && crate::is_valid_header_name(name) {
-        Ok(name.to_ascii_lowercase())
-    } else {
-        Err(bad(format!("invalid header name {name:?}")))
-    }
+    ::http::HeaderName::from_bytes(name.as_bytes())
+        .map(|n| n.as_str().to_string())
+        .map_err(|_| bad(format!("invalid header name {name:?}")))
 }
 
-/// `http::HeaderValue::from_maybe_shared`: no control characters but HTAB (so no CR, LF or
-/// NUL); visible ASCII, SP and bytes from 0x80 are fine.
 fn header_field(header: &wit::Header) -> Result<(String, String), Failure> {
     let name = header_name(&header.name)?;
-    if !header
-        .value
-        .bytes()
-        .all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t')
-    {
-        return Err(bad(format!("invalid value for header {name}")));
-    }
+    ::http::HeaderValue::from_bytes(header.value.as_bytes())
+        .map_err(|_| bad(format!("invalid value for header {name}")))?;
     Ok((name, header.value.clone()))
 }
 
@@ -235,22 +178,14 @@ pub(super) fn header_edits(changes: &wit::HeaderChanges) -> Result<HeaderEdits, 
     })
 }
 
-/// `http::Method::from_bytes`: a non-empty token.
 pub(super) fn method(method: &str) -> Result<(), Failure> {
-    if crate::is_valid_header_name(method) {
-        Ok(())
-    } else {
-        Err(bad(format!("invalid method {method:?}")))
-    }
+    ::http::Method::from_bytes(method.as_bytes())
+        .map(drop)
+        .map_err(|_| bad(format!("invalid method {method:?}")))
 }
 
-/// `http::StatusCode::from_u16` (100..=999), and the gateway refuses 1xx: 200..=999.
 pub(super) fn status(status: u16) -> Result<u16, Failure> {
-    if (200..=999).contains(&status) {
-        Ok(status)
-    } else {
-        Err(bad(format!("invalid status {status}")))
-    }
+    rules::status(status).map_err(bad)
 }
 
 /// A reply's header fields, then its status (the order the gateway checks them in).
@@ -271,79 +206,22 @@ pub(super) fn target(
     new_query: Option<&str>,
 ) -> Result<(String, Option<String>), Failure> {
     let path = new_path.unwrap_or(path);
-    if !path.starts_with('/') {
-        return Err(bad(format!("path {path:?} does not start with `/`")));
-    }
     let query = match new_query {
         Some(query) => Some(query).filter(|q| !q.is_empty()),
         None => query,
     };
-    if path.contains(['?', '#']) || query.is_some_and(|q| q.contains('#')) {
-        return Err(bad(format!(
-            "path {path:?} or query {query:?} contains `?` or `#`"
-        )));
-    }
+    rules::target_shape(path, query).map_err(bad)?;
     let target = match query {
         Some(query) => format!("{path}?{query}"),
         None => path.to_string(),
     };
-    parse_path_and_query(&target).ok_or_else(|| bad(format!("invalid path or query {target:?}")))
-}
-
-/// Bytes `http` 1.x accepts unescaped in a path (the WHATWG path set, plus `"`, `{`, `}`).
-fn path_byte(b: u8) -> bool {
-    matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7A | 0x7C | 0x7E)
-        || matches!(b, b'"' | b'{' | b'}' | 0x80..=0xFF)
-}
-
-/// Bytes `http` 1.x accepts in a query.
-fn query_byte(b: u8) -> bool {
-    matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E | 0x80..=0xFF)
-}
-
-/// `http::uri::PathAndQuery` parsing of a target starting with `/`: the first `?` starts the
-/// query, a `#` cuts off the rest (a fragment is not sent), any other byte outside the
-/// allowed sets fails, as does a target over 65534 bytes. Returns (path, query).
-fn parse_path_and_query(target: &str) -> Option<(String, Option<String>)> {
-    let bytes = target.as_bytes();
-    if bytes.is_empty() || bytes.len() > usize::from(u16::MAX - 1) {
-        return None;
-    }
-    let mut end = bytes.len();
-    let mut query_start = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'?' => {
-                query_start = Some(i);
-                i += 1;
-                break;
-            }
-            b'#' => {
-                end = i;
-                break;
-            }
-            b if path_byte(b) => i += 1,
-            _ => return None,
-        }
-    }
-    if query_start.is_some() {
-        while i < bytes.len() {
-            match bytes[i] {
-                b'#' => {
-                    end = i;
-                    break;
-                }
-                b if query_byte(b) => i += 1,
-                _ => return None,
-            }
-        }
-    }
-    let kept = &target[..end];
-    Some(match query_start {
-        Some(q) => (kept[..q].to_string(), Some(kept[q + 1..].to_string())),
-        None => (kept.to_string(), None),
-    })
+    let parsed: ::http::uri::PathAndQuery = target
+        .parse()
+        .map_err(|_| bad(format!("invalid path or query {target:?}")))?;
+    Ok((
+        parsed.path().to_string(),
+        parsed.query().map(str::to_string),
+    ))
 }
 
 #[cfg(test)]
@@ -362,7 +240,11 @@ mod tests {
         );
         // A `?` in the new path would start the query and a `#` cut the rest off: refused,
         // as the gateway refuses them.
-        for (path, query) in [("/a?b", Some("c")), ("/a#frag", Some("")), ("/a", Some("x#y"))] {
+        for (path, query) in [
+            ("/a?b", Some("c")),
+            ("/a#frag", Some("")),
+            ("/a", Some("x#y")),
+        ] {
             let err = t(path, query).unwrap_err();
             assert!(err.message().contains("contains `?` or `#`"), "{err}");
         }
