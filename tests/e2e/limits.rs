@@ -293,3 +293,50 @@ async fn max_instances_bounds_instances_and_a_busy_plugin_fails_fast() {
     }
     assert_eq!(up.count(), 0);
 }
+
+/// A plugin answer with one bad part is refused whole: with `on_error = "allow"` the request
+/// goes upstream exactly as it was before that plugin (before, the method and path changes
+/// were already applied when the bad header name was found, and the half-rewritten request
+/// went upstream); with `deny` it fails closed and nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_bad_plugin_answer_applies_nothing() {
+    let up = Upstream::echo("up").await;
+    let module = test_plugin("test-misbehave");
+    let gw = Gateway::start(&format!(
+        r#"{server}
+[upstreams.up]
+targets = [{target}]
+
+[plugins.misbehave]
+module = {module:?}
+capabilities = ["log"]
+timeout_ms = 2000
+
+[[routes]]
+name = "allow"
+match = {{ path = "/half-bad" }}
+upstream = "up"
+plugins = [ {{ use = "misbehave", config = {{ mode = "half-bad" }}, on_error = "allow" }} ]
+
+[[routes]]
+name = "deny"
+match = {{ path = "/half-bad-deny" }}
+upstream = "up"
+plugins = [ {{ use = "misbehave", config = {{ mode = "half-bad" }} }} ]
+"#,
+        server = server_section(),
+        target = up.target(),
+    ));
+    let client = HttpClient::http1();
+    let reply = client.get(&gw.url("/half-bad?q=1"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].uri, "/half-bad?q=1");
+    assert!(!seen[0].headers.contains_key("x-fine"));
+    let denied = client.get(&gw.url("/half-bad-deny"), &[]).await;
+    assert_eq!(denied.status, 500);
+    assert!(denied.text().contains("(bad_output)"), "{}", denied.text());
+    assert_eq!(up.count(), 1);
+}

@@ -546,7 +546,10 @@ fn changes_apply_as_the_gateway_applies_them() {
     let out = request(&filter, input);
     let up = out.upstream().unwrap();
     // The query stays; headers: remove, set, add.
-    assert_eq!((up.path.as_str(), up.query.as_deref()), ("/new", Some("q=1")));
+    assert_eq!(
+        (up.path.as_str(), up.query.as_deref()),
+        ("/new", Some("q=1"))
+    );
     assert_eq!(
         up.headers,
         [("x-a", "only"), ("x-c", "c"), ("x-a", "more")]
@@ -585,7 +588,10 @@ fn attributes_reach_the_filter() {
         req.set_header("x-sni", &sni);
         Flow::Continue
     });
-    let out = request(&filter, TestRequest::get("/").with_attribute("tls.sni", "api.test"));
+    let out = request(
+        &filter,
+        TestRequest::get("/").with_attribute("tls.sni", "api.test"),
+    );
     assert_eq!(out.upstream().unwrap().header("x-sni"), Some("api.test"));
     let out = request(&filter, TestRequest::get("/"));
     assert_eq!(out.upstream().unwrap().header("x-sni"), Some("none"));

@@ -25,6 +25,9 @@ pub enum Mode {
     InitFail,
     /// Ask for both bodies: upper-case the request body, report body sizes in headers.
     Body,
+    /// Change method and path, set a context value, and set a header with an invalid name:
+    /// the gateway must refuse the whole answer, not apply half of it.
+    HalfBad,
 }
 
 /// Which phase misbehaves.
@@ -80,7 +83,7 @@ fn misbehave(mode: Mode) -> Vec<(String, String)> {
                 .map(|i| (format!("x-flood-{i}"), value.clone()))
                 .collect()
         }
-        Mode::Ok | Mode::Count | Mode::InitFail | Mode::Body => Vec::new(),
+        Mode::Ok | Mode::Count | Mode::InitFail | Mode::Body | Mode::HalfBad => Vec::new(),
     }
 }
 
@@ -111,7 +114,7 @@ impl Filter for Misbehave {
         }
     }
 
-    fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Flow {
+    fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Flow {
         if self.mode == Mode::Body {
             let body = req.body().unwrap_or_default().to_ascii_uppercase();
             req.set_header("x-request-body-len", body.len().to_string());
@@ -120,6 +123,13 @@ impl Filter for Misbehave {
         if self.mode == Mode::Count {
             let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
             req.set_header("x-call-count", n.to_string());
+        }
+        if self.mode == Mode::HalfBad {
+            req.set_method("DELETE");
+            req.set_path("/elsewhere");
+            ctx.set("consumer", "mallory");
+            req.set_header("x-fine", "1");
+            req.set_header("bad name", "1");
         }
         if self.phase == Phase::Request {
             for (name, value) in misbehave(self.mode) {
