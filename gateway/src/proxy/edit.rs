@@ -44,7 +44,7 @@ impl RequestEdit {
             request.uri = uri;
         }
         self.headers.apply(&mut request.headers);
-        for (key, value) in &self.context {
+        for (key, value) in self.context {
             ctx.set(key, value);
         }
         (self.body, self.response_headers)

@@ -33,11 +33,12 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// Set `key` to `value`, replacing an earlier value.
-    pub fn set(&mut self, key: &str, value: &str) {
-        match self.values.iter_mut().find(|(k, _)| k == key) {
-            Some((_, v)) => *v = value.to_string(),
-            None => self.values.push((key.to_string(), value.to_string())),
+    /// Set `key` to `value`, replacing an earlier value (both strings taken: a plugin's
+    /// values arrive owned, and are not copied again).
+    pub fn set(&mut self, key: String, value: String) {
+        match self.values.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.values.push((key, value)),
         }
     }
 

@@ -41,7 +41,6 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use pipeline::{ChainOutcome, Exchange};
 use std::sync::Arc;
-use tracing::Instrument;
 
 pub use crate::body::Body;
 pub use filter::Filter;
@@ -104,13 +103,7 @@ async fn proxy(
     }
 
     let id = request_id.to_str().unwrap_or_default();
-    // Every log line of a filtered request — a plugin failure, a plugin's own `log` calls —
-    // is inside this span, so each carries the route and request id. Routes without
-    // filters log nothing per request and skip its cost.
-    let span = tracing::info_span!("request", route = %route.name, request_id = %id);
-    filtered(&route, client, scheme, id, parts, body)
-        .instrument(span)
-        .await
+    filtered(&route, client, scheme, id, parts, body).await
 }
 
 /// Request chain, forward, response chain: a route with filters.

@@ -78,7 +78,7 @@ impl<'r> Exchange<'r> {
                 Ok(RequestVerdict::Respond(response)) => {
                     return Ok(ChainOutcome::Respond(response));
                 }
-                Err(failure) => fail_or_skip(failure)?,
+                Err(failure) => fail_or_skip(failure, &self.ctx)?,
             }
             self.passed += 1;
         }
@@ -132,16 +132,23 @@ impl<'r> Exchange<'r> {
                     parts = new_parts;
                     body = ResponseBody::Buffered(bytes);
                 }
-                Err(failure) => fail_or_skip(failure)?,
+                Err(failure) => fail_or_skip(failure, &self.ctx)?,
             }
         }
         Ok((parts, body))
     }
 }
 
-/// A failed filter: log it (once, here, inside the request's span, which carries route and
-/// request id), then skip it (`on_error = "allow"`) or fail the request.
-fn fail_or_skip(failure: FilterFailure) -> Result<(), GatewayError> {
+/// A failed filter: log it (once, here), then skip it (`on_error = "allow"`) or fail the
+/// request.
+///
+/// The line is inside a `request` span carrying route and request id. The span is made here,
+/// when there is something to log, not for every request: entering a span per request cost
+/// ≈ 5k instructions with the default `info` log level (2.6% of the 3-plugin chain), for
+/// lines that only failures write. (A plugin's own `log` lines carry the same fields.)
+fn fail_or_skip(failure: FilterFailure, ctx: &RequestContext) -> Result<(), GatewayError> {
+    let span = tracing::warn_span!("request", route = %ctx.route, request_id = %ctx.request_id);
+    let _in_request = span.enter();
     tracing::warn!(
         plugin = %failure.plugin,
         violation = failure.label,
