@@ -171,7 +171,7 @@ impl Filter for RateLimit {
                 delta: 1,
             })
             .collect();
-        let counts = match counters::increment(&bumps) {
+        let counts = match counters::increment(bumps) {
             Ok(counts) => counts,
             Err(CounterError::Unavailable(policy)) => {
                 let allow = match self.config.on_unavailable {
