@@ -76,10 +76,9 @@ fn counts(count: usize, bytes: usize, limits: &OutputLimits) -> Result<(), Strin
 /// change will be ignored.
 pub fn body(len: Option<usize>, limits: &OutputLimits) -> Result<(), String> {
     match len {
-        Some(len) if len > limits.max_body_bytes => Err(format!(
-            "{len} body bytes, limit {}",
-            limits.max_body_bytes
-        )),
+        Some(len) if len > limits.max_body_bytes => {
+            Err(format!("{len} body bytes, limit {}", limits.max_body_bytes))
+        }
         _ => Ok(()),
     }
 }
@@ -136,9 +135,17 @@ mod tests {
     #[test]
     fn paths_and_statuses() {
         assert_eq!(target_shape("/a", Some("b=1")), Ok(()));
-        assert!(target_shape("a", None).unwrap_err().contains("does not start with"));
+        assert!(
+            target_shape("a", None)
+                .unwrap_err()
+                .contains("does not start with")
+        );
         for (path, query) in [("/a?b", None), ("/a#b", None), ("/a", Some("x#y"))] {
-            assert!(target_shape(path, query).unwrap_err().contains("`?` or `#`"));
+            assert!(
+                target_shape(path, query)
+                    .unwrap_err()
+                    .contains("`?` or `#`")
+            );
         }
         assert_eq!(status(200), Ok(200));
         assert_eq!(status(999), Ok(999));

@@ -193,7 +193,10 @@ async fn violations_fail_only_their_own_request(isolation: &str, server: &str) {
         "{log}"
     );
     // Each failure is logged once, inside the request's span: route and request id on the line.
-    let failures: Vec<&str> = log.lines().filter(|l| l.contains("plugin failed")).collect();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("plugin failed"))
+        .collect();
     assert!(!failures.is_empty());
     for line in failures {
         assert!(

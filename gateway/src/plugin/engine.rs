@@ -89,7 +89,11 @@ impl Engines {
     /// The engine for a plugin, by whether it meters fuel and how it isolates requests.
     pub fn engine(&self, fuel: bool, isolation: Isolation) -> &Engine {
         let inner = &*self.inner;
-        let on_demand = if fuel { &inner.on_demand_fueled } else { &inner.on_demand_plain };
+        let on_demand = if fuel {
+            &inner.on_demand_fueled
+        } else {
+            &inner.on_demand_plain
+        };
         if isolation != Isolation::Request {
             return on_demand;
         }

@@ -5,8 +5,8 @@
 //! the host's there) is this module's own.
 
 use super::HeaderEdits;
-use crate::rules;
 use crate::bindings::gateway::plugin::types as wit;
+use crate::rules;
 use std::fmt;
 
 /// Output caps for one filter call: the gateway's per-plugin `max_headers`,
