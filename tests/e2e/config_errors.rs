@@ -60,6 +60,27 @@ fn plugin_init_rejects_its_config() {
     );
 }
 
+/// A plugin built against an incompatible version of the interface (here `gateway:plugin@0.1.0`)
+/// is refused at load with both versions named, not with a raw linker error.
+#[test]
+fn a_plugin_built_for_another_wit_version_is_refused_by_name() {
+    let module = crate::support::root().join("tests/fixtures/tagger-wit-0.1.0.wasm");
+    let text = format!(
+        "{HEAD}\n[plugins.old]\nmodule = {:?}\ncapabilities = [\"log\"]\n\n[[routes]]\nname = \"users\"\nmatch = {{}}\nupstream = \"users\"\nplugins = [ {{ use = \"old\" }} ]\n",
+        module.display().to_string()
+    );
+    let out = check_config("old.toml", &text);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let first = out.stderr.lines().next().unwrap();
+    assert!(
+        first.starts_with("DIR/old.toml:")
+            && first.contains("plugin `old`: component imports `gateway:plugin/")
+            && first.contains("@0.1.0`, but this gateway provides gateway:plugin@0.2.0 (compatible: the same 0.2.x); rebuild the plugin against this gateway's wit/"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn example_configs_pass_check() {
     let root = crate::support::root();

@@ -343,3 +343,62 @@ plugins = [ {{ use = "misbehave", config = {{ mode = "half-bad" }} }} ]
     assert!(denied.text().contains("(bad_output)"), "{}", denied.text());
     assert_eq!(up.count(), 1);
 }
+
+/// A plugin that answers `fail(reason)` (the SDK's `Flow::Fail`) is a failure of that plugin:
+/// `on_error` decides, in either phase, and the reason is in the log under `failed`. The
+/// instance is not discarded (it did not trap), so the next request still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_fails_goes_through_its_on_error() {
+    let up = Upstream::echo("up").await;
+    let module = test_plugin("test-misbehave");
+    let route = |name: &str, use_: &str| {
+        format!(
+            "[[routes]]\nname = \"{name}\"\nmatch = {{ path = \"/{name}\" }}\nupstream = \"up\"\nplugins = [ {use_} ]\n\n"
+        )
+    };
+    let mut config = format!(
+        "{server}\n[upstreams.up]\ntargets = [{target}]\n\n[plugins.misbehave]\nmodule = {module:?}\ncapabilities = [\"log\"]\ntimeout_ms = 2000\nmax_instances = 1\n\n",
+        server = server_section(),
+        target = up.target(),
+    );
+    for (name, use_) in [
+        (
+            "deny",
+            r#"{ use = "misbehave", config = { mode = "fail" }, error_status = 503 }"#,
+        ),
+        (
+            "allow",
+            r#"{ use = "misbehave", config = { mode = "fail" }, on_error = "allow" }"#,
+        ),
+        (
+            "response",
+            r#"{ use = "misbehave", config = { mode = "fail", phase = "response" } }"#,
+        ),
+    ] {
+        config.push_str(&route(name, use_));
+    }
+    let gw = Gateway::start(&config);
+    let client = HttpClient::http1();
+    for _ in 0..2 {
+        let denied = client.get(&gw.url("/deny"), &[]).await;
+        assert_eq!(denied.status, 503, "{}", denied.text());
+        assert!(denied.text().contains("(failed)"), "{}", denied.text());
+    }
+    assert_eq!(up.count(), 0);
+    assert_eq!(client.get(&gw.url("/allow"), &[]).await.status, 200);
+    assert_eq!(up.count(), 1);
+    let response = client.get(&gw.url("/response"), &[]).await;
+    assert_eq!(response.status, 500, "{}", response.text());
+    assert!(response.text().contains("(failed)"));
+    let log = gw.log();
+    assert!(
+        log.contains("failed: misbehave: cannot decide on purpose"),
+        "{log}"
+    );
+    // Each use's one instance is never discarded: init ran once per use (deny, allow).
+    assert_eq!(
+        log.matches("misbehave init: Fail in Request").count(),
+        2,
+        "{log}"
+    );
+}

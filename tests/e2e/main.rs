@@ -7,6 +7,7 @@
 mod support;
 
 mod bodies;
+mod cache;
 mod capabilities;
 mod chain;
 mod config_errors;

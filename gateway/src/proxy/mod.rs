@@ -116,12 +116,7 @@ async fn filtered(
     body: Body,
 ) -> Result<Response<Body>, GatewayError> {
     let mut exchange = Exchange::new(route, client, scheme, request_id);
-    // Most routes stream the body: no read future to build for them.
-    let body = if route.needs.request_body {
-        bodies::RequestBody::read(route, &parts, body).await?
-    } else {
-        bodies::RequestBody::Streaming(body)
-    };
+    let body = bodies::RequestBody::read(route, &parts, body).await?;
     let (response, request_head) = match exchange.request_chain(&mut parts, body).await? {
         ChainOutcome::Respond(local) => {
             let (response, bytes) = local.into_parts();

@@ -28,6 +28,8 @@ pub enum Mode {
     /// Change method and path, set a context value, and set a header with an invalid name:
     /// the gateway must refuse the whole answer, not apply half of it.
     HalfBad,
+    /// Answer `fail(reason)` (`Flow::Fail`) in its phase.
+    Fail,
 }
 
 /// Which phase misbehaves.
@@ -83,7 +85,9 @@ fn misbehave(mode: Mode) -> Vec<(String, String)> {
                 .map(|i| (format!("x-flood-{i}"), value.clone()))
                 .collect()
         }
-        Mode::Ok | Mode::Count | Mode::InitFail | Mode::Body | Mode::HalfBad => Vec::new(),
+        Mode::Ok | Mode::Count | Mode::InitFail | Mode::Body | Mode::HalfBad | Mode::Fail => {
+            Vec::new()
+        }
     }
 }
 
@@ -131,6 +135,9 @@ impl Filter for Misbehave {
             req.set_header("x-fine", "1");
             req.set_header("bad name", "1");
         }
+        if self.mode == Mode::Fail && self.phase == Phase::Request {
+            return Flow::Fail("misbehave: cannot decide on purpose".into());
+        }
         if self.phase == Phase::Request {
             for (name, value) in misbehave(self.mode) {
                 req.add_header(&name, &value);
@@ -146,6 +153,9 @@ impl Filter for Misbehave {
         }
         if self.mode == Mode::Count {
             resp.set_header("x-call-count", CALLS.load(Ordering::Relaxed).to_string());
+        }
+        if self.mode == Mode::Fail && self.phase == Phase::Response {
+            return Flow::Fail("misbehave: cannot decide on purpose".into());
         }
         if self.phase == Phase::Response {
             for (name, value) in misbehave(self.mode) {
