@@ -1,7 +1,8 @@
 //! Test plugin that misbehaves on demand, to prove the gateway's limits: loops forever, eats
-//! memory, panics, floods headers, fails init, or counts calls in a global.
+//! memory, panics or traps in other ways, floods headers, logs, `kv` or `counters`, sets
+//! framing headers, fails or loops in init, or counts calls in a global.
 
-use plugin_sdk::{Context, Filter, Flow, Request, Response, Settings};
+use plugin_sdk::{Context, Filter, Flow, Reply, Request, Response, Settings};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,6 +31,44 @@ pub enum Mode {
     HalfBad,
     /// Answer `fail(reason)` (`Flow::Fail`) in its phase.
     Fail,
+    /// Recurse until the stack overflows.
+    StackOverflow,
+    /// Read linear memory out of bounds.
+    OutOfBounds,
+    /// Execute `unreachable` (`std::process::abort`).
+    Unreachable,
+    /// Call `exit(3)`.
+    Exit,
+    /// Log 100,000 lines of 100 bytes in one call.
+    LogFlood,
+    /// Set the header named `header` where `place` says (framing names must be refused).
+    Frame,
+    /// Loop forever in `init`.
+    InitLoop,
+    /// Spin for `spin_ms` of wall-clock time, then continue (a CPU-bound tenant).
+    Spin,
+    /// Write 64 KiB to `kv` under a fresh key per call; answers the error, if any, in
+    /// `x-kv-error`.
+    KvFlood,
+    /// Bump 16 fresh `counters` keys per call (the most one call may); answers the error in `x-counters-error`.
+    CounterFlood,
+    /// Set a context value of 1 MiB.
+    ContextFlood,
+}
+
+/// Where `frame` sets its header.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Place {
+    /// The request's headers (`on_request`).
+    #[default]
+    Request,
+    /// The response's headers, from `on_request` (`set_response_header`).
+    ResponseHeaders,
+    /// The response's headers, from `on_response`.
+    Response,
+    /// A reply's headers (`Flow::Respond`).
+    Reply,
 }
 
 /// Which phase misbehaves.
@@ -52,6 +91,15 @@ pub struct Config {
     /// When.
     #[serde(default)]
     pub phase: Phase,
+    /// `frame`: the header to set.
+    #[serde(default)]
+    pub header: String,
+    /// `frame`: where to set it.
+    #[serde(default)]
+    pub place: Place,
+    /// `spin`: how long.
+    #[serde(default)]
+    pub spin_ms: u64,
 }
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -60,6 +108,31 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 pub struct Misbehave {
     mode: Mode,
     phase: Phase,
+    header: String,
+    place: Place,
+    spin_ms: u64,
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    recurse(frame[depth as usize % 64] + 1) + 1
+}
+
+#[allow(unsafe_code)]
+fn read_out_of_bounds() -> u8 {
+    // Far past any linear memory the plugin may have (4 GiB - 16): wasm bounds-checks it and
+    // traps; there is nothing there to read.
+    let address = std::hint::black_box(0xffff_fff0usize);
+    // SAFETY: deliberately not safe; on wasm the access traps before it reads anything.
+    unsafe { std::ptr::read_volatile(address as *const u8) }
+}
+
+fn spin(ms: u64) {
+    let start = plugin_sdk::clock::monotonic_ns();
+    while plugin_sdk::clock::monotonic_ns() - start < ms * 1_000_000 {
+        std::hint::black_box(start);
+    }
 }
 
 /// The misbehaviour itself; returns headers to add (for `headers`).
@@ -79,15 +152,38 @@ fn misbehave(mode: Mode) -> Vec<(String, String)> {
             }
         }
         Mode::Panic => panic!("misbehave: deliberate panic"),
+        Mode::StackOverflow => {
+            recurse(0);
+            Vec::new()
+        }
+        Mode::OutOfBounds => vec![("x-read".into(), read_out_of_bounds().to_string())],
+        Mode::Unreachable => std::process::abort(),
+        Mode::Exit => std::process::exit(3),
+        Mode::LogFlood => {
+            let line = "f".repeat(100);
+            for _ in 0..100_000 {
+                plugin_sdk::log::info(&line);
+            }
+            Vec::new()
+        }
         Mode::Headers => {
             let value = "v".repeat(1024);
             (0..10_240)
                 .map(|i| (format!("x-flood-{i}"), value.clone()))
                 .collect()
         }
-        Mode::Ok | Mode::Count | Mode::InitFail | Mode::Body | Mode::HalfBad | Mode::Fail => {
-            Vec::new()
-        }
+        Mode::Ok
+        | Mode::Count
+        | Mode::InitFail
+        | Mode::Body
+        | Mode::HalfBad
+        | Mode::Fail
+        | Mode::Frame
+        | Mode::InitLoop
+        | Mode::Spin
+        | Mode::KvFlood
+        | Mode::CounterFlood
+        | Mode::ContextFlood => Vec::new(),
     }
 }
 
@@ -102,9 +198,15 @@ impl Filter for Misbehave {
         if config.mode == Mode::InitFail {
             return Err("misbehave: config rejected on purpose".into());
         }
+        if config.mode == Mode::InitLoop {
+            misbehave(Mode::Loop);
+        }
         Ok(Misbehave {
             mode: config.mode,
             phase: config.phase,
+            header: config.header,
+            place: config.place,
+            spin_ms: config.spin_ms,
         })
     }
 
@@ -138,6 +240,46 @@ impl Filter for Misbehave {
         if self.mode == Mode::Fail && self.phase == Phase::Request {
             return Flow::Fail("misbehave: cannot decide on purpose".into());
         }
+        if self.mode == Mode::Frame {
+            match self.place {
+                Place::Request => req.set_header(&self.header, "5"),
+                Place::ResponseHeaders => req.set_response_header(&self.header, "5"),
+                Place::Reply => {
+                    return Flow::Respond(
+                        Reply::new(200)
+                            .with_header(&self.header, "5")
+                            .with_body("framed by a plugin"),
+                    );
+                }
+                Place::Response => {}
+            }
+        }
+        if self.mode == Mode::Spin {
+            spin(self.spin_ms);
+        }
+        if self.mode == Mode::KvFlood {
+            let n = CALLS.fetch_add(1, Ordering::Relaxed);
+            let value = vec![7u8; 64 << 10];
+            if let Err(e) = plugin_sdk::kv::set(&format!("flood-{n}"), &value, 0) {
+                req.set_header("x-kv-error", e.to_string());
+            }
+        }
+        if self.mode == Mode::CounterFlood {
+            let n = CALLS.fetch_add(1, Ordering::Relaxed);
+            let bumps = (0..16)
+                .map(|i| plugin_sdk::counters::Bump {
+                    key: format!("flood-{n}-{i}"),
+                    window_ms: 60_000,
+                    delta: 1,
+                })
+                .collect();
+            if let Err(e) = plugin_sdk::counters::increment(bumps) {
+                req.set_header("x-counters-error", e.to_string());
+            }
+        }
+        if self.mode == Mode::ContextFlood {
+            ctx.set("flood", &"c".repeat(1 << 20));
+        }
         if self.phase == Phase::Request {
             for (name, value) in misbehave(self.mode) {
                 req.add_header(&name, &value);
@@ -156,6 +298,9 @@ impl Filter for Misbehave {
         }
         if self.mode == Mode::Fail && self.phase == Phase::Response {
             return Flow::Fail("misbehave: cannot decide on purpose".into());
+        }
+        if self.mode == Mode::Frame && self.place == Place::Response {
+            resp.set_header(&self.header, "5");
         }
         if self.phase == Phase::Response {
             for (name, value) in misbehave(self.mode) {
