@@ -83,6 +83,53 @@ pub fn body(len: Option<usize>, limits: &OutputLimits) -> Result<(), String> {
     }
 }
 
+/// Where a header field a plugin sets or adds will go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderPlace {
+    /// The request sent upstream.
+    Request,
+    /// The response sent to the client (from either phase, or a reply).
+    Response,
+}
+
+/// Whether a plugin may set (`adds == false`) or add a field named `name` (any case) where
+/// `place` says.
+///
+/// The names that frame a message or describe one connection (`content-length`,
+/// `transfer-encoding`, `connection`, `keep-alive`, `te`, `trailer`, `upgrade`, `proxy-*`) are
+/// the gateway's: it frames every message it writes itself, and a plugin's `content-length`
+/// on a streamed body would make the client read the rest of the body as the next response
+/// (response splitting). `host` may be set on a request (sent upstream with
+/// `preserve_host`) but never added (two `Host` fields are an ambiguous request) and never
+/// appears on a response. Removing any of these is allowed: the gateway frames the message
+/// whatever the plugin removed.
+pub fn header_field_name(name: &str, place: HeaderPlace, adds: bool) -> Result<(), String> {
+    let lower = name.to_ascii_lowercase();
+    let framing = matches!(
+        lower.as_str(),
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    ) || lower.starts_with("proxy-");
+    if framing {
+        return Err(format!(
+            "header `{lower}` frames the message or the connection; the gateway sets it"
+        ));
+    }
+    if lower == "host" && (adds || place == HeaderPlace::Response) {
+        return Err(match place {
+            HeaderPlace::Request => "header `host` can be set, not added (one `Host` per request)",
+            HeaderPlace::Response => "header `host` does not belong on a response",
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// A new path (and the query it will carry): it starts with `/`, and holds no `?` (which
 /// would start a query) or `#` (which would cut the target short); the query holds no `#`.
 pub fn target_shape(path: &str, query: Option<&str>) -> Result<(), String> {
@@ -130,6 +177,41 @@ mod tests {
         assert_eq!(body(Some(4), &limits), Ok(()));
         assert_eq!(body(None, &limits), Ok(()));
         assert_eq!(body(Some(5), &limits), Err("5 body bytes, limit 4".into()));
+    }
+
+    #[test]
+    fn framing_names_belong_to_the_gateway() {
+        use HeaderPlace::{Request, Response};
+        for name in [
+            "content-length",
+            "Transfer-Encoding",
+            "connection",
+            "keep-alive",
+            "TE",
+            "trailer",
+            "upgrade",
+            "proxy-connection",
+            "Proxy-Authorization",
+        ] {
+            for place in [Request, Response] {
+                for adds in [false, true] {
+                    let refused = header_field_name(name, place, adds).unwrap_err();
+                    assert!(refused.contains("the gateway sets it"), "{name}: {refused}");
+                }
+            }
+        }
+        assert_eq!(header_field_name("host", Request, false), Ok(()));
+        assert!(header_field_name("Host", Request, true).is_err());
+        assert!(header_field_name("host", Response, false).is_err());
+        for name in [
+            "x-consumer",
+            "content-type",
+            "tea",
+            "proxyish",
+            "trailers-x",
+        ] {
+            assert_eq!(header_field_name(name, Response, true), Ok(()), "{name}");
+        }
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub use crate::testing_host::{reset_state, set_counters_unavailable, set_verifie
 use crate::Settings;
 use crate::bindings::gateway::plugin::types as wit;
 use crate::http::{find_all_headers, find_header};
+use crate::rules::HeaderPlace;
 use crate::{Filter, Reply, glue};
 use std::cell::RefCell;
 
@@ -695,8 +696,8 @@ fn validate_request(
             query.as_deref(),
         )?),
     };
-    let edits = output::header_edits(&changes.headers)?;
-    let response_edits = output::header_edits(&changes.response_headers)?;
+    let edits = output::header_edits(&changes.headers, HeaderPlace::Request)?;
+    let response_edits = output::header_edits(&changes.response_headers, HeaderPlace::Response)?;
     Ok((response_edits, target, edits))
 }
 
@@ -705,7 +706,10 @@ fn validate_response(
     changes: &wit::ResponseChanges,
 ) -> Result<(Option<u16>, HeaderEdits), Failure> {
     let status = changes.status.map(output::status).transpose()?;
-    Ok((status, output::header_edits(&changes.headers)?))
+    Ok((
+        status,
+        output::header_edits(&changes.headers, HeaderPlace::Response)?,
+    ))
 }
 
 /// Run `on_request` on `request` (default [`Limits`]).

@@ -14,7 +14,7 @@ targets = [{}]
 
 [plugins.body]
 module = {:?}
-capabilities = ["log"]
+capabilities = ["log", "clock", "kv", "counters"]
 
 [[routes]]
 name = "buffered"

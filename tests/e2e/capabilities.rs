@@ -64,11 +64,14 @@ fn ungranted_filesystem_import_is_refused_by_check_and_run() {
 fn ungranted_log_import_is_refused() {
     let out = check_config(
         "log.toml",
-        &config(&test_plugin("test-misbehave"), "[\"clock\"]"),
+        &config(
+            &test_plugin("test-misbehave"),
+            "[\"clock\", \"kv\", \"counters\"]",
+        ),
     );
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("component imports `gateway:plugin/log@0.2.0`, which needs capability `log` (granted: [clock])"),
+        out.stderr.contains("component imports `gateway:plugin/log@0.2.0`, which needs capability `log` (granted: [clock, kv, counters])"),
         "{}",
         out.stderr
     );

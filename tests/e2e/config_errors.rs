@@ -49,7 +49,7 @@ const HEAD: &str =
 #[test]
 fn plugin_init_rejects_its_config() {
     let text = format!(
-        "{HEAD}\n[plugins.misbehave]\nmodule = {:?}\ncapabilities = [\"log\"]\n\n[[routes]]\nname = \"users\"\nmatch = {{}}\nupstream = \"users\"\nplugins = [\n  {{ use = \"misbehave\", config = {{ mode = \"init-fail\" }} }},\n]\n",
+        "{HEAD}\n[plugins.misbehave]\nmodule = {:?}\ncapabilities = [\"log\", \"clock\", \"kv\", \"counters\"]\n\n[[routes]]\nname = \"users\"\nmatch = {{}}\nupstream = \"users\"\nplugins = [\n  {{ use = \"misbehave\", config = {{ mode = \"init-fail\" }} }},\n]\n",
         test_plugin("test-misbehave")
     );
     let out = check_config("init.toml", &text);

@@ -12,7 +12,7 @@ targets = [{}]
 
 [plugins.counter]
 module = {:?}
-capabilities = ["log"]
+capabilities = ["log", "clock", "kv", "counters"]
 isolation = "{isolation}"
 
 [[routes]]

@@ -28,13 +28,13 @@ targets = [{target}]
 # timeout; the loop routes set the short timeout they test.
 [plugins.misbehave]
 module = {module:?}
-capabilities = ["log"]
+capabilities = ["log", "clock", "kv", "counters"]
 timeout_ms = 2000
 isolation = "{isolation}"
 
 [plugins.metered]
 module = {module:?}
-capabilities = ["log"]
+capabilities = ["log", "clock", "kv", "counters"]
 fuel = 5000000
 timeout_ms = 10000
 isolation = "{isolation}"
@@ -312,7 +312,7 @@ targets = [{target}]
 
 [plugins.misbehave]
 module = {module:?}
-capabilities = ["log"]
+capabilities = ["log", "clock", "kv", "counters"]
 timeout_ms = 2000
 
 [[routes]]
@@ -357,7 +357,7 @@ async fn a_plugin_that_fails_goes_through_its_on_error() {
         )
     };
     let mut config = format!(
-        "{server}\n[upstreams.up]\ntargets = [{target}]\n\n[plugins.misbehave]\nmodule = {module:?}\ncapabilities = [\"log\"]\ntimeout_ms = 2000\nmax_instances = 1\n\n",
+        "{server}\n[upstreams.up]\ntargets = [{target}]\n\n[plugins.misbehave]\nmodule = {module:?}\ncapabilities = [\"log\", \"clock\", \"kv\", \"counters\"]\ntimeout_ms = 2000\nmax_instances = 1\n\n",
         server = server_section(),
         target = up.target(),
     );

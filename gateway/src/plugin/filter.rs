@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, request, response};
-use plugin_sdk::rules;
+use plugin_sdk::rules::{self, HeaderPlace};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -285,20 +285,25 @@ fn header_name(name: &str) -> Result<HeaderName, Violation> {
         .map_err(|_| bad(format!("invalid header name {name:?}")))
 }
 
-/// A header field from the plugin's text. The value keeps the buffer the string was lifted
-/// into rather than being copied once more.
-fn header_field(header: HeaderResult) -> Result<(HeaderName, HeaderValue), Violation> {
+/// A header field from the plugin's text, set (`adds == false`) or added at `place`. The value
+/// keeps the buffer the string was lifted into rather than being copied once more.
+fn header_field(
+    header: HeaderResult,
+    place: HeaderPlace,
+    adds: bool,
+) -> Result<(HeaderName, HeaderValue), Violation> {
     let name = header_name(&header.name)?;
+    rules::header_field_name(name.as_str(), place, adds).map_err(bad)?;
     let value = HeaderValue::from_maybe_shared(Bytes::from(header.value))
         .map_err(|_| bad(format!("invalid value for header {name}")))?;
     Ok((name, value))
 }
 
-/// Validate header changes; a bad name or value fails the whole set.
-fn header_edits(changes: HeaderChanges) -> Result<HeaderEdits, Violation> {
-    let pairs = |list: Vec<HeaderResult>| {
+/// Validate header changes bound for `place`; a bad name or value fails the whole set.
+fn header_edits(changes: HeaderChanges, place: HeaderPlace) -> Result<HeaderEdits, Violation> {
+    let pairs = |list: Vec<HeaderResult>, adds| {
         list.into_iter()
-            .map(header_field)
+            .map(|header| header_field(header, place, adds))
             .collect::<Result<Vec<_>, Violation>>()
     };
     Ok(HeaderEdits {
@@ -307,8 +312,8 @@ fn header_edits(changes: HeaderChanges) -> Result<HeaderEdits, Violation> {
             .iter()
             .map(|n| header_name(n))
             .collect::<Result<Vec<_>, _>>()?,
-        set: pairs(changes.set)?,
-        add: pairs(changes.add)?,
+        set: pairs(changes.set, false)?,
+        add: pairs(changes.add, true)?,
     })
 }
 
@@ -367,10 +372,10 @@ fn request_verdict(
     Ok(RequestVerdict::Continue(RequestEdit {
         method,
         uri: new_target(request, changes.path.as_deref(), changes.query.as_deref())?,
-        headers: header_edits(changes.headers)?,
+        headers: header_edits(changes.headers, HeaderPlace::Request)?,
         body: changes.body.map(Bytes::from),
         context: changes.context,
-        response_headers: header_edits(changes.response_headers)?,
+        response_headers: header_edits(changes.response_headers, HeaderPlace::Response)?,
     }))
 }
 
@@ -385,7 +390,7 @@ fn response_verdict(action: ResponseAction) -> Result<ResponseVerdict, Violation
     };
     Ok(ResponseVerdict::Continue(ResponseEdit {
         status: changes.status.map(status_code).transpose()?,
-        headers: header_edits(changes.headers)?,
+        headers: header_edits(changes.headers, HeaderPlace::Response)?,
         body: changes.body.map(Bytes::from),
     }))
 }
@@ -398,7 +403,7 @@ fn status_code(status: u16) -> Result<StatusCode, Violation> {
 fn to_local_response(response: WitResponse) -> Result<LocalResponse, Violation> {
     let mut headers = HeaderMap::new();
     for header in response.headers {
-        let (name, value) = header_field(header)?;
+        let (name, value) = header_field(header, HeaderPlace::Response, true)?;
         headers.append(name, value);
     }
     Ok(local_response(
@@ -463,7 +468,9 @@ mod tests {
             set: vec![header("x-a", "only")],
             add: vec![header("x-a", "more"), header("x-c", "new")],
         };
-        header_edits(changes).unwrap().apply(&mut headers);
+        header_edits(changes, HeaderPlace::Request)
+            .unwrap()
+            .apply(&mut headers);
         let a: Vec<_> = headers.get_all("x-a").iter().collect();
         assert_eq!(a, ["only", "more"]);
         assert!(!headers.contains_key("x-b"));
@@ -479,7 +486,7 @@ mod tests {
             set: vec![header("bad name", "v")],
             add: vec![],
         };
-        let err = header_edits(changes).unwrap_err();
+        let err = header_edits(changes, HeaderPlace::Request).unwrap_err();
         assert_eq!(err.label(), "bad_output");
         assert_eq!(headers["x-a"], "1");
         // A value with a line break is refused the same way, naming its header.
@@ -488,7 +495,7 @@ mod tests {
             set: vec![header("x-ok", "v"), header("x-split", "a\r\nx-evil: 1")],
             add: vec![],
         };
-        let err = header_edits(changes).unwrap_err();
+        let err = header_edits(changes, HeaderPlace::Request).unwrap_err();
         assert_eq!(err, bad("invalid value for header x-split".into()));
         assert_eq!(headers["x-a"], "1");
         assert!(!headers.contains_key("x-ok"));

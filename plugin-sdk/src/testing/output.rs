@@ -6,7 +6,7 @@
 
 use super::HeaderEdits;
 use crate::bindings::gateway::plugin::types as wit;
-use crate::rules;
+use crate::rules::{self, HeaderPlace};
 use std::fmt;
 
 /// Output caps for one filter call: the gateway's per-plugin `max_headers`,
@@ -153,18 +153,27 @@ fn header_name(name: &str) -> Result<String, Failure> {
         .map_err(|_| bad(format!("invalid header name {name:?}")))
 }
 
-fn header_field(header: &wit::Header) -> Result<(String, String), Failure> {
+fn header_field(
+    header: &wit::Header,
+    place: HeaderPlace,
+    adds: bool,
+) -> Result<(String, String), Failure> {
     let name = header_name(&header.name)?;
+    rules::header_field_name(&name, place, adds).map_err(bad)?;
     ::http::HeaderValue::from_bytes(header.value.as_bytes())
         .map_err(|_| bad(format!("invalid value for header {name}")))?;
     Ok((name, header.value.clone()))
 }
 
-/// Validate header changes whole (gateway `header_edits`): a bad name or value fails them all.
-pub(super) fn header_edits(changes: &wit::HeaderChanges) -> Result<HeaderEdits, Failure> {
-    let fields = |list: &[wit::Header]| {
+/// Validate header changes bound for `place` whole (gateway `header_edits`): a bad name or
+/// value fails them all.
+pub(super) fn header_edits(
+    changes: &wit::HeaderChanges,
+    place: HeaderPlace,
+) -> Result<HeaderEdits, Failure> {
+    let fields = |list: &[wit::Header], adds| {
         list.iter()
-            .map(header_field)
+            .map(|header| header_field(header, place, adds))
             .collect::<Result<Vec<_>, Failure>>()
     };
     Ok(HeaderEdits {
@@ -173,8 +182,8 @@ pub(super) fn header_edits(changes: &wit::HeaderChanges) -> Result<HeaderEdits, 
             .iter()
             .map(|n| header_name(n))
             .collect::<Result<_, _>>()?,
-        set: fields(&changes.set)?,
-        add: fields(&changes.add)?,
+        set: fields(&changes.set, false)?,
+        add: fields(&changes.add, true)?,
     })
 }
 
@@ -191,7 +200,7 @@ pub(super) fn status(status: u16) -> Result<u16, Failure> {
 /// A reply's header fields, then its status (the order the gateway checks them in).
 pub(super) fn reply(response: &wit::Response) -> Result<(), Failure> {
     for header in &response.headers {
-        header_field(header)?;
+        header_field(header, HeaderPlace::Response, true)?;
     }
     status(response.status).map(drop)
 }
@@ -266,10 +275,14 @@ mod tests {
     #[test]
     fn header_values_as_http_accepts_them() {
         let field = |value: &str| {
-            header_field(&wit::Header {
-                name: "X-A".into(),
-                value: value.into(),
-            })
+            header_field(
+                &wit::Header {
+                    name: "X-A".into(),
+                    value: value.into(),
+                },
+                HeaderPlace::Request,
+                false,
+            )
         };
         assert_eq!(
             field("a\tb c~\u{e9}"),

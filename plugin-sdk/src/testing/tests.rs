@@ -268,7 +268,20 @@ fn bad_request_output_applies_nothing() {
 #[test]
 fn bad_response_output_applies_nothing() {
     type Edit = fn(&mut Response) -> Flow;
-    let cases: [(Edit, &str); 4] = [
+    let framing =
+        "header `content-length` frames the message or the connection; the gateway sets it";
+    let cases: [(Edit, &str); 6] = [
+        (
+            |r| {
+                r.set_header("content-length", "5");
+                Flow::Continue
+            },
+            framing,
+        ),
+        (
+            |_| Flow::Respond(Reply::new(200).with_header("Content-Length", "5")),
+            framing,
+        ),
         (
             |r| {
                 r.set_status(1000);
