@@ -56,6 +56,33 @@ pub fn header_changes<'a>(
     counts(count, bytes, limits)
 }
 
+/// The context values one call sets: capped like a set of header changes (their count by
+/// `max_headers`, keys plus values by `max_header_bytes`), since they live as long as the
+/// request and reach every later plugin.
+pub fn context_changes<'a>(
+    values: impl IntoIterator<Item = (&'a str, &'a str)>,
+    limits: &OutputLimits,
+) -> Result<(), String> {
+    let (mut count, mut bytes) = (0, 0);
+    for (key, value) in values {
+        count += 1;
+        bytes += key.len() + value.len();
+    }
+    if count > limits.max_headers {
+        return Err(format!(
+            "{count} context values, limit {} (max_headers)",
+            limits.max_headers
+        ));
+    }
+    if bytes > limits.max_header_bytes {
+        return Err(format!(
+            "{bytes} context bytes, limit {} (max_header_bytes)",
+            limits.max_header_bytes
+        ));
+    }
+    Ok(())
+}
+
 fn counts(count: usize, bytes: usize, limits: &OutputLimits) -> Result<(), String> {
     if count > limits.max_headers {
         return Err(format!(
@@ -173,6 +200,15 @@ mod tests {
         assert_eq!(
             header_changes(["abcdef"], [("g", "hijkl")], &limits),
             Err("12 header bytes, limit 10".into())
+        );
+        assert_eq!(context_changes([("k", "v"), ("x", "y")], &limits), Ok(()));
+        assert_eq!(
+            context_changes([("k", "v"), ("x", "y"), ("z", "")], &limits),
+            Err("3 context values, limit 2 (max_headers)".into())
+        );
+        assert_eq!(
+            context_changes([("key", "a long value")], &limits),
+            Err("15 context bytes, limit 10 (max_header_bytes)".into())
         );
         assert_eq!(body(Some(4), &limits), Ok(()));
         assert_eq!(body(None, &limits), Ok(()));

@@ -7,10 +7,12 @@
 //! `gateway check` run shows the operator everything to fix.
 
 use crate::config::{
-    Config, ConfigError, KeyPath, LimitsConfig, MatchConfig, PluginUse, SourceMap, StateBackend,
+    Config, ConfigError, Isolation, KeyPath, LimitsConfig, MatchConfig, PluginUse, SourceMap,
+    StateBackend,
 };
 use crate::key_path;
 use crate::plugin::capabilities::Capability;
+use crate::plugin::engine::POOL_INSTANCES;
 use crate::router::{Matcher, PathMatch};
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashSet;
@@ -49,6 +51,7 @@ pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigE
         check_plugin_use(config, use_, key_path!["global_plugins", i], &mut c);
     }
     let matchers = check_routes(config, &mut c);
+    check_instance_shares(config, &mut c);
     check_state(config, &mut c);
     for unit in crate::plugin::host::UNITS {
         for (path, message) in unit.check_config(config) {
@@ -58,6 +61,37 @@ pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigE
     match matchers {
         Some(matchers) if c.errors.is_empty() => Ok(Checked { matchers, listen }),
         _ => Err(c.errors),
+    }
+}
+
+/// Request-isolated uses take their instances from one pool of [`POOL_INSTANCES`] slots, and
+/// each use's `max_instances` is its share: together the shares must fit, so that no use
+/// (however slow its calls) can leave another without an instance.
+fn check_instance_shares(config: &Config, c: &mut Checker<'_>) {
+    let mut reserved = 0usize;
+    let uses = config
+        .global_plugins
+        .iter()
+        .chain(config.routes.iter().flat_map(|r| r.plugins.iter()));
+    for use_ in uses {
+        let Some(plugin) = config.plugins.get(&use_.plugin) else {
+            continue;
+        };
+        if plugin.isolation != Isolation::Request {
+            continue;
+        }
+        reserved = reserved.saturating_add(plugin.max_instances);
+        if reserved > POOL_INSTANCES as usize {
+            c.fail(
+                key_path!["plugins", use_.plugin.as_str(), "max_instances"],
+                format!(
+                    "request-isolated plugin uses reserve {reserved} instances together (each \
+                     use its `max_instances`), more than the instance pool's {POOL_INSTANCES}; \
+                     lower `max_instances` or use `isolation = \"pooled\"`"
+                ),
+            );
+            return;
+        }
     }
 }
 
@@ -178,6 +212,12 @@ fn check_plugins(config: &Config, c: &mut Checker<'_>) {
         }
         if plugin.max_instances == 0 {
             c.fail(path.key("max_instances"), "must be at least 1");
+        }
+        if plugin.queue_timeout_ms > 60_000 {
+            c.fail(
+                path.key("queue_timeout_ms"),
+                "must be at most 60000 (a minute): past that, shed the load instead",
+            );
         }
         check_limits(&plugin.limits(), &path, c);
     }

@@ -269,9 +269,21 @@ pub struct PluginConfig {
     /// `pooled` (warm instances reused) or `request` (a fresh instance per request).
     #[serde(default)]
     pub isolation: Isolation,
-    /// Most warm instances kept, and most requests in the plugin at once.
+    /// Most live instances per use (warm or busy), and so most requests in it at once.
     #[serde(default = "defaults::max_instances")]
     pub max_instances: usize,
+    /// Longest a request waits for one of `max_instances` before failing as `busy`.
+    #[serde(default = "defaults::queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
+    /// Live `kv` keys the plugin may hold on the `memory` backend.
+    #[serde(default = "defaults::kv_max_keys")]
+    pub kv_max_keys: usize,
+    /// `kv` bytes (keys plus values) the plugin may hold on the `memory` backend.
+    #[serde(default = "defaults::kv_max_bytes")]
+    pub kv_max_bytes: usize,
+    /// Live `counters` keys the plugin may hold on the `memory` backend.
+    #[serde(default = "defaults::counters_max_keys")]
+    pub counters_max_keys: usize,
     /// Recycle a pooled instance after this many requests (0 = never).
     #[serde(default)]
     pub max_uses: u64,
@@ -438,6 +450,22 @@ pub mod defaults {
     /// Warm instances per plugin use.
     pub fn max_instances() -> usize {
         64
+    }
+    /// Wait for a busy plugin use's instance.
+    pub fn queue_timeout_ms() -> u64 {
+        10
+    }
+    /// `kv` keys per plugin (memory backend).
+    pub fn kv_max_keys() -> usize {
+        10_000
+    }
+    /// `kv` bytes per plugin (memory backend).
+    pub fn kv_max_bytes() -> usize {
+        16 << 20
+    }
+    /// `counters` keys per plugin (memory backend).
+    pub fn counters_max_keys() -> usize {
+        200_000
     }
     /// Route body buffering cap.
     pub fn max_body_bytes() -> usize {

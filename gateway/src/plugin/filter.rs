@@ -5,8 +5,9 @@ use super::bindings::types::{
     Context, HeaderChanges, HeaderParam, HeaderResult, RequestAction, RequestHead,
     Response as WitResponse, ResponseAction, ResponseHead,
 };
+use super::limits;
 use super::limits::Violation;
-use super::pool::{InstancePool, Lease};
+use super::pool::{Instance, InstancePool, Lease};
 use crate::config::Isolation;
 use crate::proxy::edit::{RequestEdit, ResponseEdit};
 use crate::proxy::filter::{
@@ -71,13 +72,11 @@ impl WasmFilter {
         }
     }
 
-    /// The instance for a call: the request's own if an earlier phase kept one in `slot`
-    /// (request isolation), else one from the pool.
-    async fn take_instance(&self, slot: &mut Slot) -> Result<Lease, Violation> {
-        match slot.take().and_then(|b| b.downcast::<Lease>().ok()) {
-            Some(lease) => Ok(*lease),
-            None => self.pool.acquire().await,
-        }
+    /// The lease an earlier phase of this request kept in `slot` (request isolation).
+    fn kept_lease(slot: &mut Slot) -> Option<Lease> {
+        slot.take()
+            .and_then(|b| b.downcast::<Lease>().ok())
+            .map(|lease| *lease)
     }
 
     /// After a call: drop a poisoned instance, keep a request-scoped one for the response
@@ -85,10 +84,11 @@ impl WasmFilter {
     fn put_back<T>(
         &self,
         slot: &mut Slot,
-        lease: Lease,
+        lease: Option<Lease>,
         result: &Result<T, Violation>,
         keep: bool,
     ) {
+        let Some(lease) = lease else { return };
         match result {
             Err(violation) if violation.poisons_instance() => {}
             _ if keep && self.pool.isolation() == Isolation::Request => {
@@ -116,23 +116,28 @@ impl Filter for WasmFilter {
         slot: &'a mut Slot,
     ) -> BoxFuture<'a, Result<RequestVerdict, FilterFailure>> {
         async move {
-            let mut lease = self
-                .take_instance(slot)
-                .await
-                .map_err(|v| self.failure(&v))?;
-            let result = {
-                let texts = RequestTexts::new(request, ctx, self.request_headers.as_deref());
-                let headers = texts.fields.params();
-                let head = texts.head(request, ctx.scheme, &headers);
-                self.pool
-                    .on_request(
-                        &mut lease.instance,
-                        texts.context(ctx),
-                        head,
-                        body.map(|b| &b[..]),
-                    )
-                    .await
-            };
+            let args = RequestArgs::new(request, ctx, self.request_headers.as_deref(), body);
+            let lease = Self::kept_lease(slot);
+            let call = guest_call(move |instance| {
+                async move {
+                    let texts = args.fields.texts();
+                    let headers = params(&texts);
+                    let values = args.values();
+                    let (guest, store) = instance.filter();
+                    let head = args.head(&headers);
+                    guest
+                        .call_on_request(store, args.context(&values), head, args.body())
+                        .await
+                }
+                .boxed()
+            });
+            let (lease, result) = self
+                .pool
+                .call(lease, &ctx.route, &ctx.request_id, call)
+                .await;
+            let result = result.and_then(|action| {
+                limits::check_request_action(&action, self.pool.limits()).map(|()| action)
+            });
             self.put_back(slot, lease, &result, self.needs.response_phase);
             let action = result.map_err(|v| self.failure(&v))?;
             request_verdict(action, request).map_err(|v| self.failure(&v))
@@ -149,30 +154,42 @@ impl Filter for WasmFilter {
         slot: &'a mut Slot,
     ) -> BoxFuture<'a, Result<ResponseVerdict, FilterFailure>> {
         async move {
-            let mut lease = self
-                .take_instance(slot)
-                .await
-                .map_err(|v| self.failure(&v))?;
-            let result = {
-                let texts = RequestTexts::new(request, ctx, self.request_headers.as_deref());
-                let request_headers = texts.fields.params();
-                let response_fields =
-                    Fields::select(&response.headers, self.response_headers.as_deref());
-                let response_headers = response_fields.params();
-                let response_head = ResponseHead {
-                    status: response.status.as_u16(),
-                    headers: &response_headers,
-                };
-                self.pool
-                    .on_response(
-                        &mut lease.instance,
-                        texts.context(ctx),
-                        texts.head(request, ctx.scheme, &request_headers),
-                        response_head,
-                        body.map(|b| &b[..]),
-                    )
-                    .await
-            };
+            let args = RequestArgs::new(request, ctx, self.request_headers.as_deref(), body);
+            let status = response.status.as_u16();
+            let response_fields =
+                Fields::select(&response.headers, self.response_headers.as_deref());
+            let lease = Self::kept_lease(slot);
+            let call = guest_call(move |instance| {
+                async move {
+                    let texts = args.fields.texts();
+                    let request_headers = params(&texts);
+                    let response_texts = response_fields.texts();
+                    let response_headers = params(&response_texts);
+                    let values = args.values();
+                    let (guest, store) = instance.filter();
+                    let response_head = ResponseHead {
+                        status,
+                        headers: &response_headers,
+                    };
+                    guest
+                        .call_on_response(
+                            store,
+                            args.context(&values),
+                            args.head(&request_headers),
+                            response_head,
+                            args.body(),
+                        )
+                        .await
+                }
+                .boxed()
+            });
+            let (lease, result) = self
+                .pool
+                .call(lease, &ctx.route, &ctx.request_id, call)
+                .await;
+            let result = result.and_then(|action| {
+                limits::check_response_action(&action, self.pool.limits()).map(|()| action)
+            });
             self.put_back(slot, lease, &result, false);
             let action = result.map_err(|v| self.failure(&v))?;
             response_verdict(action).map_err(|v| self.failure(&v))
@@ -181,67 +198,106 @@ impl Filter for WasmFilter {
     }
 }
 
-/// The text a call's arguments borrow: the records lowered into guest memory point into the
-/// request (and `HeaderMap`) itself, so nothing is copied on the host side; only header
-/// values that are not UTF-8 are converted (invalid bytes replaced by U+FFFD).
-struct RequestTexts<'a> {
-    values: Vec<(&'a str, &'a str)>,
-    authority: Option<Cow<'a, str>>,
-    fields: Fields<'a>,
+/// Pin a closure to the shape [`InstancePool::call`] takes (closures do not infer a
+/// higher-ranked signature from a later use).
+fn guest_call<T, F>(call: F) -> F
+where
+    F: for<'i> FnOnce(&'i mut Instance) -> BoxFuture<'i, wasmtime::Result<T>>,
+{
+    call
 }
 
-impl<'a> RequestTexts<'a> {
+/// A call's request arguments, owned so the call can move to a guest thread: the method, URI,
+/// header names and values are cheap clones sharing their bytes with the request (a reference
+/// count, not a copy); only the request id and context values are copied.
+struct RequestArgs {
+    route: Arc<str>,
+    request_id: String,
+    client_addr: Arc<str>,
+    values: Vec<(String, String)>,
+    method: Method,
+    scheme: &'static str,
+    uri: http::Uri,
+    /// `Host`, when the URI has no authority (UTF-8; else in `host_lossy`).
+    host: Option<HeaderValue>,
+    host_lossy: Option<String>,
+    fields: Fields,
+    body: Option<Bytes>,
+}
+
+impl RequestArgs {
     fn new(
-        request: &'a request::Parts,
-        ctx: &'a RequestContext,
-        declared: Option<&'a [HeaderName]>,
+        request: &request::Parts,
+        ctx: &RequestContext,
+        declared: Option<&[HeaderName]>,
+        body: Option<&Bytes>,
     ) -> Self {
-        RequestTexts {
-            values: ctx
-                .values
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
-            authority: request
-                .uri
-                .authority()
-                .map(|a| a.as_str().into())
-                .or_else(|| {
-                    request
-                        .headers
-                        .get(http::header::HOST)
-                        .map(|v| text(v.as_bytes()))
-                }),
+        let host = match request.uri.authority() {
+            Some(_) => None,
+            None => request.headers.get(http::header::HOST),
+        };
+        let host_lossy = host
+            .filter(|v| std::str::from_utf8(v.as_bytes()).is_err())
+            .map(|v| text(v.as_bytes()).into_owned());
+        RequestArgs {
+            route: ctx.route.clone(),
+            request_id: ctx.request_id.clone(),
+            client_addr: ctx.client_addr.clone(),
+            values: ctx.values.clone(),
+            method: request.method.clone(),
+            scheme: ctx.scheme,
+            uri: request.uri.clone(),
+            host: host.filter(|_| host_lossy.is_none()).cloned(),
+            host_lossy,
             fields: Fields::select(&request.headers, declared),
+            body: body.cloned(),
         }
     }
 
-    fn context<'b>(&'b self, ctx: &'b RequestContext) -> Context<'b> {
+    fn values(&self) -> Vec<(&str, &str)> {
+        self.values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    fn context<'b>(&'b self, values: &'b [(&'b str, &'b str)]) -> Context<'b> {
         Context {
-            route: &ctx.route,
-            request_id: &ctx.request_id,
-            client_addr: &ctx.client_addr,
-            values: &self.values,
+            route: &self.route,
+            request_id: &self.request_id,
+            client_addr: &self.client_addr,
+            values,
             // Connection facts (TLS) arrive with TLS listeners; none on cleartext.
             attributes: &[],
         }
     }
 
-    /// The request head, with `headers` from [`Fields::params`] of `self.fields`.
-    fn head<'b>(
-        &'b self,
-        request: &'b request::Parts,
-        scheme: &'b str,
-        headers: &'b [HeaderParam<'b>],
-    ) -> RequestHead<'b> {
+    fn authority(&self) -> Option<&str> {
+        if let Some(authority) = self.uri.authority() {
+            return Some(authority.as_str());
+        }
+        if let Some(lossy) = &self.host_lossy {
+            return Some(lossy);
+        }
+        self.host
+            .as_ref()
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+    }
+
+    /// The request head, with `headers` from [`params`] of `self.fields`.
+    fn head<'b>(&'b self, headers: &'b [HeaderParam<'b>]) -> RequestHead<'b> {
         RequestHead {
-            method: request.method.as_str(),
-            scheme,
-            authority: self.authority.as_deref(),
-            path: request.uri.path(),
-            query: request.uri.query(),
+            method: self.method.as_str(),
+            scheme: self.scheme,
+            authority: self.authority(),
+            path: self.uri.path(),
+            query: self.uri.query(),
             headers,
         }
+    }
+
+    fn body(&self) -> Option<&[u8]> {
+        self.body.as_deref()
     }
 }
 
@@ -251,13 +307,12 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
 }
 
 /// The header fields a plugin is passed: every one, or only those of its declared names.
-struct Fields<'a>(Vec<(&'a str, Cow<'a, str>)>);
+/// Owned, but sharing the bytes of the request's names and values.
+struct Fields(Vec<(HeaderName, HeaderValue)>);
 
-impl<'a> Fields<'a> {
-    fn select(headers: &'a HeaderMap, declared: Option<&'a [HeaderName]>) -> Self {
-        let field = |(name, value): (&'a HeaderName, &'a HeaderValue)| {
-            (name.as_str(), text(value.as_bytes()))
-        };
+impl Fields {
+    fn select(headers: &HeaderMap, declared: Option<&[HeaderName]>) -> Self {
+        let field = |(name, value): (&HeaderName, &HeaderValue)| (name.clone(), value.clone());
         Fields(match declared {
             None => headers.iter().map(field).collect(),
             Some(names) => names
@@ -268,12 +323,21 @@ impl<'a> Fields<'a> {
         })
     }
 
-    fn params(&self) -> Vec<HeaderParam<'_>> {
+    /// The fields as text: values borrowed when UTF-8, else with invalid bytes replaced.
+    fn texts(&self) -> Vec<(&str, Cow<'_, str>)> {
         self.0
             .iter()
-            .map(|(name, value)| HeaderParam { name, value })
+            .map(|(name, value)| (name.as_str(), text(value.as_bytes())))
             .collect()
     }
+}
+
+/// The WIT header records of [`Fields::texts`].
+fn params<'a>(texts: &'a [(&'a str, Cow<'a, str>)]) -> Vec<HeaderParam<'a>> {
+    texts
+        .iter()
+        .map(|(name, value)| HeaderParam { name, value })
+        .collect()
 }
 
 fn bad(message: String) -> Violation {
@@ -439,13 +503,17 @@ mod tests {
         headers.append("x-b", HeaderValue::from_bytes(b"caf\xe9").unwrap());
         headers.append("x-a", HeaderValue::from_static("2"));
         let all = Fields::select(&headers, None);
-        let texts: Vec<(&str, &str)> = all.params().iter().map(|h| (h.name, h.value)).collect();
+        let all_texts = all.texts();
+        let texts: Vec<(&str, &str)> = params(&all_texts)
+            .iter()
+            .map(|h| (h.name, h.value))
+            .collect();
         assert_eq!(
             texts,
             [("x-a", "café"), ("x-a", "2"), ("x-b", "caf\u{fffd}")]
         );
         assert!(
-            matches!(all.0[0].1, Cow::Borrowed(_)),
+            matches!(all_texts[0].1, Cow::Borrowed(_)),
             "UTF-8 is not copied"
         );
         let declared = [
@@ -453,7 +521,8 @@ mod tests {
             HeaderName::from_static("x-a"),
         ];
         let some = Fields::select(&headers, Some(&declared));
-        let names: Vec<&str> = some.params().iter().map(|h| h.name).collect();
+        let some_texts = some.texts();
+        let names: Vec<&str> = params(&some_texts).iter().map(|h| h.name).collect();
         assert_eq!(names, ["x-b", "x-a", "x-a"]);
     }
 

@@ -169,6 +169,11 @@ pub fn check_request_action(action: &RequestAction, limits: &Limits) -> Result<(
         RequestAction::Continue(changes) => {
             check_headers(&changes.headers, limits)?;
             check_headers(&changes.response_headers, limits)?;
+            let values = changes
+                .context
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()));
+            rules::context_changes(values, &limits.output).map_err(Violation::OutputCap)?;
             check_body(changes.body.as_deref(), limits)
         }
         RequestAction::Respond(response) => check_response(response, limits),

@@ -10,6 +10,7 @@ use super::ticker::Ticker;
 use super::{builtin, cache};
 use crate::config::{Isolation, LimitsConfig, PluginConfig};
 use crate::services::Services;
+use crate::services::state::{Namespace, Quota};
 use std::path::Path;
 use std::sync::Arc;
 use wasmtime::Engine;
@@ -26,14 +27,18 @@ pub struct LoadedPlugin {
     pub metered: bool,
     /// `pooled` or `request`.
     pub isolation: Isolation,
-    /// Most warm instances / concurrent calls per use.
+    /// Most live instances (warm or busy) per use.
     pub max_instances: usize,
+    /// Longest a call waits for an instance when all `max_instances` are busy.
+    pub queue_timeout: std::time::Duration,
     /// Recycle after this many uses (0 = never).
     pub max_uses: u64,
     /// The plugin-level limits, overridden per use.
     pub limits: LimitsConfig,
     /// Host services its capabilities call.
     pub services: Arc<Services>,
+    /// Its namespace in the shared state (`kv`, `counters`), with its quotas.
+    pub namespace: Arc<Namespace>,
     /// Kept awake by every call, for the epoch deadline.
     pub ticker: Ticker,
 }
@@ -138,9 +143,18 @@ pub fn load(
         metered,
         isolation: config.isolation,
         max_instances: config.max_instances,
+        queue_timeout: std::time::Duration::from_millis(config.queue_timeout_ms),
         max_uses: config.max_uses,
         limits: config.limits(),
         services,
+        namespace: Namespace::new(
+            Arc::from(name),
+            Quota {
+                kv_max_keys: config.kv_max_keys,
+                kv_max_bytes: config.kv_max_bytes,
+                counters_max_keys: config.counters_max_keys,
+            },
+        ),
         ticker: engines.ticker().clone(),
     })
 }

@@ -8,6 +8,7 @@
 //! - [`capabilities`]: import checking and per-plugin linkers (deny by default).
 //! - [`loader`]: from a `[plugins.NAME]` table to a pre-instantiated component.
 //! - [`pool`]: warm or per-request instances and the call discipline that enforces limits.
+//! - [`offload`]: guest threads, where CPU-bound calls finish off the event loops.
 //! - [`limits`]: limits and violations.
 //! - [`filter`]: a plugin use as a pipeline filter.
 //! - [`host`]: the host side of each capability.
@@ -23,6 +24,7 @@ pub mod host;
 pub mod inspect;
 pub mod limits;
 pub mod loader;
+pub mod offload;
 pub mod pool;
 pub mod state;
 pub mod ticker;

@@ -11,40 +11,68 @@
 //! instance (a warm one, or a fresh one it instantiates under that permit), and the permit goes
 //! with the instance in its [`Lease`] until the instance is back in the pool or dropped. So a
 //! call parked in a slow host function (Redis) holds one of `max_instances`, and a request that
-//! finds them all busy waits at most [`ACQUIRE_WAIT`] and then fails fast (`busy`, 503 when
-//! failing closed) instead of building an instance of its own or queueing without bound.
-//! A call that never parks finishes within its first poll, so on a worker's single thread
-//! permits are only ever contended by parked calls and request-isolated instances.
+//! finds them all busy waits at most the plugin's `queue_timeout_ms` and then fails fast
+//! (`busy`, 503 when failing closed) instead of building an instance of its own or queueing
+//! without bound.
+//!
+//! A call's time limit starts once it holds its permit and covers everything guest code does
+//! for it: instantiation and `init` of a fresh instance (request isolation, or a pooled use
+//! whose instances were all discarded), then the filter call itself. So an `init` that loops
+//! is stopped by the use's `timeout_ms` like the call is.
+//!
+//! Every call starts on the worker, where most finish within their first poll. One that runs
+//! into an epoch tick yields and moves to a guest thread ([`super::offload`]) to finish, so a
+//! CPU-bound plugin never holds a worker's event loop longer than one tick; a use whose call
+//! moved starts its calls there directly for a second afterwards.
 
 use super::bindings::Plugin;
-use super::bindings::types::{
-    Context, RequestAction, RequestHead, ResponseAction, ResponseHead, Settings,
-};
-use super::limits::{self, Limits, Violation};
+use super::bindings::exports::gateway::plugin::filter::Guest;
+use super::bindings::types::Settings;
+use super::limits::{Limits, Violation};
 use super::loader::LoadedPlugin;
+use super::offload;
 use super::state::StoreState;
 use crate::config::Isolation;
-use std::future::poll_fn;
-use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use futures::future::BoxFuture;
+use std::future::{Future, poll_fn};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-/// Time allowed for instantiation plus `init`, which may parse config or warm a runtime.
+/// Time allowed for instantiation plus `init` when the config is loaded (not on a request's
+/// path): `init` may parse config or warm a runtime.
 const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Longest a call waits for one of its use's `max_instances` before failing as `busy`: long
-/// enough to ride out a burst of parked calls returning, short enough that an overloaded
-/// plugin answers fast instead of queueing requests.
-pub const ACQUIRE_WAIT: Duration = Duration::from_millis(10);
+/// How long a use whose call had to move to a guest thread starts its calls there directly.
+const HEAVY_SPELL: Duration = Duration::from_secs(1);
 
 /// One live instance.
 pub struct Instance {
     store: Store<StoreState>,
     bindings: Plugin,
     uses: u64,
+    /// Set by the epoch callback when guest code ran into a tick (and yielded).
+    ticked: Arc<AtomicBool>,
+    _alive: Alive,
+}
+
+impl Instance {
+    /// The filter interface and the store, for one call.
+    pub fn filter(&mut self) -> (&Guest, &mut Store<StoreState>) {
+        (self.bindings.gateway_plugin_filter(), &mut self.store)
+    }
+}
+
+/// Counts an instance among its use's live ones while it exists.
+struct Alive(Arc<AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// An instance and the permit it counts against `max_instances`, held together: the permit
@@ -55,14 +83,23 @@ pub struct Lease {
     _permit: OwnedSemaphorePermit,
 }
 
+/// What a call hands back: the lease (`None` when it was lost with a call that ran out of
+/// time on a guest thread) and the call's result.
+pub type Outcome<T> = (Option<Lease>, Result<T, Violation>);
+
 /// The instances of one plugin use.
 pub struct InstancePool {
     plugin: Arc<LoadedPlugin>,
-    config_json: String,
+    config_json: Arc<str>,
     limits: Limits,
     settings: Settings,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
+    /// Instances alive now (warm, busy, or finishing on a guest thread).
+    alive: Arc<AtomicUsize>,
+    /// Until when calls start on a guest thread ([`HEAVY_SPELL`] after one had to move), in
+    /// nanoseconds since [`epoch`].
+    heavy_until: AtomicU64,
 }
 
 impl InstancePool {
@@ -74,7 +111,19 @@ impl InstancePool {
         limits: Limits,
     ) -> Result<Arc<Self>, Violation> {
         plugin.ticker.serve_timeout(limits.timeout);
-        let (instance, settings) = instantiate(&plugin, &config_json, &limits).await?;
+        let config_json: Arc<str> = Arc::from(config_json);
+        let alive = Arc::new(AtomicUsize::new(0));
+        let fresh = Fresh {
+            plugin: plugin.clone(),
+            config_json: config_json.clone(),
+            memory_bytes: limits.memory_bytes,
+            alive: alive.clone(),
+            ticked: Arc::new(AtomicBool::new(false)),
+        };
+        let (instance, settings) = fresh
+            .instantiate(Instant::now() + INIT_TIMEOUT)
+            .await
+            .map_err(InitFailure::into_violation)?;
         let pool = Arc::new(InstancePool {
             permits: Arc::new(Semaphore::new(plugin.max_instances)),
             plugin,
@@ -82,6 +131,8 @@ impl InstancePool {
             limits,
             settings,
             idle: Mutex::new(Vec::new()),
+            alive,
+            heavy_until: AtomicU64::new(0),
         });
         pool.release(instance);
         Ok(pool)
@@ -107,33 +158,156 @@ impl InstancePool {
         self.plugin.isolation
     }
 
-    /// An instance for a call, under a permit: a warm one if pooled and available, else a
-    /// fresh one. Fails as `busy` when no permit frees within [`ACQUIRE_WAIT`].
-    pub async fn acquire(&self) -> Result<Lease, Violation> {
+    /// Instances of this use alive now.
+    pub fn alive(&self) -> usize {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Run one guest call on `lease` (the request's own, kept from an earlier phase) or on
+    /// an instance leased now. `call` gets the instance whose limits are armed; `route` and
+    /// `request_id` name the call in the plugin's log lines.
+    pub async fn call<T, F>(
+        &self,
+        lease: Option<Lease>,
+        route: &Arc<str>,
+        request_id: &str,
+        call: F,
+    ) -> Outcome<T>
+    where
+        T: Send + 'static,
+        F: for<'i> FnOnce(&'i mut Instance) -> BoxFuture<'i, wasmtime::Result<T>> + Send + 'static,
+    {
+        let (mut lease, start) = match lease {
+            Some(lease) => (lease, Instant::now()),
+            None => match self.lease().await {
+                Ok(leased) => leased,
+                Err(violation) => return (None, Err(violation)),
+            },
+        };
+        let deadline = start + self.limits.timeout;
+        lease.instance.prepare(
+            deadline,
+            &self.limits,
+            self.plugin.metered,
+            route,
+            request_id,
+        );
+        let ticked = lease.instance.ticked.clone();
+        let running = self.plugin.ticker.running();
+        let call = async move {
+            let _running = running;
+            let result = call(&mut lease.instance).await;
+            (lease, result)
+        };
+        match self.drive(start, deadline, &ticked, call).await {
+            Some((lease, result)) => {
+                let exceeded = lease.instance.store.data().limiter.exceeded;
+                let result = result.map_err(|e| Violation::from_call_error(&e, exceeded));
+                (Some(lease), result)
+            }
+            None => (None, Err(Violation::Timeout)),
+        }
+    }
+
+    /// A permit, then an instance under it: a warm one if pooled and available, else a fresh
+    /// one, instantiated within the call's time (which starts once the permit is held; the
+    /// start is returned). Fails as `busy` when no permit frees within `queue_timeout_ms`.
+    async fn lease(&self) -> Result<(Lease, Instant), Violation> {
+        let busy = || Violation::Busy(self.plugin.max_instances);
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(TryAcquireError::NoPermits) => {
-                let wait = tokio::time::timeout(ACQUIRE_WAIT, self.permits.clone().acquire_owned());
-                match wait.await {
+                let wait = self.permits.clone().acquire_owned();
+                match tokio::time::timeout(self.plugin.queue_timeout, wait).await {
                     Ok(Ok(permit)) => permit,
-                    _ => return Err(Violation::Busy(self.plugin.max_instances)),
+                    _ => return Err(busy()),
                 }
             }
-            Err(TryAcquireError::Closed) => return Err(Violation::Busy(self.plugin.max_instances)),
+            Err(TryAcquireError::Closed) => return Err(busy()),
         };
+        let start = Instant::now();
         if self.plugin.isolation == Isolation::Pooled
             && let Some(instance) = self.lock_idle().pop()
         {
-            return Ok(Lease {
+            let lease = Lease {
                 instance,
                 _permit: permit,
-            });
+            };
+            return Ok((lease, start));
         }
-        let (instance, _) = instantiate(&self.plugin, &self.config_json, &self.limits).await?;
-        Ok(Lease {
-            instance,
-            _permit: permit,
-        })
+        let ticked = Arc::new(AtomicBool::new(false));
+        let fresh = Fresh {
+            plugin: self.plugin.clone(),
+            config_json: self.config_json.clone(),
+            memory_bytes: self.limits.memory_bytes,
+            alive: self.alive.clone(),
+            ticked: ticked.clone(),
+        };
+        let deadline = start + self.limits.timeout;
+        let running = self.plugin.ticker.running();
+        let instantiate = async move {
+            let _running = running;
+            fresh.instantiate(deadline).await
+        };
+        match self.drive(start, deadline, &ticked, instantiate).await {
+            Some(Ok((instance, _))) => Ok((
+                Lease {
+                    instance,
+                    _permit: permit,
+                },
+                start,
+            )),
+            // On a request's path, instantiation and `init` are the call's time.
+            Some(Err(InitFailure::Stopped(_, Violation::Timeout))) | None => {
+                Err(Violation::Timeout)
+            }
+            Some(Err(failure)) => Err(failure.into_violation()),
+        }
+    }
+
+    /// Drive guest work to its end or its deadline: on the worker while it finishes within a
+    /// poll or waits on a host call, on a guest thread once guest code ran into an epoch tick
+    /// (or from the start, in a heavy spell). `None` when the deadline passed first.
+    async fn drive<O: Send + 'static>(
+        &self,
+        start: Instant,
+        deadline: Instant,
+        ticked: &AtomicBool,
+        work: impl Future<Output = O> + Send + 'static,
+    ) -> Option<O> {
+        let mut work = Box::pin(work);
+        if nanos_since_epoch(start) >= self.heavy_until.load(Ordering::Relaxed) {
+            let mut timer = None;
+            let step = poll_fn(|cx| {
+                if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                    return Poll::Ready(Some(Some(out)));
+                }
+                if ticked.swap(false, Ordering::Relaxed) {
+                    return Poll::Ready(None);
+                }
+                // Parked in a host call: bound the wait (the timer is only made for this).
+                let timer = timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(None)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            if let Some(done) = step {
+                return done;
+            }
+            let until = nanos_since_epoch(Instant::now() + HEAVY_SPELL);
+            self.heavy_until.store(until, Ordering::Relaxed);
+        }
+        let bounded = async move { tokio::time::timeout_at(deadline.into(), work).await.ok() };
+        match offload::spawn(bounded) {
+            Ok(handle) => tokio::time::timeout_at(deadline.into(), handle)
+                .await
+                .ok()?
+                .ok()?,
+            Err(bounded) => bounded.await,
+        }
     }
 
     /// Give a leased instance back after a successful call (request isolation drops it); its
@@ -161,151 +335,136 @@ impl InstancePool {
         // vector itself is still a valid list of instances.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// Call `on-request` on `instance` within the limits.
-    pub async fn on_request(
-        &self,
-        instance: &mut Instance,
-        ctx: Context<'_>,
-        head: RequestHead<'_>,
-        body: Option<&[u8]>,
-    ) -> Result<RequestAction, Violation> {
-        let _running = self.plugin.ticker.running();
-        let deadline = Instant::now() + self.limits.timeout;
-        instance.prepare(deadline, &self.limits, self.plugin.metered, &ctx);
-        let call = instance.bindings.gateway_plugin_filter().call_on_request(
-            &mut instance.store,
-            ctx,
-            head,
-            body,
-        );
-        let action = bounded(deadline, call).await;
-        let action = instance.finish(action)?;
-        limits::check_request_action(&action, &self.limits)?;
-        Ok(action)
-    }
-
-    /// Call `on-response` on `instance` within the limits.
-    pub async fn on_response(
-        &self,
-        instance: &mut Instance,
-        ctx: Context<'_>,
-        request: RequestHead<'_>,
-        response: ResponseHead<'_>,
-        body: Option<&[u8]>,
-    ) -> Result<ResponseAction, Violation> {
-        let _running = self.plugin.ticker.running();
-        let deadline = Instant::now() + self.limits.timeout;
-        instance.prepare(deadline, &self.limits, self.plugin.metered, &ctx);
-        let call = instance.bindings.gateway_plugin_filter().call_on_response(
-            &mut instance.store,
-            ctx,
-            request,
-            response,
-            body,
-        );
-        let action = bounded(deadline, call).await;
-        let action = instance.finish(action)?;
-        limits::check_response_action(&action, &self.limits)?;
-        Ok(action)
-    }
 }
 
-/// Run a guest call under a wall-clock bound: the epoch callback stops guest code past the
-/// deadline, the timer stops a call parked in an async host function. Most calls never park
-/// (no async host call, or one that answers at once) and finish in their first poll, so the
-/// timer is only made for a call that parks.
-async fn bounded<T>(
-    deadline: Instant,
-    call: impl Future<Output = wasmtime::Result<T>>,
-) -> wasmtime::Result<T> {
-    let mut call = pin!(call);
-    if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
-        return result;
-    }
-    match tokio::time::timeout_at(deadline.into(), call).await {
-        Ok(result) => result,
-        Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
-    }
+/// Nanoseconds from the first call of this function (a process-wide base) to `at`.
+fn nanos_since_epoch(at: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// At each epoch tick while guest code runs: stop the call if it is past its deadline
-/// (reported as a timeout), else let it run to the next tick.
-fn check_deadline(state: &StoreState) -> wasmtime::Result<UpdateDeadline> {
+/// (reported as a timeout), else yield, saying so: on a worker, the call then moves to a guest
+/// thread; on a guest thread, the calls sharing it take turns.
+fn on_epoch_tick(state: &StoreState) -> wasmtime::Result<UpdateDeadline> {
     if Instant::now() >= state.deadline {
         Err(wasmtime::Error::from(Trap::Interrupt))
     } else {
-        Ok(UpdateDeadline::Continue(1))
+        state.ticked.store(true, Ordering::Relaxed);
+        Ok(UpdateDeadline::Yield(1))
     }
 }
 
 impl Instance {
-    fn prepare(&mut self, deadline: Instant, limits: &Limits, metered: bool, ctx: &Context<'_>) {
+    fn prepare(
+        &mut self,
+        deadline: Instant,
+        limits: &Limits,
+        metered: bool,
+        route: &Arc<str>,
+        request_id: &str,
+    ) {
         self.uses += 1;
+        self.ticked.store(false, Ordering::Relaxed);
         let data = self.store.data_mut();
         data.deadline = deadline;
         data.limiter.exceeded = false;
-        if *data.route != *ctx.route {
-            data.route = Arc::from(ctx.route);
+        if *data.route != **route {
+            data.route = route.clone();
         }
         data.request_id.clear();
-        data.request_id.push_str(ctx.request_id);
+        data.request_id.push_str(request_id);
         self.store.set_epoch_deadline(1);
         if metered {
             // A metered engine always needs fuel; a use without a budget gets plenty.
             let _ = self.store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
     }
-
-    fn finish<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, Violation> {
-        result.map_err(|e| Violation::from_call_error(&e, self.store.data().limiter.exceeded))
-    }
 }
 
-/// A fresh instance with `init` called; returns the settings it declared.
-async fn instantiate(
-    plugin: &LoadedPlugin,
-    config_json: &str,
-    limits: &Limits,
-) -> Result<(Instance, Settings), Violation> {
-    let _running = plugin.ticker.running();
-    let mut store = Store::new(
-        &plugin.engine,
-        StoreState::new(
+/// What a fresh instance of a use is made from, owned so instantiation can move to a guest
+/// thread.
+struct Fresh {
+    plugin: Arc<LoadedPlugin>,
+    config_json: Arc<str>,
+    memory_bytes: usize,
+    alive: Arc<AtomicUsize>,
+    ticked: Arc<AtomicBool>,
+}
+
+impl Fresh {
+    /// A fresh instance with `init` called by `deadline`; returns the settings it declared.
+    async fn instantiate(self, deadline: Instant) -> Result<(Instance, Settings), InitFailure> {
+        let plugin = &self.plugin;
+        let mut state = StoreState::new(
             plugin.name.clone(),
-            limits.memory_bytes,
+            self.memory_bytes,
             plugin.services.clone(),
-        ),
-    );
-    store.limiter(|state| &mut state.limiter);
-    store.data_mut().deadline = Instant::now() + INIT_TIMEOUT;
-    store.epoch_deadline_callback(|store| check_deadline(store.data()));
-    store.set_epoch_deadline(1);
-    if plugin.metered {
-        let _ = store.set_fuel(u64::MAX);
-    }
-    let bindings = plugin
-        .pre
-        .instantiate_async(&mut store)
-        .await
-        .map_err(|e| init_violation(&e, &store, "instantiation failed"))?;
-    let settings = bindings
-        .gateway_plugin_filter()
-        .call_init(&mut store, config_json)
-        .await
-        .map_err(|e| init_violation(&e, &store, "init trapped"))?
-        .map_err(Violation::Init)?;
-    Ok((
-        Instance {
+            plugin.namespace.clone(),
+        );
+        state.deadline = deadline;
+        state.ticked = self.ticked.clone();
+        let mut store = Store::new(&plugin.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|store| on_epoch_tick(store.data()));
+        store.set_epoch_deadline(1);
+        if plugin.metered {
+            let _ = store.set_fuel(u64::MAX);
+        }
+        let alive = self.alive.fetch_add(1, Ordering::Relaxed) + 1;
+        let alive = Alive(self.alive.clone()).with_count(alive, &plugin.name);
+        let failure = |what, e: &wasmtime::Error, store: &Store<StoreState>| {
+            InitFailure::Stopped(
+                what,
+                Violation::from_call_error(e, store.data().limiter.exceeded),
+            )
+        };
+        let bindings = match plugin.pre.instantiate_async(&mut store).await {
+            Ok(bindings) => bindings,
+            Err(e) => return Err(failure("instantiation failed", &e, &store)),
+        };
+        let settings = match bindings
+            .gateway_plugin_filter()
+            .call_init(&mut store, &self.config_json)
+            .await
+        {
+            Ok(Ok(settings)) => settings,
+            Ok(Err(message)) => return Err(InitFailure::Refused(message)),
+            Err(e) => return Err(failure("init trapped", &e, &store)),
+        };
+        let instance = Instance {
             store,
             bindings,
             uses: 0,
-        },
-        settings,
-    ))
+            ticked: self.ticked,
+            _alive: alive,
+        };
+        Ok((instance, settings))
+    }
 }
 
-fn init_violation(error: &wasmtime::Error, store: &Store<StoreState>, what: &str) -> Violation {
-    let cause = Violation::from_call_error(error, store.data().limiter.exceeded);
-    Violation::Init(format!("{what}: {cause}"))
+/// Why a fresh instance is not ready.
+enum InitFailure {
+    /// `init` rejected the config, with the plugin's message.
+    Refused(String),
+    /// Instantiation or `init` was stopped (what was running, and why).
+    Stopped(&'static str, Violation),
+}
+
+impl InitFailure {
+    fn into_violation(self) -> Violation {
+        match self {
+            InitFailure::Refused(message) => Violation::Init(message),
+            InitFailure::Stopped(what, cause) => Violation::Init(format!("{what}: {cause}")),
+        }
+    }
+}
+
+impl Alive {
+    /// Log the count this instance made (the coming metrics export it).
+    fn with_count(self, alive: usize, plugin: &str) -> Self {
+        tracing::debug!(plugin, alive, "plugin instance created");
+        self
+    }
 }

@@ -2,7 +2,9 @@
 //! memory limiter, and who it is for log lines.
 
 use crate::services::Services;
+use crate::services::state::Namespace;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -24,9 +26,14 @@ pub struct StoreState {
     pub request_id: String,
     /// Key sets and shared state behind `crypto`, `counters` and `kv`.
     pub services: Arc<Services>,
+    /// The plugin's namespace in that shared state, with its quotas.
+    pub namespace: Arc<Namespace>,
     /// When the current call (or instantiation and `init`) must have finished; checked at
     /// each epoch tick while guest code runs.
     pub deadline: Instant,
+    /// Set at each epoch tick the guest ran into; shared with the pool, which moves such a
+    /// call to a guest thread.
+    pub ticked: Arc<AtomicBool>,
 }
 
 impl StoreState {
@@ -35,7 +42,12 @@ impl StoreState {
     /// The WASI context is empty on purpose: no environment variables, no arguments, no
     /// preopened directories, stdin empty, stdout/stderr discarded, and no socket address
     /// allowed, so even a plugin granted `wasi` reaches nothing outside its sandbox.
-    pub fn new(plugin: Arc<str>, memory_bytes: usize, services: Arc<Services>) -> Self {
+    pub fn new(
+        plugin: Arc<str>,
+        memory_bytes: usize,
+        services: Arc<Services>,
+        namespace: Arc<Namespace>,
+    ) -> Self {
         StoreState {
             wasi: None,
             table: ResourceTable::new(),
@@ -44,7 +56,9 @@ impl StoreState {
             route: Arc::from(""),
             request_id: String::new(),
             services,
+            namespace,
             deadline: Instant::now(),
+            ticked: Arc::new(AtomicBool::new(false)),
         }
     }
 }

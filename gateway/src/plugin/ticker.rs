@@ -50,8 +50,8 @@ struct Shared {
 }
 
 /// Held while guest code may run (instantiation, `init`, a filter call): the ticker keeps
-/// ticking until it is dropped.
-pub struct Running<'a>(&'a Shared);
+/// ticking until it is dropped. Owned, so it can go with a call that moves to a guest thread.
+pub struct Running(Arc<Shared>);
 
 impl Ticker {
     /// Start the thread, asleep until the first call; `advance` increments the epochs.
@@ -74,7 +74,7 @@ impl Ticker {
     }
 
     /// Mark a call as running (waking the thread if it sleeps) until the guard is dropped.
-    pub fn running(&self) -> Running<'_> {
+    pub fn running(&self) -> Running {
         let shared = &*self.shared;
         shared.calls.fetch_add(STARTED + 1, Ordering::SeqCst);
         // Pairs with the thread's store of `asleep` and load of `calls`: either it sees this
@@ -82,7 +82,7 @@ impl Ticker {
         if shared.asleep.load(Ordering::SeqCst) && shared.asleep.swap(false, Ordering::SeqCst) {
             self.thread.unpark();
         }
-        Running(shared)
+        Running(self.shared.clone())
     }
 
     /// Tick often enough for a call with this timeout to be stopped within a quarter of it
@@ -111,7 +111,7 @@ impl Ticker {
     }
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         self.0.calls.fetch_sub(1, Ordering::Release);
     }

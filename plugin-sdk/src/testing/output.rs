@@ -99,6 +99,11 @@ pub(super) fn check_request_action(
         wit::RequestAction::Continue(changes) => {
             check_headers(&changes.headers, limits)?;
             check_headers(&changes.response_headers, limits)?;
+            let values = changes
+                .context
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()));
+            rules::context_changes(values, limits).map_err(cap)?;
             // Counted even when the body was not granted and the change will be ignored.
             check_body(changes.body.as_deref(), limits)
         }

@@ -25,7 +25,7 @@ impl Host for StoreState {
             })
             .collect();
         let store = &self.services.state;
-        match store.increment(&self.plugin, &requests).await {
+        match store.increment(&self.namespace, &requests).await {
             Ok(counts) => Ok(counts
                 .into_iter()
                 .map(|c| Count {

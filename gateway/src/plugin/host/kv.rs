@@ -18,7 +18,7 @@ impl Host for StoreState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
         self.services
             .state
-            .get(&self.plugin, &key)
+            .get(&self.namespace, &key)
             .await
             .map_err(convert)
     }
@@ -26,7 +26,7 @@ impl Host for StoreState {
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> Result<(), KvError> {
         self.services
             .state
-            .set(&self.plugin, &key, value, ttl_ms)
+            .set(&self.namespace, &key, value, ttl_ms)
             .await
             .map_err(convert)
     }
@@ -34,7 +34,7 @@ impl Host for StoreState {
     async fn delete(&mut self, key: String) -> Result<bool, KvError> {
         self.services
             .state
-            .delete(&self.plugin, &key)
+            .delete(&self.namespace, &key)
             .await
             .map_err(convert)
     }

@@ -12,11 +12,15 @@
 //! over the previous window.
 
 mod memory;
+mod quota;
 mod redis_store;
+
+pub use quota::{Namespace, Quota};
 
 use crate::config::{StateBackend, StateConfig, UnavailablePolicy};
 use memory::MemoryStore;
 use redis_store::RedisStore;
+use std::sync::Arc;
 
 /// Milliseconds since the Unix epoch on this host (0 if the clock is before 1970): the clock
 /// of in-memory windows and TTLs, and of the `clock` capability.
@@ -111,7 +115,7 @@ impl StateStore {
     /// Bump counters of namespace `ns` atomically.
     pub async fn increment(
         &self,
-        ns: &str,
+        ns: &Arc<Namespace>,
         counters: &[Increment],
     ) -> Result<Vec<Count>, StateError> {
         if counters.len() > MAX_COUNTERS_PER_CALL {
@@ -128,24 +132,24 @@ impl StateStore {
             }
         }
         match &self.backend {
-            Backend::Memory(m) => Ok(m.increment(ns, counters)),
-            Backend::Redis(r) => r.increment(ns, counters).await,
+            Backend::Memory(m) => m.increment(ns, counters),
+            Backend::Redis(r) => r.increment(ns.name(), counters).await,
         }
     }
 
     /// Read a kv value of namespace `ns`.
-    pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+    pub async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         check_key(key)?;
         match &self.backend {
             Backend::Memory(m) => Ok(m.get(ns, key)),
-            Backend::Redis(r) => r.get(ns, key).await,
+            Backend::Redis(r) => r.get(ns.name(), key).await,
         }
     }
 
     /// Write a kv value of namespace `ns`.
     pub async fn set(
         &self,
-        ns: &str,
+        ns: &Arc<Namespace>,
         key: &str,
         value: Vec<u8>,
         ttl_ms: u64,
@@ -163,20 +167,17 @@ impl StateStore {
             )));
         }
         match &self.backend {
-            Backend::Memory(m) => {
-                m.set(ns, key, value, ttl_ms);
-                Ok(())
-            }
-            Backend::Redis(r) => r.set(ns, key, value, ttl_ms).await,
+            Backend::Memory(m) => m.set(ns, key, value, ttl_ms),
+            Backend::Redis(r) => r.set(ns.name(), key, value, ttl_ms).await,
         }
     }
 
     /// Delete a kv value of namespace `ns`.
-    pub async fn delete(&self, ns: &str, key: &str) -> Result<bool, StateError> {
+    pub async fn delete(&self, ns: &Namespace, key: &str) -> Result<bool, StateError> {
         check_key(key)?;
         match &self.backend {
             Backend::Memory(m) => Ok(m.delete(ns, key)),
-            Backend::Redis(r) => r.delete(ns, key).await,
+            Backend::Redis(r) => r.delete(ns.name(), key).await,
         }
     }
 }

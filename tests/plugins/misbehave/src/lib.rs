@@ -43,7 +43,8 @@ pub enum Mode {
     LogFlood,
     /// Set the header named `header` where `place` says (framing names must be refused).
     Frame,
-    /// Loop forever in `init`.
+    /// Loop forever in every `init` after the first, which arms it in `kv` (so the gateway
+    /// starts, and the instances made on a request's path loop).
     InitLoop,
     /// Spin for `spin_ms` of wall-clock time, then continue (a CPU-bound tenant).
     Spin,
@@ -199,7 +200,14 @@ impl Filter for Misbehave {
             return Err("misbehave: config rejected on purpose".into());
         }
         if config.mode == Mode::InitLoop {
-            misbehave(Mode::Loop);
+            if plugin_sdk::kv::get("init-loop-armed")
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                misbehave(Mode::Loop);
+            }
+            let _ = plugin_sdk::kv::set("init-loop-armed", b"1", 3_600_000);
         }
         Ok(Misbehave {
             mode: config.mode,
@@ -260,7 +268,7 @@ impl Filter for Misbehave {
         if self.mode == Mode::KvFlood {
             let n = CALLS.fetch_add(1, Ordering::Relaxed);
             let value = vec![7u8; 64 << 10];
-            if let Err(e) = plugin_sdk::kv::set(&format!("flood-{n}"), &value, 0) {
+            if let Err(e) = plugin_sdk::kv::set(&format!("flood-{n}"), &value, 3_600_000) {
                 req.set_header("x-kv-error", e.to_string());
             }
         }
