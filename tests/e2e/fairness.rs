@@ -2,13 +2,11 @@
 //! on its worker, a per-request `init` is bounded by the use's `timeout_ms`, and
 //! `max_instances` bounds a use's live instances while its waiting requests fail fast.
 
-use crate::support::wasm::test_plugin;
-use crate::support::{Gateway, HttpClient, Upstream, server_section};
+use crate::support::wasm::misbehave_config;
+use crate::support::{Gateway, HttpClient, Upstream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-const CAPABILITIES: &str = r#"["log", "clock", "kv", "counters"]"#;
 
 /// The 99th percentile of `samples` requests to `url`, one after another.
 async fn p99(client: &HttpClient, url: &str, samples: usize) -> Duration {
@@ -30,18 +28,10 @@ async fn p99(client: &HttpClient, url: &str, samples: usize) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cpu_bound_plugin_does_not_stall_other_routes_on_its_worker() {
     let up = Upstream::echo("up").await;
-    let module = test_plugin("test-misbehave");
+    let head = misbehave_config(&up, &[("misbehave", "timeout_ms = 50")])
+        .replace("[server]\n", "[server]\nworkers = 1\n");
     let gw = Gateway::start(&format!(
-        r#"{server}workers = 1
-
-[upstreams.up]
-targets = [{target}]
-
-[plugins.misbehave]
-module = {module:?}
-capabilities = {CAPABILITIES}
-timeout_ms = 50
-
+        r#"{head}
 [[routes]]
 name = "free"
 match = {{ path = "/free" }}
@@ -52,9 +42,7 @@ name = "loop"
 match = {{ path = "/loop" }}
 upstream = "up"
 plugins = [ {{ use = "misbehave", config = {{ mode = "loop" }} }} ]
-"#,
-        server = server_section(),
-        target = up.target(),
+"#
     ));
     let client = HttpClient::http1();
     let free = gw.url("/free");
@@ -101,26 +89,18 @@ plugins = [ {{ use = "misbehave", config = {{ mode = "loop" }} }} ]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_per_request_init_is_stopped_by_the_use_timeout() {
     let up = Upstream::echo("up").await;
-    let module = test_plugin("test-misbehave");
+    let head = misbehave_config(
+        &up,
+        &[("misbehave", "isolation = \"request\"\ntimeout_ms = 50")],
+    );
     let gw = Gateway::start(&format!(
-        r#"{server}
-[upstreams.up]
-targets = [{target}]
-
-[plugins.misbehave]
-module = {module:?}
-capabilities = {CAPABILITIES}
-isolation = "request"
-timeout_ms = 50
-
+        r#"{head}
 [[routes]]
 name = "init-loop"
 match = {{ path = "/init-loop" }}
 upstream = "up"
 plugins = [ {{ use = "misbehave", config = {{ mode = "init-loop" }} }} ]
-"#,
-        server = server_section(),
-        target = up.target(),
+"#
     ));
     let client = HttpClient::http1();
     for _ in 0..3 {
@@ -141,25 +121,19 @@ plugins = [ {{ use = "misbehave", config = {{ mode = "init-loop" }} }} ]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_instances_bounds_live_instances_and_the_wait_for_them() {
     let up = Upstream::echo("up").await;
-    let module = test_plugin("test-misbehave");
+    let head = misbehave_config(
+        &up,
+        &[
+            (
+                "slow",
+                "timeout_ms = 5000\nmax_instances = 2\nqueue_timeout_ms = 50",
+            ),
+            ("other", "max_instances = 2"),
+        ],
+    );
     let gw = Gateway::start_logging(
         &format!(
-            r#"{server}
-[upstreams.up]
-targets = [{target}]
-
-[plugins.slow]
-module = {module:?}
-capabilities = {CAPABILITIES}
-timeout_ms = 5000
-max_instances = 2
-queue_timeout_ms = 50
-
-[plugins.other]
-module = {module:?}
-capabilities = {CAPABILITIES}
-max_instances = 2
-
+            r#"{head}
 [[routes]]
 name = "slow"
 match = {{ path = "/slow" }}
@@ -171,9 +145,7 @@ name = "other"
 match = {{ path = "/other" }}
 upstream = "up"
 plugins = [ {{ use = "other", config = {{ mode = "ok" }} }} ]
-"#,
-            server = server_section(),
-            target = up.target(),
+"#
         ),
         "info,gateway::plugin::pool=debug",
     );

@@ -4,8 +4,8 @@
 //! on the same connection gets its own response.
 
 use crate::connections::{RawClient, get};
-use crate::support::wasm::test_plugin;
-use crate::support::{Gateway, Upstream, server_section};
+use crate::support::wasm::misbehave_config;
+use crate::support::{Gateway, Upstream};
 
 const NAMES: [&str; 9] = [
     "content-length",
@@ -23,25 +23,8 @@ const PLACES: [&str; 4] = ["request", "response-headers", "response", "reply"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_framing_headers_never_desync_a_pipelined_connection() {
     let upstream = Upstream::echo("echo").await;
-    let module = test_plugin("test-misbehave");
-    let mut config = format!(
-        r#"{server}
-[upstreams.echo]
-targets = [{target}]
-
-[plugins.misbehave]
-module = {module:?}
-capabilities = ["log", "clock", "kv", "counters"]
-timeout_ms = 2000
-
-[[routes]]
-name = "ok"
-match = {{ path = "/ok" }}
-upstream = "echo"
-"#,
-        server = server_section(),
-        target = upstream.target(),
-    );
+    let mut config = misbehave_config(&upstream, &[("misbehave", "timeout_ms = 2000")]);
+    config.push_str("\n[[routes]]\nname = \"ok\"\nmatch = { path = \"/ok\" }\nupstream = \"up\"\n");
     let mut cases = Vec::new();
     for name in NAMES {
         for place in PLACES {
@@ -51,7 +34,7 @@ upstream = "echo"
 [[routes]]
 name = "{route}"
 match = {{ path = "/{route}" }}
-upstream = "echo"
+upstream = "up"
 plugins = [{{ use = "misbehave", config = {{ mode = "frame", header = "{name}", place = "{place}" }} }}]
 "#
             ));

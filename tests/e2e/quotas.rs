@@ -2,8 +2,8 @@
 //! namespace's quotas, with a clear error to the plugin past them; context values are capped
 //! like headers.
 
-use crate::support::wasm::test_plugin;
-use crate::support::{Gateway, HttpClient, Upstream, server_section};
+use crate::support::wasm::misbehave_config;
+use crate::support::{Gateway, HttpClient, Upstream};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -20,19 +20,15 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_and_counters_quotas_hold_and_the_plugin_is_told() {
     let up = Upstream::echo("up").await;
-    let module = test_plugin("test-misbehave");
+    let head = misbehave_config(
+        &up,
+        &[(
+            "flood",
+            "timeout_ms = 2000\nkv_max_bytes = 4194304\ncounters_max_keys = 1000",
+        )],
+    );
     let gw = Gateway::start(&format!(
-        r#"{server}
-[upstreams.up]
-targets = [{target}]
-
-[plugins.flood]
-module = {module:?}
-capabilities = ["log", "clock", "kv", "counters"]
-timeout_ms = 2000
-kv_max_bytes = 4194304
-counters_max_keys = 1000
-
+        r#"{head}
 [[routes]]
 name = "kv"
 match = {{ path = "/kv" }}
@@ -50,9 +46,7 @@ name = "context"
 match = {{ path = "/context" }}
 upstream = "up"
 plugins = [ {{ use = "flood", config = {{ mode = "context-flood" }} }} ]
-"#,
-        server = server_section(),
-        target = up.target(),
+"#
     ));
     let client = HttpClient::http1();
     for _ in 0..20 {

@@ -5,9 +5,8 @@ use super::bindings::types::{
     Context, HeaderChanges, HeaderParam, HeaderResult, RequestAction, RequestHead,
     Response as WitResponse, ResponseAction, ResponseHead,
 };
-use super::limits;
-use super::limits::Violation;
-use super::pool::{Instance, InstancePool, Lease};
+use super::limits::{self, Limits, Violation};
+use super::pool::{Instance, InstancePool, Lease, Outcome};
 use crate::config::Isolation;
 use crate::proxy::edit::{RequestEdit, ResponseEdit};
 use crate::proxy::filter::{
@@ -79,16 +78,31 @@ impl WasmFilter {
             .map(|lease| *lease)
     }
 
-    /// After a call: drop a poisoned instance, keep a request-scoped one for the response
-    /// phase (`keep`), or return it to the pool.
+    /// After a call: check its answer against the output caps (`check`), put the instance
+    /// back ([`Self::put_back`]), and turn a violation into this use's failure.
+    fn settle<T>(
+        &self,
+        slot: &mut Slot,
+        (lease, result): Outcome<T>,
+        keep: bool,
+        check: fn(&T, &Limits) -> Result<(), Violation>,
+    ) -> Result<T, FilterFailure> {
+        let result = result.and_then(|answer| check(&answer, self.pool.limits()).map(|()| answer));
+        if let Some(lease) = lease {
+            self.put_back(slot, lease, &result, keep);
+        }
+        result.map_err(|v| self.failure(&v))
+    }
+
+    /// Drop a poisoned instance, keep a request-scoped one for the response phase (`keep`),
+    /// or return it to the pool.
     fn put_back<T>(
         &self,
         slot: &mut Slot,
-        lease: Option<Lease>,
+        lease: Lease,
         result: &Result<T, Violation>,
         keep: bool,
     ) {
-        let Some(lease) = lease else { return };
         match result {
             Err(violation) if violation.poisons_instance() => {}
             _ if keep && self.pool.isolation() == Isolation::Request => {
@@ -131,15 +145,12 @@ impl Filter for WasmFilter {
                 }
                 .boxed()
             });
-            let (lease, result) = self
+            let outcome = self
                 .pool
                 .call(lease, &ctx.route, &ctx.request_id, call)
                 .await;
-            let result = result.and_then(|action| {
-                limits::check_request_action(&action, self.pool.limits()).map(|()| action)
-            });
-            self.put_back(slot, lease, &result, self.needs.response_phase);
-            let action = result.map_err(|v| self.failure(&v))?;
+            let keep = self.needs.response_phase;
+            let action = self.settle(slot, outcome, keep, limits::check_request_action)?;
             request_verdict(action, request).map_err(|v| self.failure(&v))
         }
         .boxed()
@@ -183,15 +194,11 @@ impl Filter for WasmFilter {
                 }
                 .boxed()
             });
-            let (lease, result) = self
+            let outcome = self
                 .pool
                 .call(lease, &ctx.route, &ctx.request_id, call)
                 .await;
-            let result = result.and_then(|action| {
-                limits::check_response_action(&action, self.pool.limits()).map(|()| action)
-            });
-            self.put_back(slot, lease, &result, false);
-            let action = result.map_err(|v| self.failure(&v))?;
+            let action = self.settle(slot, outcome, false, limits::check_response_action)?;
             response_verdict(action).map_err(|v| self.failure(&v))
         }
         .boxed()

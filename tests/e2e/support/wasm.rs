@@ -69,3 +69,22 @@ pub fn python_tagger() -> String {
         .display()
         .to_string()
 }
+
+/// The head of a config for tests with misbehaving plugins: `[server]`, the upstream `up` on
+/// `up`, and one `[plugins.NAME]` table per `(NAME, extra keys)` with the `test-misbehave`
+/// module and every capability it imports. Routes follow.
+pub fn misbehave_config(up: &super::Upstream, plugins: &[(&str, &str)]) -> String {
+    let module = test_plugin("test-misbehave");
+    let mut config = format!(
+        "{}\n[upstreams.up]\ntargets = [{}]\n",
+        super::server_section(),
+        up.target()
+    );
+    for (name, extra) in plugins {
+        config.push_str(&format!(
+            "\n[plugins.{name}]\nmodule = {module:?}\n\
+             capabilities = [\"log\", \"clock\", \"kv\", \"counters\"]\n{extra}\n"
+        ));
+    }
+    config
+}
