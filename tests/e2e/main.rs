@@ -19,6 +19,7 @@ mod limits;
 mod policies;
 mod python;
 mod ratelimit;
+mod reports;
 mod routing;
 mod transformers;
 mod workers;

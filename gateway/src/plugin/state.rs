@@ -1,6 +1,7 @@
 //! What a plugin instance's store holds: the (empty) WASI context, its resource table, the
 //! memory limiter, and who it is for log lines.
 
+use crate::plugin::host::log::CallLog;
 use crate::services::Services;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +25,8 @@ pub struct StoreState {
     pub request_id: String,
     /// Key sets and shared state behind `crypto`, `counters` and `kv`.
     pub services: Arc<Services>,
+    /// What the current call has logged, against the plugin's `log` budget.
+    pub log: CallLog,
     /// When the current call (or instantiation and `init`) must have finished; checked at
     /// each epoch tick while guest code runs.
     pub deadline: Instant,
@@ -36,6 +39,7 @@ impl StoreState {
     /// preopened directories, stdin empty, stdout/stderr discarded, and no socket address
     /// allowed, so even a plugin granted `wasi` reaches nothing outside its sandbox.
     pub fn new(plugin: Arc<str>, memory_bytes: usize, services: Arc<Services>) -> Self {
+        let log = services.logs.plugin(&plugin);
         StoreState {
             wasi: None,
             table: ResourceTable::new(),
@@ -43,6 +47,7 @@ impl StoreState {
             plugin,
             route: Arc::from(""),
             request_id: String::new(),
+            log: CallLog::new(log),
             services,
             deadline: Instant::now(),
         }
