@@ -170,7 +170,9 @@ fn cache_load(c: &mut Criterion) {
     });
     group.bench_function("unchecked_deserialize_file", |b| {
         // SAFETY: the artifact was just serialized by this engine.
-        b.iter(|| unsafe { wasmtime::component::Component::deserialize_file(&engine, &raw) }.unwrap())
+        b.iter(|| {
+            unsafe { wasmtime::component::Component::deserialize_file(&engine, &raw) }.unwrap()
+        })
     });
     group.finish();
     let _ = std::fs::remove_dir_all(&dir);

@@ -132,7 +132,7 @@ capabilities = ["log"]
 
 [plugins.misbehave]
 module = {misbehave:?}
-capabilities = ["log"]
+capabilities = ["log", "clock", "counters", "kv"]
 
 [[routes]]
 name = "tagged"
@@ -192,7 +192,10 @@ async fn a_swapped_or_altered_artifact_is_refused_by_name_and_the_pin_holds() {
     assert!(log.contains(&refused), "{log}");
     assert!(log.contains("failed its integrity check"), "{log}");
     assert!(
-        !log.contains(&format!("ignoring cached plugin {}", misbehave_file.display())),
+        !log.contains(&format!(
+            "ignoring cached plugin {}",
+            misbehave_file.display()
+        )),
         "{log}"
     );
 

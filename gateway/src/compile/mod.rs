@@ -101,13 +101,7 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
         }
     };
     services.state.warm_up().await;
-    let plugins = load_plugins(
-        loaded,
-        engines,
-        cache.as_ref(),
-        &services,
-        &mut errors,
-    );
+    let plugins = load_plugins(loaded, engines, cache.as_ref(), &services, &mut errors);
 
     let mut global_chain = Vec::new();
     for (i, use_) in config.global_plugins.iter().enumerate() {

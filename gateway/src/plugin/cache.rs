@@ -120,7 +120,10 @@ type HmacSha256 = Hmac<Sha256>;
 /// Where the cache key lives by default: `$XDG_CONFIG_HOME/gateway`, else
 /// `~/.config/gateway`; `None` when neither variable is set.
 pub fn key_dir() -> Option<PathBuf> {
-    key_dir_from(std::env::var_os("XDG_CONFIG_HOME"), std::env::var_os("HOME"))
+    key_dir_from(
+        std::env::var_os("XDG_CONFIG_HOME"),
+        std::env::var_os("HOME"),
+    )
 }
 
 fn key_dir_from(xdg: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
@@ -190,7 +193,13 @@ impl Cache {
 
     fn mac(&self, module_sha: &str, engine_hash: &str) -> HmacSha256 {
         let mut mac = self.keyed.clone();
-        for part in [MAC_DOMAIN, module_sha.as_bytes(), b"\0", engine_hash.as_bytes(), b"\0"] {
+        for part in [
+            MAC_DOMAIN,
+            module_sha.as_bytes(),
+            b"\0",
+            engine_hash.as_bytes(),
+            b"\0",
+        ] {
             mac.update(part);
         }
         mac
@@ -220,8 +229,9 @@ impl Cache {
         let (tag, artifact) = file.split_at(MAC_LEN);
         let mut mac = self.mac(module_sha, engine_hash);
         mac.update(artifact);
-        mac.verify_slice(tag)
-            .map_err(|_| "its MAC does not match (not written by this install for this module, or altered)")?;
+        mac.verify_slice(tag).map_err(
+            |_| "its MAC does not match (not written by this install for this module, or altered)",
+        )?;
         Ok(artifact)
     }
 }
@@ -445,16 +455,28 @@ mod tests {
         let (cache, _) = cache("mac");
         let sealed = cache.seal("aa", "bb", b"artifact");
         assert!(cache.open_sealed("aa", "bb", &sealed).is_ok());
-        assert!(cache.open_sealed("ab", "bb", &sealed).is_err(), "another module");
-        assert!(cache.open_sealed("aa", "bc", &sealed).is_err(), "another engine");
+        assert!(
+            cache.open_sealed("ab", "bb", &sealed).is_err(),
+            "another module"
+        );
+        assert!(
+            cache.open_sealed("aa", "bc", &sealed).is_err(),
+            "another engine"
+        );
         let mut flipped = sealed.clone();
         if let Some(last) = flipped.last_mut() {
             *last ^= 1;
         }
-        assert!(cache.open_sealed("aa", "bb", &flipped).is_err(), "a flipped bit");
+        assert!(
+            cache.open_sealed("aa", "bb", &flipped).is_err(),
+            "a flipped bit"
+        );
         assert!(cache.open_sealed("aa", "bb", b"short").is_err());
         let (other_install, _) = self::cache("mac-other");
-        assert!(other_install.open_sealed("aa", "bb", &sealed).is_err(), "another key");
+        assert!(
+            other_install.open_sealed("aa", "bb", &sealed).is_err(),
+            "another key"
+        );
     }
 
     #[test]
@@ -472,9 +494,15 @@ mod tests {
             "it would sit in the cache directory it authenticates"
         );
         std::fs::write(dir.join("short.key"), b"x").unwrap();
-        std::fs::set_permissions(dir.join("short.key"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
-        assert_eq!(read_key(&dir.join("short.key")).unwrap_err(), "1 bytes, not 32");
+        std::fs::set_permissions(
+            dir.join("short.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        assert_eq!(
+            read_key(&dir.join("short.key")).unwrap_err(),
+            "1 bytes, not 32"
+        );
     }
 
     #[test]

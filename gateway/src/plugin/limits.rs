@@ -335,12 +335,27 @@ mod tests {
     #[test]
     fn a_trap_names_its_kind() {
         let cases = [
-            (wasmtime::Error::from(Trap::StackOverflow), "StackOverflow ("),
-            (wasmtime::Error::from(Trap::MemoryOutOfBounds), "MemoryOutOfBounds ("),
-            (wasmtime::Error::from(Trap::UnreachableCodeReached), "UnreachableCodeReached ("),
-            (wasmtime::Error::from(Trap::IntegerDivisionByZero), "IntegerDivisionByZero ("),
+            (
+                wasmtime::Error::from(Trap::StackOverflow),
+                "StackOverflow (",
+            ),
+            (
+                wasmtime::Error::from(Trap::MemoryOutOfBounds),
+                "MemoryOutOfBounds (",
+            ),
+            (
+                wasmtime::Error::from(Trap::UnreachableCodeReached),
+                "UnreachableCodeReached (",
+            ),
+            (
+                wasmtime::Error::from(Trap::IntegerDivisionByZero),
+                "IntegerDivisionByZero (",
+            ),
             (wasmtime::Error::from(I32Exit(3)), "exit with status 3"),
-            (wasmtime::format_err!("host said no\nsecond line"), "host said no"),
+            (
+                wasmtime::format_err!("host said no\nsecond line"),
+                "host said no",
+            ),
         ];
         for (error, kind) in cases {
             let violation = Violation::from_call_error(&error, false);

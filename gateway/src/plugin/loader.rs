@@ -3,12 +3,12 @@
 //! holds only what was granted.
 
 use super::bindings::PluginPre;
+use super::builtin;
+use super::cache::{self, Cache};
 use super::capabilities::{self, Capability};
 use super::engine::Engines;
 use super::state::StoreState;
 use super::ticker::Ticker;
-use super::cache::{self, Cache};
-use super::builtin;
 use crate::config::{Isolation, LimitsConfig, PluginConfig};
 use crate::services::Services;
 use std::path::Path;
@@ -79,7 +79,7 @@ fn module_label(module: &str, base_dir: &Path) -> String {
 
 /// What kind of file `bytes` is, from its 8-byte preamble: a component is compiled; a core
 /// module or something else is refused by name before wasmtime reports a parse error.
-fn check_preamble(bytes: &[u8], label: &str) -> Result<(), String> {
+pub fn check_preamble(bytes: &[u8], label: &str) -> Result<(), String> {
     const MAGIC: &[u8] = b"\0asm";
     const COMPONENT: &[u8] = &[0x0d, 0x00, 0x01, 0x00];
     const CORE_MODULE: &[u8] = &[0x01, 0x00, 0x00, 0x00];
@@ -125,8 +125,12 @@ pub fn load(
         ));
     }
     let engine = engines.engine(metered, config.isolation).clone();
-    let component = cache::load(&engine, &bytes, cache)
-        .map_err(|e| fail("module", format!("`{label}` is not a valid component: {e:#}")))?;
+    let component = cache::load(&engine, &bytes, cache).map_err(|e| {
+        fail(
+            "module",
+            format!("`{label}` is not a valid component: {e:#}"),
+        )
+    })?;
 
     let granted: Vec<Capability> = config
         .capabilities

@@ -147,9 +147,15 @@ mod tests {
             assert!(a.take(10, now));
             assert!(b.take(10, now));
         }
-        assert!(!a.take(10, now), "1,000 lines per second over both instances");
+        assert!(
+            !a.take(10, now),
+            "1,000 lines per second over both instances"
+        );
         assert!(a.take(10, now + Duration::from_secs(1)), "a new second");
-        assert!(!a.take(300 << 10, now + Duration::from_secs(2)), "bytes too");
+        assert!(
+            !a.take(300 << 10, now + Duration::from_secs(2)),
+            "bytes too"
+        );
         a.drop_line();
         assert_eq!(b.dropped(), 1);
     }

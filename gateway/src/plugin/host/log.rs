@@ -130,7 +130,11 @@ fn truncate(text: &str, max: usize) -> Cow<'_, str> {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    Cow::Owned(format!("{}… [{} bytes cut]", &text[..end], text.len() - end))
+    Cow::Owned(format!(
+        "{}… [{} bytes cut]",
+        &text[..end],
+        text.len() - end
+    ))
 }
 
 #[cfg(test)]
@@ -152,14 +156,21 @@ mod tests {
         let mut log = CallLog::new(logs.plugin(&Arc::from("p")));
         let (call, now) = (Instant::now(), Instant::now());
         let verdicts: Vec<Verdict> = (0..1_000).map(|_| log.admit(call, 100, now)).collect();
-        assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Write).count(), 100);
+        assert_eq!(
+            verdicts.iter().filter(|v| **v == Verdict::Write).count(),
+            100
+        );
         assert_eq!(verdicts[100], Verdict::DropFirst);
         assert!(verdicts[101..].iter().all(|v| *v == Verdict::Drop));
         assert_eq!(logs.plugin(&Arc::from("p")).dropped(), 900);
 
         let next = call + Duration::from_millis(1);
         assert_eq!(log.admit(next, 100, now), Verdict::Write, "a new call");
-        assert_eq!(log.admit(next, 16 << 10, now), Verdict::DropFirst, "bytes count too");
+        assert_eq!(
+            log.admit(next, 16 << 10, now),
+            Verdict::DropFirst,
+            "bytes count too"
+        );
     }
 
     #[test]
@@ -174,6 +185,9 @@ mod tests {
             })
             .filter(|call| log.admit(*call, 10, now) == Verdict::Write)
             .count();
-        assert_eq!(written, 1_000, "1,000 lines per second over 20 calls of 100");
+        assert_eq!(
+            written, 1_000,
+            "1,000 lines per second over 20 calls of 100"
+        );
     }
 }
