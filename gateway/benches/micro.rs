@@ -10,8 +10,8 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gateway::bench::{
-    Engines, Filter, InstancePool, Isolation, Limits, Matcher, PathMatch, PluginConfig,
-    RequestContext, RequestKey, RequestVerdict, Router, Services, Slot, WasmFilter, loader,
+    Cache, Engines, Filter, InstancePool, Isolation, Limits, Matcher, PathMatch, PluginConfig,
+    RequestContext, RequestKey, RequestVerdict, Router, Services, Slot, WasmFilter, cache, loader,
 };
 use http::{HeaderMap, Method};
 use std::hint::black_box;
@@ -62,13 +62,16 @@ fn noop_filter(rt: &tokio::runtime::Runtime, isolation: &str) -> WasmFilter {
         config.isolation,
         Isolation::Pooled | Isolation::Request
     ));
-    let cache = std::env::temp_dir().join("gateway-bench-cache");
+    let cache = Cache::open(
+        &std::env::temp_dir().join("gateway-bench-cache"),
+        cache::key_file().as_deref(),
+    );
     let plugin = loader::load(
         "noop",
         &config,
         std::path::Path::new("."),
         &engines,
-        Some(&cache),
+        cache.as_ref(),
         false,
         Services::empty(),
     )
@@ -99,10 +102,10 @@ fn call(rt: &tokio::runtime::Runtime, filter: Option<&WasmFilter>, request: &htt
     let body = None;
     let mut ctx = RequestContext {
         route: Arc::from("bench"),
-        request_id: "req-1".into(),
+        request_id: Arc::from("req-1"),
         client_addr: Arc::from("127.0.0.1:5000"),
         scheme: "http",
-        values: Vec::new(),
+        values: Arc::default(),
     };
     let mut slot: Slot = None;
     let Some(filter) = filter else {
@@ -145,5 +148,35 @@ fn plugin_call(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, router_lookup, plugin_call);
+/// Loading a compiled plugin from the cache: read, MAC check, deserialize (`cache::load`),
+/// against wasmtime mapping an unauthenticated artifact (`deserialize_file`, the old path).
+#[allow(unsafe_code)]
+fn cache_load(c: &mut Criterion) {
+    let engines = Engines::new().unwrap();
+    let engine = engines.engine(false, Isolation::Pooled).clone();
+    let bytes =
+        loader::read_module("builtin:request-transformer", std::path::Path::new(".")).unwrap();
+    let dir = std::env::temp_dir().join(format!("gateway-bench-cache-load-{}", std::process::id()));
+    let key = dir.join("key").join("cache.key");
+    let cache = Cache::open(&dir.join("cache"), Some(&key)).unwrap();
+    cache::load(&engine, &bytes, Some(&cache)).unwrap();
+    let raw = dir.join("raw.cwasm");
+    let component = wasmtime::component::Component::new(&engine, &bytes).unwrap();
+    let artifact = component.serialize().unwrap();
+    std::fs::write(&raw, &artifact).unwrap();
+    let mut group = c.benchmark_group("cache_load");
+    group.bench_function(format!("mac_checked_{}KiB", artifact.len() >> 10), |b| {
+        b.iter(|| cache::load(&engine, black_box(&bytes), Some(&cache)).unwrap())
+    });
+    group.bench_function("unchecked_deserialize_file", |b| {
+        // SAFETY: the artifact was just serialized by this engine.
+        b.iter(|| {
+            unsafe { wasmtime::component::Component::deserialize_file(&engine, &raw) }.unwrap()
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, router_lookup, plugin_call, cache_load);
 criterion_main!(benches);

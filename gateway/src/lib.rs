@@ -26,6 +26,7 @@ pub use cli::main;
 #[doc(hidden)]
 pub mod bench {
     pub use crate::config::{Isolation, PluginConfig};
+    pub use crate::plugin::cache::{self, Cache};
     pub use crate::plugin::limits::Limits;
     pub use crate::plugin::loader;
     pub use crate::plugin::pool::InstancePool;

@@ -131,23 +131,26 @@ pub enum HeaderPlace {
 /// appears on a response. Removing any of these is allowed: the gateway frames the message
 /// whatever the plugin removed.
 pub fn header_field_name(name: &str, place: HeaderPlace, adds: bool) -> Result<(), String> {
-    let lower = name.to_ascii_lowercase();
-    let framing = matches!(
-        lower.as_str(),
-        "content-length"
-            | "transfer-encoding"
-            | "connection"
-            | "keep-alive"
-            | "te"
-            | "trailer"
-            | "upgrade"
-    ) || lower.starts_with("proxy-");
-    if framing {
+    const FRAMING: [&str; 7] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+    ];
+    let is = |reserved: &str| reserved.len() == name.len() && name.eq_ignore_ascii_case(reserved);
+    let proxy = name
+        .get(..6)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("proxy-"));
+    if proxy || FRAMING.iter().any(|reserved| is(reserved)) {
         return Err(format!(
-            "header `{lower}` frames the message or the connection; the gateway sets it"
+            "header `{}` frames the message or the connection; the gateway sets it",
+            name.to_ascii_lowercase()
         ));
     }
-    if lower == "host" && (adds || place == HeaderPlace::Response) {
+    if is("host") && (adds || place == HeaderPlace::Response) {
         return Err(match place {
             HeaderPlace::Request => "header `host` can be set, not added (one `Host` per request)",
             HeaderPlace::Response => "header `host` does not belong on a response",

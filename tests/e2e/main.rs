@@ -22,6 +22,7 @@ mod policies;
 mod python;
 mod quotas;
 mod ratelimit;
+mod reports;
 mod routing;
 mod transformers;
 mod workers;

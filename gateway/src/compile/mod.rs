@@ -17,7 +17,7 @@ use crate::config::{
     self, Config, ConfigError, ConfigErrors, KeyPath, LoadedConfig, PluginUse, RouteConfig,
 };
 use crate::key_path;
-use crate::plugin::cache;
+use crate::plugin::cache::{self, Cache};
 use crate::plugin::limits::{Limits, Violation};
 use crate::plugin::loader::{self, LoadedPlugin};
 use crate::plugin::pool::InstancePool;
@@ -84,13 +84,13 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
         }
     }
 
-    let cache_dir = config
+    let cache = config
         .server
         .plugin_cache_dir
         .as_ref()
         .map(|dir| loaded.base_dir.join(dir))
         .or_else(cache::default_dir)
-        .and_then(|dir| cache::prepare(&dir));
+        .and_then(|dir| Cache::open(&dir, cache::key_file().as_deref()));
     let services = match Services::build(loaded) {
         Ok(services) => services,
         Err(problems) => {
@@ -101,13 +101,7 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
         }
     };
     services.state.warm_up().await;
-    let plugins = load_plugins(
-        loaded,
-        engines,
-        cache_dir.as_deref(),
-        &services,
-        &mut errors,
-    );
+    let plugins = load_plugins(loaded, engines, cache.as_ref(), &services, &mut errors);
 
     let mut global_chain = Vec::new();
     for (i, use_) in config.global_plugins.iter().enumerate() {
@@ -166,7 +160,7 @@ fn compile_route(
 fn load_plugins(
     loaded: &LoadedConfig,
     engines: &Engines,
-    cache_dir: Option<&Path>,
+    cache: Option<&Cache>,
     services: &Arc<Services>,
     errors: &mut Vec<ConfigError>,
 ) -> HashMap<String, Arc<LoadedPlugin>> {
@@ -180,7 +174,7 @@ fn load_plugins(
             plugin,
             &loaded.base_dir,
             engines,
-            cache_dir,
+            cache,
             metered,
             services.clone(),
         ) {

@@ -10,11 +10,26 @@
 //! another user or writable by group or others. There is no shared fallback (such as the
 //! system temp dir, where another local user could plant code first): no usable directory means
 //! no cache, and every component is compiled in memory.
+//!
+//! A private directory is not enough: the file *name* is all that ties an artifact to the
+//! module it came from, so a file copied or renamed into place (another plugin's artifact
+//! under a pinned plugin's name, a backup restored over the cache, a flipped bit) would run as
+//! the pinned plugin, and the `sha256` pin would prove nothing. So every artifact carries an
+//! HMAC-SHA256 over its key (module SHA-256 and engine hash) and its bytes, keyed by a
+//! per-install secret kept *outside* the cache directory ([`key_file`]:
+//! `$XDG_CONFIG_HOME/gateway/cache.key` or `~/.config/gateway/cache.key`, 32 random bytes,
+//! `0600`, its directory held to the same rules as the cache's). The MAC is checked on the
+//! bytes in memory, before anything is deserialized; a file that fails is logged by name,
+//! recompiled and rewritten. Without a usable key there is no cache. The check reads the whole
+//! artifact instead of mapping it, and costs ≈ 1–2 ms per MiB of artifact (SHA-256), once per
+//! plugin at load.
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -88,47 +103,277 @@ fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// File name of the per-install MAC key, in [`key_dir`].
+const KEY_FILE: &str = "cache.key";
+
+/// Bytes of the MAC key.
+const KEY_LEN: usize = 32;
+
+/// Bytes of the MAC that starts every artifact file.
+const MAC_LEN: usize = 32;
+
+/// Separates the MAC input's parts; bumped if the file format changes.
+const MAC_DOMAIN: &[u8] = b"gateway plugin cache v1\0";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Where the cache key lives by default: `$XDG_CONFIG_HOME/gateway`, else
+/// `~/.config/gateway`; `None` when neither variable is set.
+pub fn key_dir() -> Option<PathBuf> {
+    key_dir_from(
+        std::env::var_os("XDG_CONFIG_HOME"),
+        std::env::var_os("HOME"),
+    )
+}
+
+fn key_dir_from(xdg: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    if let Some(xdg) = xdg.filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(xdg).join("gateway"));
+    }
+    home.filter(|v| !v.is_empty())
+        .map(|home| PathBuf::from(home).join(".config").join("gateway"))
+}
+
+/// The default key file, `cache.key` in [`key_dir`].
+pub fn key_file() -> Option<PathBuf> {
+    key_dir().map(|dir| dir.join(KEY_FILE))
+}
+
+/// A usable cache: a private directory and the secret that authenticates its artifacts.
+pub struct Cache {
+    dir: PathBuf,
+    /// HMAC-SHA256 keyed with the install's secret, cloned for each artifact.
+    keyed: HmacSha256,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Cache").field("dir", &self.dir).finish()
+    }
+}
+
+impl Cache {
+    /// The cache in `dir` (see [`prepare`]) with the key in `key_file` (created on first use).
+    /// `None`, with one warning saying why, when either cannot be used: no cache then.
+    pub fn open(dir: &Path, key_file: Option<&Path>) -> Option<Cache> {
+        let dir = prepare(dir)?;
+        let Some(key_file) = key_file else {
+            tracing::warn!(
+                dir = %dir.display(),
+                "not caching compiled plugins: no place for the cache key \
+                 (neither XDG_CONFIG_HOME nor HOME is set)"
+            );
+            return None;
+        };
+        let keyed = load_key(&dir, key_file).and_then(|key| {
+            <HmacSha256 as Mac>::new_from_slice(&key).map_err(|e| format!("not a MAC key: {e}"))
+        });
+        match keyed {
+            Ok(keyed) => Some(Cache { dir, keyed }),
+            Err(reason) => {
+                tracing::warn!(
+                    key_file = %key_file.display(),
+                    "not caching compiled plugins: cache key unusable: {reason}"
+                );
+                None
+            }
+        }
+    }
+
+    /// The directory artifacts are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The artifact file for a module (its hex SHA-256) on an engine (its hash, hex).
+    fn file(&self, module_sha: &str, engine_hash: &str) -> PathBuf {
+        self.dir.join(format!("{module_sha}-{engine_hash}.cwasm"))
+    }
+
+    fn mac(&self, module_sha: &str, engine_hash: &str) -> HmacSha256 {
+        let mut mac = self.keyed.clone();
+        for part in [
+            MAC_DOMAIN,
+            module_sha.as_bytes(),
+            b"\0",
+            engine_hash.as_bytes(),
+            b"\0",
+        ] {
+            mac.update(part);
+        }
+        mac
+    }
+
+    /// `MAC || artifact`, what a cache file holds.
+    fn seal(&self, module_sha: &str, engine_hash: &str, artifact: &[u8]) -> Vec<u8> {
+        let mut mac = self.mac(module_sha, engine_hash);
+        mac.update(artifact);
+        let tag = mac.finalize().into_bytes();
+        let mut file = Vec::with_capacity(MAC_LEN + artifact.len());
+        file.extend_from_slice(&tag);
+        file.extend_from_slice(artifact);
+        file
+    }
+
+    /// The artifact in `file` (as [`Cache::seal`] made it) if its MAC holds for this key.
+    fn open_sealed<'a>(
+        &self,
+        module_sha: &str,
+        engine_hash: &str,
+        file: &'a [u8],
+    ) -> Result<&'a [u8], &'static str> {
+        if file.len() < MAC_LEN {
+            return Err("too short to hold its MAC");
+        }
+        let (tag, artifact) = file.split_at(MAC_LEN);
+        let mut mac = self.mac(module_sha, engine_hash);
+        mac.update(artifact);
+        mac.verify_slice(tag).map_err(
+            |_| "its MAC does not match (not written by this install for this module, or altered)",
+        )?;
+        Ok(artifact)
+    }
+}
+
+/// Read the key in `key_file`, or create it: its directory held to [`prepare`]'s rules and
+/// not the cache directory itself; the file a regular file of this user, `0600`, 32 bytes.
+fn load_key(cache_dir: &Path, key_file: &Path) -> Result<[u8; KEY_LEN], String> {
+    let key_dir = key_file
+        .parent()
+        .ok_or_else(|| "the key file has no directory".to_string())?;
+    usable(key_dir).map_err(|reason| format!("its directory {}: {reason}", key_dir.display()))?;
+    if same_dir(key_dir, cache_dir) {
+        return Err("it would sit in the cache directory it authenticates".into());
+    }
+    if !key_file.exists() {
+        create_key(key_file).map_err(|e| format!("cannot create it: {e}"))?;
+    }
+    read_key(key_file)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// 32 fresh random bytes, written to a private temporary file and linked into place, so two
+/// gateways starting at once agree on one key and nobody reads a half-written one.
+fn create_key(key_file: &Path) -> std::io::Result<()> {
+    let mut key = [0u8; KEY_LEN];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    let tmp = key_file.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&key).and_then(|()| f.sync_all()));
+    let linked = written.and_then(|()| match std::fs::hard_link(&tmp, key_file) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    });
+    let _ = std::fs::remove_file(&tmp);
+    linked
+}
+
+fn read_key(key_file: &Path) -> Result<[u8; KEY_LEN], String> {
+    // `symlink_metadata`: a link planted in place of the key is refused, not followed.
+    let meta = std::fs::symlink_metadata(key_file).map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let uid = effective_uid();
+    if meta.uid() != uid {
+        return Err(format!(
+            "owned by uid {}, not by this process (uid {uid})",
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "readable or writable by group or others (mode {mode:o}; `chmod 600` it)"
+        ));
+    }
+    let bytes = std::fs::read(key_file).map_err(|e| format!("cannot read it: {e}"))?;
+    <[u8; KEY_LEN]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("{} bytes, not {KEY_LEN}", bytes.len()))
+}
+
 /// Compile `bytes` for `engine`, or load the cached artifact. Cache failures are logged and
 /// never fatal: the component is then compiled in memory.
-pub fn load(engine: &Engine, bytes: &[u8], dir: Option<&Path>) -> wasmtime::Result<Component> {
-    let Some(dir) = dir else {
+pub fn load(engine: &Engine, bytes: &[u8], cache: Option<&Cache>) -> wasmtime::Result<Component> {
+    let Some(cache) = cache else {
         return Component::new(engine, bytes);
     };
-    let mut hasher = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    let file = dir.join(format!(
-        "{}-{:016x}.cwasm",
-        sha256_hex(bytes),
-        hasher.finish()
-    ));
+    let module_sha = sha256_hex(bytes);
+    let engine_hash = engine_hash(engine);
+    let file = cache.file(&module_sha, &engine_hash);
     if file.exists() {
-        match deserialize(engine, &file) {
+        match read_verified(cache, &module_sha, &engine_hash, &file, engine) {
             Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!(file = %file.display(), "ignoring cached plugin: {e}"),
+            Err(e) => tracing::warn!(
+                file = %file.display(),
+                "ignoring cached plugin {}: {e}; recompiling",
+                file.display()
+            ),
         }
     }
     let component = Component::new(engine, bytes)?;
-    if let Err(e) = store(&component, &file) {
-        tracing::warn!(dir = %dir.display(), "cannot cache compiled plugin: {e}");
+    if let Err(e) = store(cache, &module_sha, &engine_hash, &component, &file) {
+        tracing::warn!(dir = %cache.dir.display(), "cannot cache compiled plugin: {e}");
     }
     Ok(component)
 }
 
-fn store(component: &Component, file: &Path) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(std::io::Error::other)?;
+fn engine_hash(engine: &Engine) -> String {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn store(
+    cache: &Cache,
+    module_sha: &str,
+    engine_hash: &str,
+    component: &Component,
+    file: &Path,
+) -> std::io::Result<()> {
+    let artifact = component.serialize().map_err(std::io::Error::other)?;
+    let sealed = cache.seal(module_sha, engine_hash, &artifact);
     let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    std::fs::write(&tmp, sealed)?;
     std::fs::rename(&tmp, file)
 }
 
-/// Loading native code is `unsafe` in wasmtime because a tampered file could run anything.
-/// The file is one this gateway wrote into its own cache directory — which [`prepare`] made
-/// sure only this user can write — named by the hash of the module it was compiled from, and
-/// wasmtime itself rejects artifacts of another version or configuration.
+/// Read `file` into memory, check its MAC, and only then deserialize the bytes.
+fn read_verified(
+    cache: &Cache,
+    module_sha: &str,
+    engine_hash: &str,
+    file: &Path,
+    engine: &Engine,
+) -> wasmtime::Result<Component> {
+    let sealed = std::fs::read(file)?;
+    let artifact = cache
+        .open_sealed(module_sha, engine_hash, &sealed)
+        .map_err(|reason| wasmtime::format_err!("failed its integrity check: {reason}"))?;
+    deserialize(engine, artifact)
+}
+
+/// Loading native code is `unsafe` in wasmtime because a tampered artifact could run
+/// anything. These bytes carry a valid MAC under this install's secret key, over the module
+/// hash and engine hash they were compiled for: only this gateway's [`store`] made them, for
+/// exactly this module; and wasmtime itself rejects artifacts of another version or
+/// configuration.
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, file: &Path) -> wasmtime::Result<Component> {
+fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: see above; the artifact was produced by `Component::serialize` of this gateway.
-    unsafe { Component::deserialize_file(engine, file) }
+    unsafe { Component::deserialize(engine, artifact) }
 }
 
 #[cfg(test)]
@@ -183,6 +428,92 @@ mod tests {
         );
         assert_eq!(
             dir_from(Some("/xdg".into()), Some("/home/op".into())),
+            Some(PathBuf::from("/xdg/gateway"))
+        );
+    }
+
+    fn cache(name: &str) -> (Cache, PathBuf) {
+        let root = scratch(name);
+        let key = root.join("config").join(KEY_FILE);
+        let cache = Cache::open(&root.join("cache"), Some(&key)).unwrap();
+        (cache, key)
+    }
+
+    #[test]
+    fn a_new_key_is_private_and_reused() {
+        let (first, key) = cache("key");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read(&key).unwrap().len(), KEY_LEN);
+        let sealed = first.seal("aa", "bb", b"artifact");
+        let again = Cache::open(first.dir(), Some(&key)).unwrap();
+        assert_eq!(again.open_sealed("aa", "bb", &sealed), Ok(&b"artifact"[..]));
+    }
+
+    #[test]
+    fn an_artifact_is_bound_to_its_bytes_its_module_and_its_engine() {
+        let (cache, _) = cache("mac");
+        let sealed = cache.seal("aa", "bb", b"artifact");
+        assert!(cache.open_sealed("aa", "bb", &sealed).is_ok());
+        assert!(
+            cache.open_sealed("ab", "bb", &sealed).is_err(),
+            "another module"
+        );
+        assert!(
+            cache.open_sealed("aa", "bc", &sealed).is_err(),
+            "another engine"
+        );
+        let mut flipped = sealed.clone();
+        if let Some(last) = flipped.last_mut() {
+            *last ^= 1;
+        }
+        assert!(
+            cache.open_sealed("aa", "bb", &flipped).is_err(),
+            "a flipped bit"
+        );
+        assert!(cache.open_sealed("aa", "bb", b"short").is_err());
+        let (other_install, _) = self::cache("mac-other");
+        assert!(
+            other_install.open_sealed("aa", "bb", &sealed).is_err(),
+            "another key"
+        );
+    }
+
+    #[test]
+    fn a_key_others_may_read_or_inside_the_cache_is_refused() {
+        let (_, key) = cache("key-mode");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let dir = key.parent().unwrap().to_path_buf();
+        assert!(
+            load_key(&scratch("key-mode-cache"), &key)
+                .unwrap_err()
+                .starts_with("readable or writable by group or others")
+        );
+        assert_eq!(
+            load_key(&dir, &dir.join("other.key")).unwrap_err(),
+            "it would sit in the cache directory it authenticates"
+        );
+        std::fs::write(dir.join("short.key"), b"x").unwrap();
+        std::fs::set_permissions(
+            dir.join("short.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        assert_eq!(
+            read_key(&dir.join("short.key")).unwrap_err(),
+            "1 bytes, not 32"
+        );
+    }
+
+    #[test]
+    fn the_key_lives_in_the_config_dir_not_the_cache_dir() {
+        assert_eq!(key_dir_from(None, None), None);
+        assert_eq!(
+            key_dir_from(None, Some("/home/op".into())),
+            Some(PathBuf::from("/home/op/.config/gateway"))
+        );
+        assert_eq!(
+            key_dir_from(Some("/xdg".into()), Some("/home/op".into())),
             Some(PathBuf::from("/xdg/gateway"))
         );
     }

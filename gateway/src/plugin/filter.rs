@@ -6,7 +6,7 @@ use super::bindings::types::{
     Response as WitResponse, ResponseAction, ResponseHead,
 };
 use super::limits::{self, Limits, Violation};
-use super::pool::{Instance, InstancePool, Lease, Outcome};
+use super::pool::{GuestCall, Instance, InstancePool, Lease, Outcome};
 use crate::config::Isolation;
 use crate::proxy::edit::{RequestEdit, ResponseEdit};
 use crate::proxy::filter::{
@@ -132,19 +132,7 @@ impl Filter for WasmFilter {
         async move {
             let args = RequestArgs::new(request, ctx, self.request_headers.as_deref(), body);
             let lease = Self::kept_lease(slot);
-            let call = guest_call(move |instance| {
-                async move {
-                    let texts = args.fields.texts();
-                    let headers = params(&texts);
-                    let values = args.values();
-                    let (guest, store) = instance.filter();
-                    let head = args.head(&headers);
-                    guest
-                        .call_on_request(store, args.context(&values), head, args.body())
-                        .await
-                }
-                .boxed()
-            });
+            let call = OnRequest(args);
             let outcome = self
                 .pool
                 .call(lease, &ctx.route, &ctx.request_id, call)
@@ -165,35 +153,12 @@ impl Filter for WasmFilter {
         slot: &'a mut Slot,
     ) -> BoxFuture<'a, Result<ResponseVerdict, FilterFailure>> {
         async move {
-            let args = RequestArgs::new(request, ctx, self.request_headers.as_deref(), body);
-            let status = response.status.as_u16();
-            let response_fields =
-                Fields::select(&response.headers, self.response_headers.as_deref());
+            let call = OnResponse {
+                request: RequestArgs::new(request, ctx, self.request_headers.as_deref(), body),
+                status: response.status.as_u16(),
+                fields: Fields::select(&response.headers, self.response_headers.as_deref()),
+            };
             let lease = Self::kept_lease(slot);
-            let call = guest_call(move |instance| {
-                async move {
-                    let texts = args.fields.texts();
-                    let request_headers = params(&texts);
-                    let response_texts = response_fields.texts();
-                    let response_headers = params(&response_texts);
-                    let values = args.values();
-                    let (guest, store) = instance.filter();
-                    let response_head = ResponseHead {
-                        status,
-                        headers: &response_headers,
-                    };
-                    guest
-                        .call_on_response(
-                            store,
-                            args.context(&values),
-                            args.head(&request_headers),
-                            response_head,
-                            args.body(),
-                        )
-                        .await
-                }
-                .boxed()
-            });
             let outcome = self
                 .pool
                 .call(lease, &ctx.route, &ctx.request_id, call)
@@ -205,29 +170,88 @@ impl Filter for WasmFilter {
     }
 }
 
-/// Pin a closure to the shape [`InstancePool::call`] takes (closures do not infer a
-/// higher-ranked signature from a later use).
-fn guest_call<T, F>(call: F) -> F
-where
-    F: for<'i> FnOnce(&'i mut Instance) -> BoxFuture<'i, wasmtime::Result<T>>,
-{
-    call
+/// `on-request`, with its arguments.
+struct OnRequest(RequestArgs);
+
+impl GuestCall for OnRequest {
+    type Answer = RequestAction;
+
+    fn call(
+        self,
+        instance: &mut Instance,
+    ) -> impl Future<Output = wasmtime::Result<RequestAction>> + Send + '_ {
+        async move {
+            let args = self.0;
+            let texts = args.fields.texts();
+            let headers = params(&texts);
+            let values = args.values();
+            let authority = args.authority();
+            let (guest, store) = instance.filter();
+            let head = args.head(&headers, authority.as_deref());
+            guest
+                .call_on_request(store, args.context(&values), head, args.body())
+                .await
+        }
+    }
 }
 
-/// A call's request arguments, owned so the call can move to a guest thread: the method, URI,
-/// header names and values are cheap clones sharing their bytes with the request (a reference
-/// count, not a copy); only the request id and context values are copied.
+/// `on-response`, with its arguments.
+struct OnResponse {
+    request: RequestArgs,
+    status: u16,
+    fields: Fields,
+}
+
+impl GuestCall for OnResponse {
+    type Answer = ResponseAction;
+
+    fn call(
+        self,
+        instance: &mut Instance,
+    ) -> impl Future<Output = wasmtime::Result<ResponseAction>> + Send + '_ {
+        async move {
+            let OnResponse {
+                request,
+                status,
+                fields,
+            } = self;
+            let texts = request.fields.texts();
+            let request_headers = params(&texts);
+            let response_texts = fields.texts();
+            let response_headers = params(&response_texts);
+            let values = request.values();
+            let authority = request.authority();
+            let (guest, store) = instance.filter();
+            let response_head = ResponseHead {
+                status,
+                headers: &response_headers,
+            };
+            guest
+                .call_on_response(
+                    store,
+                    request.context(&values),
+                    request.head(&request_headers, authority.as_deref()),
+                    response_head,
+                    request.body(),
+                )
+                .await
+        }
+    }
+}
+
+/// A call's request arguments, owned so the call can move to a guest thread: cheap clones
+/// (reference counts, not copies) of the request's method, URI, header names and values, and
+/// of the context's id and values.
 struct RequestArgs {
     route: Arc<str>,
-    request_id: String,
+    request_id: Arc<str>,
     client_addr: Arc<str>,
-    values: Vec<(String, String)>,
+    values: Arc<Vec<(String, String)>>,
     method: Method,
     scheme: &'static str,
     uri: http::Uri,
-    /// `Host`, when the URI has no authority (UTF-8; else in `host_lossy`).
+    /// `Host`, when the URI has no authority.
     host: Option<HeaderValue>,
-    host_lossy: Option<String>,
     fields: Fields,
     body: Option<Bytes>,
 }
@@ -239,13 +263,6 @@ impl RequestArgs {
         declared: Option<&[HeaderName]>,
         body: Option<&Bytes>,
     ) -> Self {
-        let host = match request.uri.authority() {
-            Some(_) => None,
-            None => request.headers.get(http::header::HOST),
-        };
-        let host_lossy = host
-            .filter(|v| std::str::from_utf8(v.as_bytes()).is_err())
-            .map(|v| text(v.as_bytes()).into_owned());
         RequestArgs {
             route: ctx.route.clone(),
             request_id: ctx.request_id.clone(),
@@ -254,8 +271,10 @@ impl RequestArgs {
             method: request.method.clone(),
             scheme: ctx.scheme,
             uri: request.uri.clone(),
-            host: host.filter(|_| host_lossy.is_none()).cloned(),
-            host_lossy,
+            host: match request.uri.authority() {
+                Some(_) => None,
+                None => request.headers.get(http::header::HOST).cloned(),
+            },
             fields: Fields::select(&request.headers, declared),
             body: body.cloned(),
         }
@@ -279,24 +298,25 @@ impl RequestArgs {
         }
     }
 
-    fn authority(&self) -> Option<&str> {
-        if let Some(authority) = self.uri.authority() {
-            return Some(authority.as_str());
+    /// The URI's authority, else the `Host` header's text.
+    fn authority(&self) -> Option<Cow<'_, str>> {
+        match self.uri.authority() {
+            Some(authority) => Some(Cow::Borrowed(authority.as_str())),
+            None => self.host.as_ref().map(|v| text(v.as_bytes())),
         }
-        if let Some(lossy) = &self.host_lossy {
-            return Some(lossy);
-        }
-        self.host
-            .as_ref()
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
     }
 
-    /// The request head, with `headers` from [`params`] of `self.fields`.
-    fn head<'b>(&'b self, headers: &'b [HeaderParam<'b>]) -> RequestHead<'b> {
+    /// The request head, with `headers` from [`params`] of `self.fields` and `authority`
+    /// from [`Self::authority`].
+    fn head<'b>(
+        &'b self,
+        headers: &'b [HeaderParam<'b>],
+        authority: Option<&'b str>,
+    ) -> RequestHead<'b> {
         RequestHead {
             method: self.method.as_str(),
             scheme: self.scheme,
-            authority: self.authority(),
+            authority,
             path: self.uri.path(),
             query: self.uri.query(),
             headers,

@@ -40,9 +40,10 @@ pub struct ImportReport {
 /// Inspect a module reference (`builtin:NAME` or a path).
 pub fn inspect(module: &str, engines: &Engines) -> Result<Report, String> {
     let bytes = loader::read_module(module, Path::new("."))?;
+    loader::check_preamble(&bytes, module)?;
     let engine = engines.engine(false, crate::config::Isolation::Pooled);
     let component = wasmtime::component::Component::new(engine, &bytes)
-        .map_err(|e| format!("{module} is not a valid component: {e:#}"))?;
+        .map_err(|e| format!("`{module}` is not a valid component: {e:#}"))?;
     let mut required = Vec::new();
     let imports = capabilities::imports(&component, engine)
         .into_iter()

@@ -2,13 +2,24 @@
 //!
 //! Each violation is a distinct [`Violation`] with a stable label (`timeout`, `fuel`, `memory`,
 //! `trap`, `output_cap`, `bad_output`, `init`, `busy`, `failed`) used in logs and, later, metric labels.
+//!
+//! A trap's detail names what happened — wasmtime's trap kind (`StackOverflow`,
+//! `MemoryOutOfBounds`, `UnreachableCodeReached`, …) or a WASI `exit` with its status — and
+//! where: the plugin's innermost frames from wasmtime's `WasmBacktrace`. Wasmtime's own text
+//! (`error while executing at wasm backtrace:` on its first line) says neither, so a stack
+//! overflow, a bad pointer and an `exit` would read alike. Function names come from the
+//! module's name section, which the plugin author wrote: they are untrusted text, escaped
+//! (no control characters reach the log) and cut short. The backtrace is captured by wasmtime
+//! only when a call traps (wasmtime's default `wasm_backtrace(true)`); a call that returns pays
+//! nothing for it.
 
 use crate::config::{LimitsConfig, OnError, defaults};
 use http::StatusCode;
 use plugin_sdk::rules::{self, OutputLimits};
 use std::fmt;
 use std::time::Duration;
-use wasmtime::Trap;
+use wasmtime::{FrameInfo, Trap, WasmBacktrace};
+use wasmtime_wasi::I32Exit;
 
 use super::bindings::types::{HeaderChanges, RequestAction, Response, ResponseAction};
 
@@ -125,23 +136,84 @@ impl Violation {
     /// Classify a call error. `memory_exceeded` is the limiter's record for this call.
     pub fn from_call_error(error: &wasmtime::Error, memory_exceeded: bool) -> Self {
         if memory_exceeded {
-            return Violation::Memory(format!("{error:#}"));
+            return Violation::Memory(trap_detail(error, None));
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => Violation::Timeout,
             Some(Trap::OutOfFuel) => Violation::Fuel,
-            _ => Violation::Trap(first_line(&format!("{error:#}"))),
+            trap => Violation::Trap(trap_detail(error, trap)),
         }
     }
 }
 
+/// Frames of the plugin's backtrace shown in a trap's detail, innermost first.
+const MAX_FRAMES: usize = 5;
+
+/// Characters kept of one function name (mangled Rust names run to ~100).
+const MAX_NAME_CHARS: usize = 120;
+
+/// What trapped and where: `StackOverflow (call stack exhausted) in f < g < …`.
+fn trap_detail(error: &wasmtime::Error, trap: Option<&Trap>) -> String {
+    let kind = match (error.downcast_ref::<I32Exit>(), trap) {
+        (Some(exit), _) => format!("exit with status {}", exit.0),
+        (None, Some(trap)) => format!("{trap:?} ({trap})"),
+        // A host function's error: the gateway's text, its first line.
+        (None, None) => first_line(&error.root_cause().to_string()),
+    };
+    match error.downcast_ref::<WasmBacktrace>().map(frames) {
+        Some(frames) if !frames.is_empty() => format!("{kind} in {frames}"),
+        _ => kind,
+    }
+}
+
+/// The innermost [`MAX_FRAMES`] frames, `inner < outer`, with how many more there were.
+fn frames(backtrace: &WasmBacktrace) -> String {
+    let all = backtrace.frames();
+    let mut text = all
+        .iter()
+        .take(MAX_FRAMES)
+        .map(frame_name)
+        .collect::<Vec<_>>()
+        .join(" < ");
+    if all.len() > MAX_FRAMES {
+        text.push_str(&format!(" < … {} more", all.len() - MAX_FRAMES));
+    }
+    text
+}
+
+fn frame_name(frame: &FrameInfo) -> String {
+    match frame.func_name() {
+        Some(name) => untrusted(name, MAX_NAME_CHARS),
+        None => format!("wasm function {}", frame.func_index()),
+    }
+}
+
+/// Text from a plugin, fit for one log line: at most `max` characters, control characters
+/// and invisible direction overrides escaped (`\n`, `\u{1b}`, `\u{202e}`), a cut marked `…`.
+pub(crate) fn untrusted(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.chars().take(max) {
+        if c.is_control() || is_invisible_override(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    if text.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Zero-width and bidirectional formatting characters, which can make a log line read as
+/// something else.
+fn is_invisible_override(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The first line of `text`, at most 300 characters, unprintable ones escaped.
 fn first_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(300)
-        .collect()
+    untrusted(text.lines().next().unwrap_or(""), 300)
 }
 
 impl fmt::Display for Violation {
@@ -263,5 +335,52 @@ mod tests {
         assert_eq!(limits.timeout, Duration::from_millis(20));
         assert_eq!(limits.memory_bytes, 16 << 20);
         assert_eq!(limits.error_status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_trap_names_its_kind() {
+        let cases = [
+            (
+                wasmtime::Error::from(Trap::StackOverflow),
+                "StackOverflow (",
+            ),
+            (
+                wasmtime::Error::from(Trap::MemoryOutOfBounds),
+                "MemoryOutOfBounds (",
+            ),
+            (
+                wasmtime::Error::from(Trap::UnreachableCodeReached),
+                "UnreachableCodeReached (",
+            ),
+            (
+                wasmtime::Error::from(Trap::IntegerDivisionByZero),
+                "IntegerDivisionByZero (",
+            ),
+            (wasmtime::Error::from(I32Exit(3)), "exit with status 3"),
+            (
+                wasmtime::format_err!("host said no\nsecond line"),
+                "host said no",
+            ),
+        ];
+        for (error, kind) in cases {
+            let violation = Violation::from_call_error(&error, false);
+            assert_eq!(violation.label(), "trap");
+            let Violation::Trap(detail) = &violation else {
+                panic!("{violation:?}")
+            };
+            assert!(detail.starts_with(kind), "{detail}");
+            assert!(!detail.contains('\n'), "{detail}");
+        }
+        let timeout = Violation::from_call_error(&wasmtime::Error::from(Trap::Interrupt), false);
+        assert_eq!(timeout, Violation::Timeout);
+    }
+
+    #[test]
+    fn untrusted_text_is_escaped_and_capped() {
+        assert_eq!(untrusted("f\n\u{1b}[31mred", 100), "f\\n\\u{1b}[31mred");
+        assert_eq!(untrusted("ab\u{202e}cd", 100), "ab\\u{202e}cd");
+        assert_eq!(untrusted("quoted \"name\"", 100), "quoted \"name\"");
+        assert_eq!(untrusted("abcdef", 3), "abc…");
+        assert_eq!(first_line("one\ntwo"), "one");
     }
 }

@@ -3,11 +3,12 @@
 //! holds only what was granted.
 
 use super::bindings::PluginPre;
+use super::builtin;
+use super::cache::{self, Cache};
 use super::capabilities::{self, Capability};
 use super::engine::Engines;
 use super::state::StoreState;
 use super::ticker::Ticker;
-use super::{builtin, cache};
 use crate::config::{Isolation, LimitsConfig, PluginConfig};
 use crate::services::Services;
 use crate::services::state::{Namespace, Quota};
@@ -73,6 +74,38 @@ pub fn read_module(module: &str, base_dir: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// How a module is named in errors: `builtin:NAME`, or the file's path.
+fn module_label(module: &str, base_dir: &Path) -> String {
+    if module.starts_with("builtin:") {
+        return module.to_string();
+    }
+    base_dir.join(module).display().to_string()
+}
+
+/// What kind of file `bytes` is, from its 8-byte preamble: a component is compiled; a core
+/// module or something else is refused by name before wasmtime reports a parse error.
+pub fn check_preamble(bytes: &[u8], label: &str) -> Result<(), String> {
+    const MAGIC: &[u8] = b"\0asm";
+    const COMPONENT: &[u8] = &[0x0d, 0x00, 0x01, 0x00];
+    const CORE_MODULE: &[u8] = &[0x01, 0x00, 0x00, 0x00];
+    if !bytes.starts_with(MAGIC) {
+        return Err(format!(
+            "`{label}` is not WebAssembly (it does not start with `\\0asm`)"
+        ));
+    }
+    match bytes.get(4..8) {
+        Some(COMPONENT) => Ok(()),
+        Some(CORE_MODULE) => Err(format!(
+            "`{label}` is a core WebAssembly module, not a component; build the plugin for \
+             wasm32-wasip2 (or wrap the module with `wasm-tools component new`)"
+        )),
+        Some(_) => Err(format!(
+            "`{label}` is WebAssembly of an unknown version or layer, not a component"
+        )),
+        None => Err(format!("`{label}` is truncated: {} bytes", bytes.len())),
+    }
+}
+
 /// Load plugin `name`. `metered` selects the fuel engine (some use sets `fuel`); request
 /// isolation selects the engine whose instances come from a pre-reserved pool.
 pub fn load(
@@ -80,11 +113,13 @@ pub fn load(
     config: &PluginConfig,
     base_dir: &Path,
     engines: &Engines,
-    cache_dir: Option<&Path>,
+    cache: Option<&Cache>,
     metered: bool,
     services: Arc<Services>,
 ) -> Result<LoadedPlugin, LoadError> {
     let bytes = read_module(&config.module, base_dir).map_err(|e| fail("module", e))?;
+    let label = module_label(&config.module, base_dir);
+    check_preamble(&bytes, &label).map_err(|e| fail("module", e))?;
     let hash = cache::sha256_hex(&bytes);
     if let Some(pin) = &config.sha256
         && !pin.eq_ignore_ascii_case(&hash)
@@ -95,8 +130,12 @@ pub fn load(
         ));
     }
     let engine = engines.engine(metered, config.isolation).clone();
-    let component = cache::load(&engine, &bytes, cache_dir)
-        .map_err(|e| fail("module", format!("not a valid component: {e:#}")))?;
+    let component = cache::load(&engine, &bytes, cache).map_err(|e| {
+        fail(
+            "module",
+            format!("`{label}` is not a valid component: {e:#}"),
+        )
+    })?;
 
     let granted: Vec<Capability> = config
         .capabilities
@@ -118,21 +157,21 @@ pub fn load(
         return Err(fail(
             "module",
             format!(
-                "exports `{other}`, but this gateway calls gateway:plugin/filter@{} (compatible: the same {}); rebuild the plugin against this gateway's wit/",
+                "`{label}` exports `{other}`, but this gateway calls gateway:plugin/filter@{} (compatible: the same {}); rebuild the plugin against this gateway's wit/",
                 capabilities::WIT_VERSION,
                 capabilities::compat_label()
             ),
         ));
     }
     let linker = capabilities::linker(&engine, &granted)
-        .map_err(|e| fail("module", format!("cannot link: {e:#}")))?;
+        .map_err(|e| fail("module", format!("`{label}`: cannot link: {e:#}")))?;
     let instance_pre = linker
         .instantiate_pre(&component)
-        .map_err(|e| fail("module", format!("cannot link: {e:#}")))?;
+        .map_err(|e| fail("module", format!("`{label}`: cannot link: {e:#}")))?;
     let pre = PluginPre::new(instance_pre).map_err(|e| {
         fail(
             "module",
-            format!("does not export the gateway:plugin/filter interface: {e:#}"),
+            format!("`{label}` does not export the gateway:plugin/filter interface: {e:#}"),
         )
     })?;
     tracing::debug!(plugin = name, sha256 = %hash, ?imports, "plugin loaded");

@@ -23,7 +23,8 @@
 //! Every call starts on the worker, where most finish within their first poll. One that runs
 //! into an epoch tick yields and moves to a guest thread ([`super::offload`]) to finish, so a
 //! CPU-bound plugin never holds a worker's event loop longer than one tick; a use whose call
-//! moved starts its calls there directly for a second afterwards.
+//! moved after running at least [`HEAVY_AFTER`] starts its calls there directly for a second
+//! afterwards.
 
 use super::bindings::Plugin;
 use super::bindings::exports::gateway::plugin::filter::Guest;
@@ -33,8 +34,8 @@ use super::loader::LoadedPlugin;
 use super::offload;
 use super::state::StoreState;
 use crate::config::Isolation;
-use futures::future::BoxFuture;
 use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
@@ -48,6 +49,12 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a use whose call had to move to a guest thread starts its calls there directly.
 const HEAVY_SPELL: Duration = Duration::from_secs(1);
+
+/// Guest time after which a call that moved starts a heavy spell. Ticks come at any moment of
+/// a call, so a call of a few microseconds still meets one now and then (at 10,000 calls a
+/// second, several times a second): it moves, which is cheap once, but only a call that has
+/// really run this long says the use is CPU-bound.
+const HEAVY_AFTER: Duration = Duration::from_millis(1);
 
 /// One live instance.
 pub struct Instance {
@@ -78,9 +85,21 @@ impl Drop for Alive {
 /// An instance and the permit it counts against `max_instances`, held together: the permit
 /// is released exactly when the instance goes back to the pool or is dropped.
 pub struct Lease {
-    /// The instance.
-    pub instance: Instance,
+    /// The instance (boxed: a lease moves through every call several times, and the
+    /// component's bindings make an instance a few hundred bytes).
+    pub instance: Box<Instance>,
     _permit: OwnedSemaphorePermit,
+}
+
+/// One guest call, owning its arguments so that it can move to a guest thread.
+pub trait GuestCall: Send + 'static {
+    /// What the guest answers.
+    type Answer: Send + 'static;
+    /// Make the call on `instance`, whose limits are armed.
+    fn call(
+        self,
+        instance: &mut Instance,
+    ) -> impl Future<Output = wasmtime::Result<Self::Answer>> + Send + '_;
 }
 
 /// What a call hands back: the lease (`None` when it was lost with a call that ran out of
@@ -93,7 +112,7 @@ pub struct InstancePool {
     config_json: Arc<str>,
     limits: Limits,
     settings: Settings,
-    idle: Mutex<Vec<Instance>>,
+    idle: Mutex<Vec<Box<Instance>>>,
     permits: Arc<Semaphore>,
     /// Instances alive now (warm, busy, or finishing on a guest thread).
     alive: Arc<AtomicUsize>,
@@ -164,19 +183,15 @@ impl InstancePool {
     }
 
     /// Run one guest call on `lease` (the request's own, kept from an earlier phase) or on
-    /// an instance leased now. `call` gets the instance whose limits are armed; `route` and
-    /// `request_id` name the call in the plugin's log lines.
-    pub async fn call<T, F>(
+    /// an instance leased now; `route` and `request_id` name the call in the plugin's log
+    /// lines.
+    pub async fn call<C: GuestCall>(
         &self,
         lease: Option<Lease>,
         route: &Arc<str>,
         request_id: &str,
-        call: F,
-    ) -> Outcome<T>
-    where
-        T: Send + 'static,
-        F: for<'i> FnOnce(&'i mut Instance) -> BoxFuture<'i, wasmtime::Result<T>> + Send + 'static,
-    {
+        call: C,
+    ) -> Outcome<C::Answer> {
         let (mut lease, start) = match lease {
             Some(lease) => (lease, Instant::now()),
             None => match self.lease().await {
@@ -194,11 +209,12 @@ impl InstancePool {
         );
         let ticked = lease.instance.ticked.clone();
         let running = self.plugin.ticker.running();
-        let call = async move {
+        // Boxed where it is made: moved by pointer from here on, whichever thread finishes it.
+        let call = Box::pin(async move {
             let _running = running;
-            let result = call(&mut lease.instance).await;
+            let result = call.call(&mut lease.instance).await;
             (lease, result)
-        };
+        });
         match self.drive(start, deadline, &ticked, call).await {
             Some((lease, result)) => {
                 let exceeded = lease.instance.store.data().limiter.exceeded;
@@ -245,10 +261,10 @@ impl InstancePool {
         };
         let deadline = start + self.limits.timeout;
         let running = self.plugin.ticker.running();
-        let instantiate = async move {
+        let instantiate = Box::pin(async move {
             let _running = running;
             fresh.instantiate(deadline).await
-        };
+        });
         match self.drive(start, deadline, &ticked, instantiate).await {
             Some(Ok((instance, _))) => Ok((
                 Lease {
@@ -268,15 +284,19 @@ impl InstancePool {
     /// Drive guest work to its end or its deadline: on the worker while it finishes within a
     /// poll or waits on a host call, on a guest thread once guest code ran into an epoch tick
     /// (or from the start, in a heavy spell). `None` when the deadline passed first.
-    async fn drive<O: Send + 'static>(
+    async fn drive<O, F>(
         &self,
         start: Instant,
         deadline: Instant,
         ticked: &AtomicBool,
-        work: impl Future<Output = O> + Send + 'static,
-    ) -> Option<O> {
-        let mut work = Box::pin(work);
-        if nanos_since_epoch(start) >= self.heavy_until.load(Ordering::Relaxed) {
+        mut work: Pin<Box<F>>,
+    ) -> Option<O>
+    where
+        O: Send + 'static,
+        F: Future<Output = O> + Send + 'static,
+    {
+        let heavy_until = self.heavy_until.load(Ordering::Relaxed);
+        if heavy_until == 0 || nanos_since_epoch(start) >= heavy_until {
             let mut timer = None;
             let step = poll_fn(|cx| {
                 if let Poll::Ready(out) = work.as_mut().poll(cx) {
@@ -297,8 +317,11 @@ impl InstancePool {
             if let Some(done) = step {
                 return done;
             }
-            let until = nanos_since_epoch(Instant::now() + HEAVY_SPELL);
-            self.heavy_until.store(until, Ordering::Relaxed);
+            let now = Instant::now();
+            if now.duration_since(start) >= HEAVY_AFTER {
+                let until = nanos_since_epoch(now + HEAVY_SPELL);
+                self.heavy_until.store(until, Ordering::Relaxed);
+            }
         }
         let bounded = async move { tokio::time::timeout_at(deadline.into(), work).await.ok() };
         match offload::spawn(bounded) {
@@ -317,7 +340,7 @@ impl InstancePool {
     }
 
     /// Keep an instance warm (or drop it, past `max_uses` or a full pool).
-    fn release(&self, instance: Instance) {
+    fn release(&self, instance: Box<Instance>) {
         if self.plugin.isolation != Isolation::Pooled {
             return;
         }
@@ -330,7 +353,7 @@ impl InstancePool {
         }
     }
 
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Box<Instance>>> {
         // A poisoned lock only means another thread panicked while pushing or popping; the
         // vector itself is still a valid list of instances.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
@@ -395,7 +418,10 @@ struct Fresh {
 
 impl Fresh {
     /// A fresh instance with `init` called by `deadline`; returns the settings it declared.
-    async fn instantiate(self, deadline: Instant) -> Result<(Instance, Settings), InitFailure> {
+    async fn instantiate(
+        self,
+        deadline: Instant,
+    ) -> Result<(Box<Instance>, Settings), InitFailure> {
         let plugin = &self.plugin;
         let mut state = StoreState::new(
             plugin.name.clone(),
@@ -433,13 +459,13 @@ impl Fresh {
             Ok(Err(message)) => return Err(InitFailure::Refused(message)),
             Err(e) => return Err(failure("init trapped", &e, &store)),
         };
-        let instance = Instance {
+        let instance = Box::new(Instance {
             store,
             bindings,
             uses: 0,
             ticked: self.ticked,
             _alive: alive,
-        };
+        });
         Ok((instance, settings))
     }
 }

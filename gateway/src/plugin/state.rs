@@ -1,6 +1,7 @@
 //! What a plugin instance's store holds: the (empty) WASI context, its resource table, the
 //! memory limiter, and who it is for log lines.
 
+use crate::plugin::host::log::CallLog;
 use crate::services::Services;
 use crate::services::state::Namespace;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct StoreState {
     pub services: Arc<Services>,
     /// The plugin's namespace in that shared state, with its quotas.
     pub namespace: Arc<Namespace>,
+    /// What the current call has logged, against the plugin's `log` budget.
+    pub log: CallLog,
     /// When the current call (or instantiation and `init`) must have finished; checked at
     /// each epoch tick while guest code runs.
     pub deadline: Instant,
@@ -48,6 +51,7 @@ impl StoreState {
         services: Arc<Services>,
         namespace: Arc<Namespace>,
     ) -> Self {
+        let log = services.logs.plugin(&plugin);
         StoreState {
             wasi: None,
             table: ResourceTable::new(),
@@ -55,6 +59,7 @@ impl StoreState {
             plugin,
             route: Arc::from(""),
             request_id: String::new(),
+            log: CallLog::new(log),
             services,
             namespace,
             deadline: Instant::now(),

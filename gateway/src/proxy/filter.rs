@@ -22,23 +22,26 @@ pub type Slot = Option<Box<dyn Any + Send>>;
 pub struct RequestContext {
     /// The matched route.
     pub route: Arc<str>,
-    /// Request id (propagated or generated).
-    pub request_id: String,
+    /// Request id (propagated or generated); shared, since every plugin call takes it along.
+    pub request_id: Arc<str>,
     /// The client's address as text (`ip:port`), formatted once per connection.
     pub client_addr: Arc<str>,
     /// `http` or `https`.
     pub scheme: &'static str,
-    /// Values set by filters for later ones, in the order first set.
-    pub values: Vec<(String, String)>,
+    /// Values set by filters for later ones, in the order first set. Shared: a plugin call
+    /// holds it while it runs (without copying it), and a change after the call finds it
+    /// unshared again.
+    pub values: Arc<Vec<(String, String)>>,
 }
 
 impl RequestContext {
     /// Set `key` to `value`, replacing an earlier value (both strings taken: a plugin's
     /// values arrive owned, and are not copied again).
     pub fn set(&mut self, key: String, value: String) {
-        match self.values.iter_mut().find(|(k, _)| *k == key) {
+        let values = Arc::make_mut(&mut self.values);
+        match values.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v = value,
-            None => self.values.push((key, value)),
+            None => values.push((key, value)),
         }
     }
 

@@ -11,6 +11,7 @@ use super::route::Route;
 use crate::config::OnError;
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use http::{request, response};
+use std::sync::Arc;
 
 /// How the request chain ended.
 pub enum ChainOutcome {
@@ -40,10 +41,10 @@ impl<'r> Exchange<'r> {
             route,
             ctx: RequestContext {
                 route: route.name.clone(),
-                request_id: request_id.to_string(),
+                request_id: Arc::from(request_id),
                 client_addr: client.addr_text.clone(),
                 scheme,
-                values: Vec::new(),
+                values: Arc::default(),
             },
             slots: route.chain.iter().map(|_| None).collect(),
             passed: 0,

@@ -3,6 +3,7 @@
 //! `[keys]` and `[state]` tables and shared by every plugin instance.
 
 pub mod keys;
+pub mod logs;
 pub mod state;
 
 use crate::config::LoadedConfig;
@@ -14,6 +15,8 @@ pub struct Services {
     pub keys: keys::KeySets,
     /// Counters and kv (`[state]`).
     pub state: state::StateStore,
+    /// Each plugin's `log` budget and dropped-line count.
+    pub logs: logs::PluginLogs,
 }
 
 impl Services {
@@ -24,7 +27,11 @@ impl Services {
         let keys = keys::KeySets::load(&loaded.config.keys, &loaded.base_dir)?;
         let state = state::StateStore::new(&loaded.config.state)
             .map_err(|e| vec![(crate::key_path!["state", "url"], e)])?;
-        Ok(Arc::new(Services { keys, state }))
+        Ok(Arc::new(Services {
+            keys,
+            state,
+            logs: logs::PluginLogs::default(),
+        }))
     }
 
     /// Services with nothing configured: no key sets, in-memory state.
@@ -32,6 +39,7 @@ impl Services {
         Arc::new(Services {
             keys: keys::KeySets::default(),
             state: state::StateStore::memory(),
+            logs: logs::PluginLogs::default(),
         })
     }
 }

@@ -74,6 +74,11 @@ impl Gateway {
 
     /// [`Gateway::start`] with `rust_log` as the log filter (`RUST_LOG`).
     pub fn start_logging(config: &str, rust_log: &str) -> Gateway {
+        Gateway::start_env(config, rust_log, &[])
+    }
+
+    /// [`Gateway::start_logging`] with extra environment variables.
+    pub fn start_env(config: &str, rust_log: &str, env: &[(&str, &Path)]) -> Gateway {
         let dir = scratch_dir("gw");
         let config_path = dir.join("gateway.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -82,6 +87,7 @@ impl Gateway {
             .args(["run", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
