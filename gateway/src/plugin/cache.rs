@@ -21,8 +21,9 @@
 //! `0600`, its directory held to the same rules as the cache's). The MAC is checked on the
 //! bytes in memory, before anything is deserialized; a file that fails is logged by name,
 //! recompiled and rewritten. Without a usable key there is no cache. The check reads the whole
-//! artifact instead of mapping it, and costs ≈ 1–2 ms per MiB of artifact (SHA-256), once per
-//! plugin at load.
+//! artifact instead of mapping it: a 592 KiB artifact loads in 1.42 ms instead of 0.22 ms
+//! (`cargo bench --bench micro -- cache_load`, AMD EPYC VM), once per plugin at load — still
+//! far below compiling it.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -80,13 +81,7 @@ fn usable(dir: &Path) -> Result<(), String> {
     if !meta.is_dir() {
         return Err("not a directory".into());
     }
-    let uid = effective_uid();
-    if meta.uid() != uid {
-        return Err(format!(
-            "owned by uid {}, not by this process (uid {uid})",
-            meta.uid()
-        ));
-    }
+    owned_by_us(&meta)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o022 != 0 {
         return Err(format!(
@@ -280,12 +275,8 @@ fn create_key(key_file: &Path) -> std::io::Result<()> {
     linked
 }
 
-fn read_key(key_file: &Path) -> Result<[u8; KEY_LEN], String> {
-    // `symlink_metadata`: a link planted in place of the key is refused, not followed.
-    let meta = std::fs::symlink_metadata(key_file).map_err(|e| format!("cannot read it: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
+/// Whether a file or directory belongs to this process's user.
+fn owned_by_us(meta: &std::fs::Metadata) -> Result<(), String> {
     let uid = effective_uid();
     if meta.uid() != uid {
         return Err(format!(
@@ -293,6 +284,16 @@ fn read_key(key_file: &Path) -> Result<[u8; KEY_LEN], String> {
             meta.uid()
         ));
     }
+    Ok(())
+}
+
+fn read_key(key_file: &Path) -> Result<[u8; KEY_LEN], String> {
+    // `symlink_metadata`: a link planted in place of the key is refused, not followed.
+    let meta = std::fs::symlink_metadata(key_file).map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    owned_by_us(&meta)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(

@@ -176,22 +176,17 @@ struct OnRequest(RequestArgs);
 impl GuestCall for OnRequest {
     type Answer = RequestAction;
 
-    fn call(
-        self,
-        instance: &mut Instance,
-    ) -> impl Future<Output = wasmtime::Result<RequestAction>> + Send + '_ {
-        async move {
-            let args = self.0;
-            let texts = args.fields.texts();
-            let headers = params(&texts);
-            let values = args.values();
-            let authority = args.authority();
-            let (guest, store) = instance.filter();
-            let head = args.head(&headers, authority.as_deref());
-            guest
-                .call_on_request(store, args.context(&values), head, args.body())
-                .await
-        }
+    async fn call(self, instance: &mut Instance) -> wasmtime::Result<RequestAction> {
+        let args = self.0;
+        let texts = args.fields.texts();
+        let headers = params(&texts);
+        let values = args.values();
+        let authority = args.authority();
+        let (guest, store) = instance.filter();
+        let head = args.head(&headers, authority.as_deref());
+        guest
+            .call_on_request(store, args.context(&values), head, args.body())
+            .await
     }
 }
 
@@ -205,37 +200,32 @@ struct OnResponse {
 impl GuestCall for OnResponse {
     type Answer = ResponseAction;
 
-    fn call(
-        self,
-        instance: &mut Instance,
-    ) -> impl Future<Output = wasmtime::Result<ResponseAction>> + Send + '_ {
-        async move {
-            let OnResponse {
-                request,
-                status,
-                fields,
-            } = self;
-            let texts = request.fields.texts();
-            let request_headers = params(&texts);
-            let response_texts = fields.texts();
-            let response_headers = params(&response_texts);
-            let values = request.values();
-            let authority = request.authority();
-            let (guest, store) = instance.filter();
-            let response_head = ResponseHead {
-                status,
-                headers: &response_headers,
-            };
-            guest
-                .call_on_response(
-                    store,
-                    request.context(&values),
-                    request.head(&request_headers, authority.as_deref()),
-                    response_head,
-                    request.body(),
-                )
-                .await
-        }
+    async fn call(self, instance: &mut Instance) -> wasmtime::Result<ResponseAction> {
+        let OnResponse {
+            request,
+            status,
+            fields,
+        } = self;
+        let texts = request.fields.texts();
+        let request_headers = params(&texts);
+        let response_texts = fields.texts();
+        let response_headers = params(&response_texts);
+        let values = request.values();
+        let authority = request.authority();
+        let (guest, store) = instance.filter();
+        let response_head = ResponseHead {
+            status,
+            headers: &response_headers,
+        };
+        guest
+            .call_on_response(
+                store,
+                request.context(&values),
+                request.head(&request_headers, authority.as_deref()),
+                response_head,
+                request.body(),
+            )
+            .await
     }
 }
 

@@ -112,6 +112,8 @@ pub struct InstancePool {
     config_json: Arc<str>,
     limits: Limits,
     settings: Settings,
+    // Boxed on purpose: what moves in and out of the pool, and with every lease, is a pointer.
+    #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<Instance>>>,
     permits: Arc<Semaphore>,
     /// Instances alive now (warm, busy, or finishing on a guest thread).
@@ -317,19 +319,30 @@ impl InstancePool {
             if let Some(done) = step {
                 return done;
             }
-            let now = Instant::now();
-            if now.duration_since(start) >= HEAVY_AFTER {
-                let until = nanos_since_epoch(now + HEAVY_SPELL);
-                self.heavy_until.store(until, Ordering::Relaxed);
-            }
+            self.note_heavy(start);
         }
         let bounded = async move { tokio::time::timeout_at(deadline.into(), work).await.ok() };
-        match offload::spawn(bounded) {
+        let done = match offload::spawn(bounded) {
             Ok(handle) => tokio::time::timeout_at(deadline.into(), handle)
                 .await
-                .ok()?
-                .ok()?,
+                .ok()
+                .and_then(Result::ok)
+                .flatten(),
             Err(bounded) => bounded.await,
+        };
+        // A use that keeps running long calls keeps its spell: it never lapses under a
+        // CPU-bound plugin, which would put one of its calls back on a worker each second.
+        self.note_heavy(start);
+        done
+    }
+
+    /// A call that started at `start` moved to a guest thread: if it has run for
+    /// [`HEAVY_AFTER`], start (or extend) the use's heavy spell.
+    fn note_heavy(&self, start: Instant) {
+        let now = Instant::now();
+        if now.duration_since(start) >= HEAVY_AFTER {
+            let until = nanos_since_epoch(now + HEAVY_SPELL);
+            self.heavy_until.store(until, Ordering::Relaxed);
         }
     }
 
@@ -353,6 +366,7 @@ impl InstancePool {
         }
     }
 
+    #[allow(clippy::vec_box)]
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Box<Instance>>> {
         // A poisoned lock only means another thread panicked while pushing or popping; the
         // vector itself is still a valid list of instances.
