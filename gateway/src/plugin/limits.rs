@@ -8,10 +8,10 @@
 //! where: the plugin's innermost frames from wasmtime's `WasmBacktrace`. Wasmtime's own text
 //! (`error while executing at wasm backtrace:` on its first line) says neither, so a stack
 //! overflow, a bad pointer and an `exit` would read alike. Function names come from the
-//! module's name section, which the plugin author wrote: they are untrusted text, escaped
-//! (no control characters reach the log) and cut short. The backtrace is captured by wasmtime
-//! only when a call traps (wasmtime's default `wasm_backtrace(true)`); a call that returns pays
-//! nothing for it.
+//! module's name section (Rust symbols demangled), which the plugin author wrote: they are
+//! untrusted text, escaped (no control characters reach the log) and cut short. The backtrace
+//! is captured by wasmtime only when a call traps (wasmtime's default `wasm_backtrace(true)`);
+//! a call that returns pays nothing for it.
 
 use crate::config::{LimitsConfig, OnError, defaults};
 use http::StatusCode;
@@ -181,9 +181,14 @@ fn frames(backtrace: &WasmBacktrace) -> String {
     text
 }
 
+/// A frame's function: its name from the module, demangled when it is a Rust symbol
+/// (`test_misbehave::recurse`, not `_ZN14test_misbehave7recurse17h…E`), then escaped.
 fn frame_name(frame: &FrameInfo) -> String {
     match frame.func_name() {
-        Some(name) => untrusted(name, MAX_NAME_CHARS),
+        Some(name) => untrusted(
+            &format!("{:#}", rustc_demangle::demangle(name)),
+            MAX_NAME_CHARS,
+        ),
         None => format!("wasm function {}", frame.func_index()),
     }
 }
