@@ -5,9 +5,9 @@
 //! call ends: eight clients on a route whose plugin loops for 50 ms held a plugin-free route on
 //! the same worker at p99 ≈ 1.4 s. Yielding at epoch ticks alone would only share the worker in
 //! slices of a tick (1–5 ms) per busy call per I/O event of every other request. So a call
-//! whose first poll does not finish because guest code ran into an epoch tick (not because
-//! it waits on a host call, which stays on the worker: that wait costs the worker nothing)
-//! moves here and runs to its end, yielding at each further tick so the calls sharing a guest
+//! that has run guest code for a millisecond when an epoch tick comes (not one waiting on a
+//! host call, which stays on the worker: that wait costs the worker nothing) moves here and
+//! runs to its end, yielding at each further tick so the calls sharing a guest
 //! thread take turns. Its deadline still holds; the worker just awaits the result.
 //!
 //! The threads run at the lowest ordinary priority (nice 19), so a worker thread that wakes

@@ -20,11 +20,12 @@
 //! whose instances were all discarded), then the filter call itself. So an `init` that loops
 //! is stopped by the use's `timeout_ms` like the call is.
 //!
-//! Every call starts on the worker, where most finish within their first poll. One that runs
-//! into an epoch tick yields and moves to a guest thread ([`super::offload`]) to finish, so a
-//! CPU-bound plugin never holds a worker's event loop longer than one tick; a use whose call
-//! moved after running at least [`HEAVY_AFTER`] starts its calls there directly for a second
-//! afterwards.
+//! Every call starts on the worker, where most finish within their first poll. One that has
+//! run for [`HEAVY_AFTER`] (1 ms) moves to a guest thread ([`super::offload`]) at the next
+//! epoch tick and finishes there, so a CPU-bound plugin holds a worker's event loop for at
+//! most 1 ms plus one tick; and a use whose call moved starts its calls there directly for a
+//! second afterwards (renewed while its calls keep running long), so its later calls do not
+//! hold the worker at all.
 
 use super::bindings::Plugin;
 use super::bindings::exports::gateway::plugin::filter::Guest;
@@ -50,10 +51,11 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a use whose call had to move to a guest thread starts its calls there directly.
 const HEAVY_SPELL: Duration = Duration::from_secs(1);
 
-/// Guest time after which a call that moved starts a heavy spell. Ticks come at any moment of
-/// a call, so a call of a few microseconds still meets one now and then (at 10,000 calls a
-/// second, several times a second): it moves, which is cheap once, but only a call that has
-/// really run this long says the use is CPU-bound.
+/// Time a call must have run before it moves to a guest thread (at the next epoch tick), and
+/// starts a heavy spell. Ticks come at any moment of a call, so a call of a few microseconds
+/// still meets one now and then (at 10,000 calls a second, several times a second); it must
+/// not move for that: on a saturated machine the guest threads' low priority would make it
+/// wait past its deadline. A call that has run this long is CPU-bound.
 const HEAVY_AFTER: Duration = Duration::from_millis(1);
 
 /// One live instance.
@@ -304,7 +306,9 @@ impl InstancePool {
                 if let Poll::Ready(out) = work.as_mut().poll(cx) {
                     return Poll::Ready(Some(Some(out)));
                 }
-                if ticked.swap(false, Ordering::Relaxed) {
+                // A tick met by a short call (they come at any moment of one) changes nothing:
+                // it goes on here. Only a call that has run for `HEAVY_AFTER` moves.
+                if ticked.swap(false, Ordering::Relaxed) && start.elapsed() >= HEAVY_AFTER {
                     return Poll::Ready(None);
                 }
                 // Parked in a host call: bound the wait (the timer is only made for this).
