@@ -10,6 +10,7 @@ mod body;
 mod cli;
 mod compile;
 mod config;
+mod edge;
 mod error;
 mod plugin;
 mod proxy;
