@@ -26,8 +26,25 @@ pub enum ErrorKind {
     NoRoute,
     /// The request itself is malformed (bad URI, bad header).
     BadRequest,
-    /// The request body is larger than the route's buffering cap.
+    /// The request's framing is ambiguous (`Content-Length` with `Transfer-Encoding`, or two
+    /// lengths): refused and the connection closed, since its next bytes cannot be trusted.
+    AmbiguousFraming,
+    /// The request path cannot be put in one canonical spelling (see `edge::path`).
+    BadPath,
+    /// The request target is longer than `server.http.max_uri_bytes`.
+    UriTooLong,
+    /// The request headers are more or larger than `server.http` allows.
+    HeadersTooLarge,
+    /// A transfer coding the gateway does not implement.
+    UnsupportedTransferCoding,
+    /// The request already passed this gateway `server.max_loops` times.
+    LoopDetected,
+    /// The request body is larger than the route's `max_body_bytes`.
     RequestBodyTooLarge,
+    /// The client paused sending its body longer than `server.request_body_timeout_ms`.
+    RequestBodyTimeout,
+    /// The route's `timeout_ms` passed before the response head.
+    RouteTimeout,
     /// No upstream target could be connected to.
     UpstreamUnreachable,
     /// The upstream did not answer within the response timeout.
@@ -43,8 +60,16 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest | ErrorKind::AmbiguousFraming | ErrorKind::BadPath => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorKind::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::LoopDetected => StatusCode::LOOP_DETECTED,
             ErrorKind::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::RouteTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamBadResponse => {
                 StatusCode::BAD_GATEWAY
             }
@@ -58,7 +83,15 @@ impl ErrorKind {
         match self {
             ErrorKind::NoRoute => "no_route",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::AmbiguousFraming => "ambiguous_framing",
+            ErrorKind::BadPath => "bad_path",
+            ErrorKind::UriTooLong => "uri_too_long",
+            ErrorKind::HeadersTooLarge => "request_headers_too_large",
+            ErrorKind::UnsupportedTransferCoding => "unsupported_transfer_coding",
+            ErrorKind::LoopDetected => "loop_detected",
             ErrorKind::RequestBodyTooLarge => "request_body_too_large",
+            ErrorKind::RequestBodyTimeout => "request_body_timeout",
+            ErrorKind::RouteTimeout => "route_timeout",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamBadResponse => "upstream_bad_response",
@@ -178,6 +211,16 @@ impl GatewayError {
         );
         if let Ok(value) = HeaderValue::from_str(request_id) {
             headers.insert("x-request-id", value);
+        }
+        if matches!(
+            self.kind,
+            ErrorKind::AmbiguousFraming
+                | ErrorKind::RequestBodyTooLarge
+                | ErrorKind::RequestBodyTimeout
+        ) {
+            // The rest of the request cannot be read (or trusted) as the start of the next:
+            // HTTP/1.1 closes after this response (HTTP/2 drops the header and resets).
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

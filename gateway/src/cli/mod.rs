@@ -119,9 +119,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             // Tests and scripts read this line to learn ephemeral ports.
             println!("listening on {local}");
         }
-        let connections = server::ConnectionSettings {
-            idle_timeout: settings.idle_timeout,
-        };
+        let connections = Arc::new(server::ConnectionSettings::new(&settings));
         server::serve(listeners, runtime, connections, settings.shutdown_grace).await?;
         Ok(ExitCode::SUCCESS)
     })

@@ -14,8 +14,14 @@ mod tests;
 pub mod validate;
 
 use crate::config::{
-    self, Config, ConfigError, ConfigErrors, KeyPath, LoadedConfig, PluginUse, RouteConfig,
+    self, Config, ConfigError, ConfigErrors, EscapedPath, Http2Config, KeyPath, LoadedConfig,
+    PluginUse, RouteConfig,
 };
+use crate::edge::Edge;
+use crate::edge::admission::Admission;
+use crate::edge::path::{Escaped, PathPolicy};
+use crate::edge::request::{self, RequestPolicy};
+use crate::edge::trusted::TrustedProxies;
 use crate::key_path;
 use crate::plugin::cache::{self, Cache};
 use crate::plugin::limits::{Limits, Violation};
@@ -52,6 +58,22 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     /// On SIGINT/SIGTERM, drain this long.
     pub shutdown_grace: Duration,
+    /// A request head must arrive within this of its first byte.
+    pub request_head_timeout: Duration,
+    /// Connection caps.
+    pub admission: Arc<Admission>,
+    /// Whether trusted proxies open with a PROXY v2 header.
+    pub proxy_protocol: bool,
+    /// Who may send one.
+    pub trusted: Arc<TrustedProxies>,
+    /// Request header limits, which hyper applies while it reads a head.
+    pub max_headers: usize,
+    /// See `max_headers`.
+    pub max_header_bytes: usize,
+    /// See `max_headers`.
+    pub max_uri_bytes: usize,
+    /// `[server.http2]`.
+    pub http2: Http2Config,
 }
 
 /// Read, parse and compile the config file at `path`.
@@ -73,6 +95,18 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
         workers,
         idle_timeout: Duration::from_secs(config.server.idle_timeout_s),
         shutdown_grace: Duration::from_secs(config.server.shutdown_grace_s),
+        request_head_timeout: Duration::from_millis(config.server.request_head_timeout_ms),
+        admission: Admission::new(
+            config.server.max_connections,
+            config.server.max_connections_per_ip,
+            checked.trusted.clone(),
+        ),
+        proxy_protocol: config.server.proxy_protocol,
+        trusted: checked.trusted.clone(),
+        max_headers: config.server.http.max_headers,
+        max_header_bytes: config.server.http.max_header_bytes,
+        max_uri_bytes: config.server.http.max_uri_bytes,
+        http2: config.server.http2.clone(),
     };
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
@@ -134,6 +168,7 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
         Ok(Compiled {
             runtime: Runtime {
                 router: Router::new(routes),
+                edge: compile_edge(config, checked.trusted.clone()),
             },
             server,
         })
@@ -153,7 +188,35 @@ fn compile_route(
         .then(|| route.matcher.path_prefix.clone())
         .flatten();
     compiled.preserve_host = route.preserve_host;
+    compiled.timeout = Duration::from_millis(route.timeout_ms);
     compiled
+}
+
+/// `[server]`'s request rules, for the pipeline.
+fn compile_edge(config: &Config, trusted: Arc<TrustedProxies>) -> Edge {
+    let server = &config.server;
+    let http = &server.http;
+    let request = RequestPolicy {
+        path: PathPolicy {
+            merge_slashes: http.merge_slashes,
+            escaped: match http.escaped_path {
+                EscapedPath::Reject => Escaped::Reject,
+                EscapedPath::Keep => Escaped::KeepOpaque,
+            },
+        },
+        max_headers: http.max_headers,
+        max_header_bytes: http.max_header_bytes,
+        max_uri_bytes: http.max_uri_bytes,
+        underscores: http.underscores_in_headers,
+        via_name: server.via.clone(),
+        max_loops: server.max_loops,
+    };
+    Edge {
+        via_http11: request::via_entry(http::Version::HTTP_11, &server.via),
+        request,
+        trusted,
+        body_idle: Duration::from_millis(server.request_body_timeout_ms),
+    }
 }
 
 /// Load each `[plugins.NAME]` once; uses of a plugin share its compiled component.

@@ -10,6 +10,7 @@ use crate::config::{
     Config, ConfigError, Isolation, KeyPath, LimitsConfig, MatchConfig, PluginUse, SourceMap,
     StateBackend,
 };
+use crate::edge::trusted::TrustedProxies;
 use crate::key_path;
 use crate::plugin::capabilities::Capability;
 use crate::plugin::engine::POOL_INSTANCES;
@@ -17,6 +18,7 @@ use crate::router::{Matcher, PathMatch};
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Collects errors against one source file.
 struct Checker<'a> {
@@ -36,6 +38,8 @@ pub struct Checked {
     pub matchers: Vec<Matcher>,
     /// `server.listen`.
     pub listen: Vec<SocketAddr>,
+    /// `server.trusted_proxies`.
+    pub trusted: Arc<TrustedProxies>,
 }
 
 /// Check `config` and build its typed values, or every static problem in it.
@@ -45,6 +49,7 @@ pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigE
         errors: Vec::new(),
     };
     let listen = check_server(config, &mut c);
+    let trusted = check_edge(config, &mut c);
     check_upstreams(config, &mut c);
     check_plugins(config, &mut c);
     for (i, use_) in config.global_plugins.iter().enumerate() {
@@ -59,7 +64,11 @@ pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigE
         }
     }
     match matchers {
-        Some(matchers) if c.errors.is_empty() => Ok(Checked { matchers, listen }),
+        Some(matchers) if c.errors.is_empty() => Ok(Checked {
+            matchers,
+            listen,
+            trusted: Arc::new(trusted),
+        }),
         _ => Err(c.errors),
     }
 }
@@ -144,6 +153,94 @@ fn check_server(config: &Config, c: &mut Checker<'_>) -> Vec<SocketAddr> {
     listen
 }
 
+/// `[server]`'s edge settings: limits, timeouts, trusted proxies; the proxies, parsed.
+fn check_edge(config: &Config, c: &mut Checker<'_>) -> TrustedProxies {
+    let server = &config.server;
+    let http = &server.http;
+    let h2 = &server.http2;
+    for (path, value) in [
+        (
+            key_path!["server", "request_head_timeout_ms"],
+            server.request_head_timeout_ms,
+        ),
+        (
+            key_path!["server", "request_body_timeout_ms"],
+            server.request_body_timeout_ms,
+        ),
+        (
+            key_path!["server", "max_connections"],
+            server.max_connections as u64,
+        ),
+        (
+            key_path!["server", "max_connections_per_ip"],
+            server.max_connections_per_ip as u64,
+        ),
+        (key_path!["server", "max_loops"], server.max_loops as u64),
+        (
+            key_path!["server", "http", "max_header_bytes"],
+            http.max_header_bytes as u64,
+        ),
+        (
+            key_path!["server", "http", "max_headers"],
+            http.max_headers as u64,
+        ),
+        (
+            key_path!["server", "http", "max_uri_bytes"],
+            http.max_uri_bytes as u64,
+        ),
+        (
+            key_path!["server", "http2", "max_concurrent_streams"],
+            u64::from(h2.max_concurrent_streams),
+        ),
+        (
+            key_path!["server", "http2", "keepalive_timeout_s"],
+            h2.keepalive_timeout_s,
+        ),
+    ] {
+        if value == 0 {
+            c.fail(path, "must be greater than 0");
+        }
+    }
+    if http.max_header_bytes > MAX_HEADER_BYTES {
+        c.fail(
+            key_path!["server", "http", "max_header_bytes"],
+            format!("at most {MAX_HEADER_BYTES} (1 MiB)"),
+        );
+    }
+    if server.via.is_empty() || !server.via.bytes().all(is_token_byte) {
+        c.fail(
+            key_path!["server", "via"],
+            format!(
+                "`{}` is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)",
+                server.via
+            ),
+        );
+    }
+    match TrustedProxies::parse(&server.trusted_proxies) {
+        Ok(trusted) => {
+            if server.proxy_protocol && trusted.is_empty() {
+                c.fail(
+                    key_path!["server", "proxy_protocol"],
+                    "a PROXY header is read only from `trusted_proxies`, and none are given",
+                );
+            }
+            trusted
+        }
+        Err((i, message)) => {
+            c.fail(key_path!["server", "trusted_proxies", i], message);
+            TrustedProxies::default()
+        }
+    }
+}
+
+/// Most `server.http.max_header_bytes`: hyper's read buffer is sized from it.
+const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 fn check_upstreams(config: &Config, c: &mut Checker<'_>) {
     for (name, upstream) in &config.upstreams {
         let path = key_path!["upstreams", name];
@@ -161,6 +258,7 @@ fn check_upstreams(config: &Config, c: &mut Checker<'_>) {
         for (key, value) in [
             ("connect_timeout_ms", upstream.connect_timeout_ms),
             ("response_timeout_ms", upstream.response_timeout_ms),
+            ("body_timeout_ms", upstream.body_timeout_ms),
         ] {
             if value == 0 {
                 c.fail(path.key(key), "must be greater than 0");
@@ -279,6 +377,9 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
         matchers.push(check_match(route, &path.key("match"), c));
         if route.strip_prefix && route.matcher.path_prefix.is_none() {
             c.fail(path.key("strip_prefix"), "needs `match.path_prefix`");
+        }
+        if route.timeout_ms == 0 {
+            c.fail(path.key("timeout_ms"), "must be greater than 0");
         }
         match &route.upstream {
             Some(upstream) if !config.upstreams.contains_key(upstream) => c.fail(

@@ -219,6 +219,138 @@ pub struct ServerConfig {
     /// connection between requests, before the gateway closes it.
     #[serde(default = "defaults::idle_timeout_s")]
     pub idle_timeout_s: u64,
+    /// Longest a request head may take to arrive, from its first byte (slowloris); an
+    /// HTTP/2 connection must open its first stream within this time of connecting.
+    #[serde(default = "defaults::request_head_timeout_ms")]
+    pub request_head_timeout_ms: u64,
+    /// Longest pause between two reads of a request body (408 before the response started).
+    #[serde(default = "defaults::request_body_timeout_ms")]
+    pub request_body_timeout_ms: u64,
+    /// Open client connections allowed in total; one past it is closed as soon as accepted.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Open client connections allowed per client IP (an IPv6 client counts by its /64);
+    /// trusted proxies are exempt.
+    #[serde(default = "defaults::max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// CIDRs (`10.0.0.0/8`, `::1/128`, or a bare address) of proxies in front of the gateway:
+    /// only their `X-Forwarded-For` entries and PROXY headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Every connection from a trusted proxy starts with a PROXY protocol v2 header giving the
+    /// client's address (connections from elsewhere never do).
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// This gateway's name in the `Via` header it adds to every request.
+    #[serde(default = "defaults::via")]
+    pub via: String,
+    /// Refuse (508) a request whose `Via` already names this gateway this many times: a loop.
+    #[serde(default = "defaults::max_loops")]
+    pub max_loops: usize,
+    /// `[server.http]`: how strictly requests are read.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// `[server.http2]`: HTTP/2 connection limits.
+    #[serde(default)]
+    pub http2: Http2Config,
+}
+
+/// `[server.http]`: limits and normalization applied to every request before routing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Most bytes of request header names and values (431 past it).
+    #[serde(default = "defaults::max_request_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most request header fields (431 past it).
+    #[serde(default = "defaults::max_request_headers")]
+    pub max_headers: usize,
+    /// Longest request target, path and query (414 past it).
+    #[serde(default = "defaults::max_uri_bytes")]
+    pub max_uri_bytes: usize,
+    /// Request headers whose name has an `_`: `drop` (default, as nginx), `reject` (400) or
+    /// `allow`.
+    #[serde(default)]
+    pub underscores_in_headers: Underscores,
+    /// Merge runs of `/` in the path into one.
+    #[serde(default = "defaults::yes")]
+    pub merge_slashes: bool,
+    /// Paths with `%2F`, `%5C`, `;` parameters or dot segments that survive decoding:
+    /// `reject` (400, default) or `keep` (routed and forwarded as they are, opaque).
+    #[serde(default)]
+    pub escaped_path: EscapedPath,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_header_bytes: defaults::max_request_header_bytes(),
+            max_headers: defaults::max_request_headers(),
+            max_uri_bytes: defaults::max_uri_bytes(),
+            underscores_in_headers: Underscores::default(),
+            merge_slashes: true,
+            escaped_path: EscapedPath::default(),
+        }
+    }
+}
+
+/// What happens to a request header with `_` in its name.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Underscores {
+    /// Removed before any plugin or upstream sees the request.
+    #[default]
+    Drop,
+    /// The request is refused with 400.
+    Reject,
+    /// Passed on like any other header.
+    Allow,
+}
+
+/// What happens to a path the gateway cannot put in one canonical spelling.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedPath {
+    /// Refused with 400.
+    #[default]
+    Reject,
+    /// Routed and forwarded with those escapes untouched.
+    Keep,
+}
+
+/// `[server.http2]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2Config {
+    /// Streams a client may have open at once on one connection.
+    #[serde(default = "defaults::h2_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// Send a PING after this long without frames from the client (0: never).
+    #[serde(default = "defaults::h2_keepalive_interval_s")]
+    pub keepalive_interval_s: u64,
+    /// Close the connection when a PING is not answered within this.
+    #[serde(default = "defaults::h2_keepalive_timeout_s")]
+    pub keepalive_timeout_s: u64,
+    /// Streams a client may reset before the gateway processed them (rapid reset); past it
+    /// the connection is closed.
+    #[serde(default = "defaults::h2_max_pending_resets")]
+    pub max_pending_resets: usize,
+    /// Streams the gateway may reset for a client's protocol errors before it closes the
+    /// connection.
+    #[serde(default = "defaults::h2_max_error_resets")]
+    pub max_error_resets: usize,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            max_concurrent_streams: defaults::h2_max_concurrent_streams(),
+            keepalive_interval_s: defaults::h2_keepalive_interval_s(),
+            keepalive_timeout_s: defaults::h2_keepalive_timeout_s(),
+            max_pending_resets: defaults::h2_max_pending_resets(),
+            max_error_resets: defaults::h2_max_error_resets(),
+        }
+    }
 }
 
 /// `[upstreams.NAME]`.
@@ -242,6 +374,9 @@ pub struct UpstreamConfig {
     /// Idle keep-alive connections kept per target by each worker.
     #[serde(default = "defaults::pool_max_idle_per_target")]
     pub pool_max_idle_per_target: usize,
+    /// Longest pause while reading a response body; past it the response is cut off.
+    #[serde(default = "defaults::body_timeout_ms")]
+    pub body_timeout_ms: u64,
 }
 
 /// How an upstream spreads requests over its targets.
@@ -372,9 +507,14 @@ pub struct RouteConfig {
     /// Send the client's `Host` upstream instead of the target's address.
     #[serde(default)]
     pub preserve_host: bool,
-    /// Largest body buffered for plugins that read bodies (default 1 MiB).
+    /// Largest request body, streamed or buffered (413 past it), and largest response body
+    /// buffered for plugins that read bodies (502 past it). Default 1 MiB, as nginx.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Longest a request may take from its arrival to the response head, plugins included
+    /// (504 `route_timeout`).
+    #[serde(default = "defaults::route_timeout_ms")]
+    pub timeout_ms: u64,
     /// The route's plugin chain, run in order on the request, in reverse on the response.
     #[serde(default)]
     pub plugins: Vec<PluginUse>,
@@ -430,6 +570,74 @@ pub mod defaults {
     /// Seconds a client connection may idle (nginx and Kong: 60 or 75).
     pub fn idle_timeout_s() -> u64 {
         60
+    }
+    /// Request head deadline (nginx `client_header_timeout`: 60 s; Envoy: none).
+    pub fn request_head_timeout_ms() -> u64 {
+        10_000
+    }
+    /// Request body idle limit (nginx `client_body_timeout`).
+    pub fn request_body_timeout_ms() -> u64 {
+        60_000
+    }
+    /// Open client connections, all told.
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    /// Open client connections per client IP.
+    pub fn max_connections_per_ip() -> usize {
+        1_000
+    }
+    /// The `Via` pseudonym.
+    pub fn via() -> String {
+        "gateway".into()
+    }
+    /// Passes through this gateway that make a loop.
+    pub fn max_loops() -> usize {
+        1
+    }
+    /// Request header bytes (nginx: 4 × 8 KiB buffers; Envoy: 60 KiB).
+    pub fn max_request_header_bytes() -> usize {
+        60 << 10
+    }
+    /// Request header fields (Envoy's default).
+    pub fn max_request_headers() -> usize {
+        100
+    }
+    /// Request target length (nginx: one 8 KiB buffer).
+    pub fn max_uri_bytes() -> usize {
+        8 << 10
+    }
+    /// For switches on by default.
+    pub fn yes() -> bool {
+        true
+    }
+    /// HTTP/2 streams per connection (hyper's default).
+    pub fn h2_max_concurrent_streams() -> u32 {
+        200
+    }
+    /// HTTP/2 keep-alive PING interval.
+    pub fn h2_keepalive_interval_s() -> u64 {
+        30
+    }
+    /// HTTP/2 keep-alive PING answer limit.
+    pub fn h2_keepalive_timeout_s() -> u64 {
+        20
+    }
+    /// HTTP/2 client resets before processing (hyper's default: rapid reset).
+    pub fn h2_max_pending_resets() -> usize {
+        20
+    }
+    /// HTTP/2 resets for client errors (hyper's default).
+    pub fn h2_max_error_resets() -> usize {
+        1024
+    }
+    /// Upstream response body idle limit.
+    pub fn body_timeout_ms() -> u64 {
+        60_000
+    }
+    /// Route deadline to the response head.
+    pub fn route_timeout_ms() -> u64 {
+        60_000
     }
     /// Upstream connect timeout.
     pub fn connect_timeout_ms() -> u64 {

@@ -152,7 +152,7 @@
 //! ```text
 //! let path = match path::normalize(req.uri().path(), &policy) {
 //!     Ok(p) => p,
-//!     Err(e) => return respond(e.status(), e.reason()),
+//!     Err(e) => return respond(400, e.reason()),
 //! };
 //! // route on `path`, and if it is Cow::Owned rebuild the request URI with
 //! // it (keeping the original query) before forwarding upstream.
@@ -247,11 +247,6 @@ impl PathError {
             PathError::DotSegmentHiddenByEncoding => "dot-segment hidden by encoding",
             PathError::NestedEncoding => "excessively nested percent-encoding",
         }
-    }
-
-    /// The response status for this error: always `400 Bad Request`.
-    pub const fn status(&self) -> http::StatusCode {
-        http::StatusCode::BAD_REQUEST
     }
 }
 
@@ -718,7 +713,6 @@ mod tests {
         );
         assert_eq!(InvalidPercentEncoding.reason(), "invalid percent-encoding");
         assert_eq!(NotOriginForm.reason(), "path does not start with /");
-        assert_eq!(NestedEncoding.status(), http::StatusCode::BAD_REQUEST);
     }
 
     /// Deterministic xorshift64*.

@@ -1,13 +1,44 @@
-//! Body buffering for filters that asked for a body: a request body is read whole up to the
-//! route's `max_body_bytes` (past it: 413, and a client's malformed body is its own 400), an
-//! upstream's response body likewise (past it: 502). Everything else streams.
+//! Request bodies are bounded on every route ([`bounded_request`]): a declared length past
+//! the route's `max_body_bytes` is refused at once (413, the upstream never called), a
+//! streamed one is counted as it passes and cut off past the limit (413 while the response
+//! has not started), and a pause longer than `request_body_timeout_ms` ends it (408).
+//!
+//! Body buffering for filters that asked for a body: a request body is read whole within the
+//! same bounds (a client's malformed body is its own 400), an upstream's response body up to
+//! `max_body_bytes` (past it: 502). Everything else streams.
 
 use super::route::Route;
-use crate::body::Body;
+use crate::body::{Body, BodyFault, Streamed};
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use bytes::Bytes;
 use http::{HeaderValue, header, request};
 use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use std::time::Duration;
+
+/// The client's body for `route`, bounded by its `max_body_bytes` and by `idle` between
+/// frames; a declared `Content-Length` past the limit is refused before anything is sent.
+pub fn bounded_request(
+    route: &Route,
+    parts: &request::Parts,
+    body: Incoming,
+    idle: Duration,
+) -> Result<Body, GatewayError> {
+    let cap = route.max_body_bytes as u64;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > cap) {
+        return Err(too_large(cap));
+    }
+    Ok(Either::Left(Streamed::new(body, Some(cap), Some(idle))))
+}
+
+fn too_large(cap: u64) -> GatewayError {
+    BodyFault::TooLarge(cap).request_error()
+}
 
 /// A request body on its way to the upstream.
 pub enum RequestBody {
@@ -19,38 +50,23 @@ pub enum RequestBody {
 
 impl RequestBody {
     /// Buffer `body` if a filter on `route` asked for the request body, else stream it.
-    pub async fn read(
-        route: &Route,
-        parts: &request::Parts,
-        body: Body,
-    ) -> Result<Self, GatewayError> {
+    pub async fn read(route: &Route, body: Body) -> Result<Self, GatewayError> {
         if !route.needs.request_body {
             return Ok(RequestBody::Streaming(body));
         }
         let cap = route.max_body_bytes;
-        let too_large = || {
-            GatewayError::new(
-                ErrorKind::RequestBodyTooLarge,
-                Culprit::Downstream,
-                format!("request body exceeds the route's limit of {cap} bytes"),
-            )
-        };
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|len| len > cap) {
-            return Err(too_large());
-        }
+        // `bounded_request` refused a declared length past the cap and counts the rest.
         match Limited::new(body, cap).collect().await {
             Ok(collected) => Ok(RequestBody::Buffered(collected.to_bytes())),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(GatewayError::new(
-                ErrorKind::BadRequest,
-                Culprit::Downstream,
-                format!("cannot read request body: {e}"),
-            )),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(cap as u64)),
+            Err(e) => Err(match BodyFault::find(&*e) {
+                Some(fault) => fault.request_error(),
+                None => GatewayError::new(
+                    ErrorKind::BadRequest,
+                    Culprit::Downstream,
+                    format!("cannot read request body: {e}"),
+                ),
+            }),
         }
     }
 

@@ -1,9 +1,15 @@
 //! Forward: the upstream call, after the route's rewrites (prefix, `Host`, origin form).
+//!
+//! The upstream's response is held to the same framing rules as a client's request: a
+//! `Content-Length` beside `Transfer-Encoding`, or a coding other than a single `chunked`, is
+//! a 502 (hyper would decode it as chunked, or read to the close, and the length would then
+//! lie to the client). The client's response is framed by the gateway itself: the client's
+//! HTTP version, never the upstream's, and hyper's own length or chunking.
 
 use super::route::Route;
-use crate::body::Body;
+use crate::body::{Body, Streamed};
 use crate::error::{Culprit, ErrorKind, GatewayError};
-use http::{HeaderValue, Request, header, request, response};
+use http::{HeaderValue, Request, Version, header, request, response};
 use http_body_util::Either;
 
 /// Send the request to the route's upstream and take the response head, without its
@@ -26,8 +32,38 @@ pub(super) async fn forward(
     prepare_upstream_request(route, &mut parts);
     let response = upstream.send(Request::from_parts(parts, body)).await?;
     let (mut parts, body) = response.into_parts();
+    check_framing(&parts.headers).map_err(|why| {
+        GatewayError::new(
+            ErrorKind::UpstreamBadResponse,
+            Culprit::Upstream(upstream.name().to_string()),
+            format!("ambiguous response framing: {why}"),
+        )
+    })?;
     super::headers::strip_hop_by_hop(&mut parts.headers);
+    // hyper writes the status line in the response's version: the client's, not the peer's.
+    parts.version = Version::HTTP_11;
+    let body = Streamed::new(body, None, Some(upstream.body_timeout()));
     Ok((parts, Either::Left(body)))
+}
+
+/// An upstream response's framing, as RFC 9112 §6.3 lets a proxy trust it.
+fn check_framing(headers: &http::HeaderMap) -> Result<(), &'static str> {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let Some(coding) = codings.next() else {
+        return Ok(());
+    };
+    if codings.next().is_some()
+        || !coding
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked")
+    {
+        return Err("Transfer-Encoding other than a single `chunked`");
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return Err("Content-Length together with Transfer-Encoding");
+    }
+    Ok(())
 }
 
 /// Rewrite the request for the upstream: strip the route prefix, fix `Host`.

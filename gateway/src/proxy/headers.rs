@@ -1,6 +1,7 @@
 //! Proxy header hygiene: hop-by-hop headers stay on their hop, forwarding headers say where the
 //! request came from, and every request carries an id.
 
+use crate::edge::client_ip::{Resolved, forwarded_for};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// See [`X_FORWARDED_FOR`].
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// See [`X_FORWARDED_FOR`].
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// See [`X_FORWARDED_FOR`].
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -123,21 +126,29 @@ fn is_connection_option(token: &[u8]) -> bool {
     token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close")
 }
 
-/// Append the client to `X-Forwarded-For` and set `X-Forwarded-Proto`/`-Host`.
+/// Say who the client is and how it came: `X-Forwarded-For` (the verified chain behind
+/// trusted proxies and the peer; only the peer when it is not a trusted proxy, whatever it
+/// sent), `X-Real-IP` (the client), `X-Forwarded-Proto` and `-Host`.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     peer: &Peer,
+    resolved: Option<&Resolved>,
     scheme: &str,
     host: Option<HeaderValue>,
 ) {
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{existing}, {}", peer.addr.ip())).ok()
+    match resolved {
+        None => {
+            headers.insert(X_FORWARDED_FOR, peer.ip.clone());
+            headers.insert(X_REAL_IP, peer.ip.clone());
         }
-        _ => Some(peer.ip.clone()),
-    };
-    if let Some(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, value);
+        Some(resolved) => {
+            if let Some(chain) = forwarded_for(&resolved.chain, peer.addr.ip()) {
+                headers.insert(X_FORWARDED_FOR, chain);
+            }
+            if let Ok(client) = HeaderValue::from_str(&resolved.client.to_string()) {
+                headers.insert(X_REAL_IP, client);
+            }
+        }
     }
     headers.insert(
         X_FORWARDED_PROTO,
@@ -227,18 +238,30 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_append() {
+    fn forwarded_headers_name_the_peer_or_the_resolved_client() {
+        let peer = Peer::new("127.0.0.1:5000".parse().unwrap());
+        // An untrusted peer's own `X-Forwarded-For` is not passed on.
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         add_forwarded(
             &mut h,
-            &Peer::new("127.0.0.1:5000".parse().unwrap()),
+            &peer,
+            None,
             "http",
             Some(HeaderValue::from_static("api.test")),
         );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-real-ip"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.test");
+        let resolved = Resolved {
+            client: "1.2.3.4".parse().unwrap(),
+            chain: vec!["1.2.3.4".parse().unwrap(), "10.0.0.2".parse().unwrap()],
+        };
+        add_forwarded(&mut h, &peer, Some(&resolved), "https", None);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.2, 127.0.0.1");
+        assert_eq!(h["x-real-ip"], "1.2.3.4");
+        assert_eq!(h["x-forwarded-proto"], "https");
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! The request pipeline, as named phases over one request's [`Exchange`]:
 //!
 //! ```text
-//! route ─▶ hygiene ─▶ request chain [filter 1 → … → filter n] ─▶ forward ─▶ upstream
+//! edge ─▶ route ─▶ hygiene ─▶ request chain [filter 1 → … → filter n] ─▶ forward ─▶ upstream
 //!                          │ a filter answers                        │
-//! client ◀── finish ◀── response chain [filter 1 ← … ← filter k] ◀───┘
+//! client ◀────────── finish ◀── response chain [filter 1 ← … ← filter k] ◀───┘
 //! ```
 //!
+//! - **edge** ([`crate::edge::request`]): the head checked strictly (`Host`, framing, limits,
+//!   loops) and its path normalized, so routing, plugins and the upstream see one path.
 //! - **route** ([`route_phase`]): the most specific route, or 404.
-//! - **hygiene** ([`headers`]): hop-by-hop headers out, `X-Forwarded-*` and `X-Request-Id` in,
-//!   before any filter sees the request.
+//! - **hygiene** ([`headers`]): hop-by-hop headers out; `X-Forwarded-*`, `X-Real-IP`, `Via`
+//!   and `X-Request-Id` in (the client as [`crate::edge::client_ip`] resolves it behind
+//!   trusted proxies), before any filter sees the request.
 //! - **request chain** ([`pipeline::Exchange::request_chain`]): each filter answers with a
 //!   verdict; its edit applies whole ([`edit`]); the first filter that answers the request
 //!   itself ends the chain.
@@ -16,9 +19,10 @@
 //! - **response chain** ([`pipeline::Exchange::response_chain`]): in reverse, over only the
 //!   filters that let the request through.
 //!
-//! Bodies stream through untouched unless a filter on the route asked for one; then that body
-//! is buffered up to the route's `max_body_bytes` (413 for requests, 502 for responses past it)
-//! ([`bodies`]). A route without filters skips the chains entirely. Every error becomes a
+//! Bodies stream through unless a filter on the route asked for one; then that body is
+//! buffered. Either way a request body is bounded by the route's `max_body_bytes` (413) and
+//! the server's `request_body_timeout_ms` (408), a buffered response body by `max_body_bytes`
+//! (502) ([`bodies`]). Everything after routing runs within the route's `timeout_ms` (504). A route without filters skips the chains entirely. Every error becomes a
 //! response in exactly one place, [`GatewayError::into_response`].
 
 pub mod bodies;
@@ -31,15 +35,18 @@ pub mod route;
 #[cfg(test)]
 mod tests;
 
+use crate::edge::{self, Edge, client_ip};
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use crate::router::{RequestKey, request_host};
 use crate::upstream::clone_parts;
 use bytes::Bytes;
 use filter::LocalResponse;
-use http::{HeaderValue, Request, Response, StatusCode, header, request};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header, request};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use pipeline::{ChainOutcome, Exchange};
+use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use crate::body::Body;
@@ -54,20 +61,15 @@ pub async fn handle(
     scheme: &'static str,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let mut request_id = headers::request_id(&parts.headers);
     // For the log line of a failure; cloning a method or URI shares its bytes.
     let method = parts.method.clone();
     let uri = parts.uri.clone();
-    let result = proxy(
-        &runtime,
-        client,
-        scheme,
-        parts,
-        Either::Left(body),
-        &request_id,
-    )
-    .await;
+    let result = match edge::request::check(&mut parts, &runtime.edge.request) {
+        Ok(()) => proxy(&runtime, client, scheme, parts, body, &request_id).await,
+        Err(error) => Err(error),
+    };
     let id_text = request_id.to_str().unwrap_or_default();
     let mut response = match result {
         Ok(response) => response,
@@ -85,25 +87,53 @@ pub async fn handle(
     response
 }
 
-/// The phases in order; the first error ends the request.
+/// The phases in order; the first error ends the request. All but routing run within the
+/// route's `timeout_ms`.
 async fn proxy(
     runtime: &Runtime,
-    client: &Peer,
+    peer: &Peer,
     scheme: &'static str,
     mut parts: request::Parts,
-    body: Body,
+    body: Incoming,
     request_id: &HeaderValue,
 ) -> Result<Response<Body>, GatewayError> {
     let route = route_phase(runtime, &parts)?;
-    hygiene_phase(&mut parts, client, scheme, request_id);
-    if route.chain.is_empty() {
-        // Nothing to filter: no exchange, slots or chains to set up.
-        let (parts, body) = forward::forward(&route, parts, body).await?;
-        return Ok(Response::from_parts(parts, body));
+    let body = bodies::bounded_request(&route, &parts, body, runtime.edge.body_idle)?;
+    let resolved = client_ip::resolve(peer.addr.ip(), &parts.headers, &runtime.edge.trusted);
+    hygiene_phase(
+        &mut parts,
+        peer,
+        resolved.as_ref(),
+        scheme,
+        request_id,
+        &runtime.edge,
+    );
+    let client = match &resolved {
+        // Plugins see the real client; its port is not known past a proxy.
+        Some(resolved) => Cow::Owned(Peer::new(SocketAddr::new(resolved.client, 0))),
+        None => Cow::Borrowed(peer),
+    };
+    let phases = async {
+        if route.chain.is_empty() {
+            // Nothing to filter: no exchange, slots or chains to set up.
+            let (parts, body) = forward::forward(&route, parts, body).await?;
+            return Ok(Response::from_parts(parts, body));
+        }
+        let id = request_id.to_str().unwrap_or_default();
+        filtered(&route, &client, scheme, id, parts, body).await
+    };
+    match tokio::time::timeout(route.timeout, phases).await {
+        Ok(result) => result,
+        Err(_) => Err(GatewayError::new(
+            ErrorKind::RouteTimeout,
+            Culprit::Internal,
+            format!(
+                "route `{}` gave no response head within its timeout_ms = {}",
+                route.name,
+                route.timeout.as_millis()
+            ),
+        )),
     }
-
-    let id = request_id.to_str().unwrap_or_default();
-    filtered(&route, client, scheme, id, parts, body).await
 }
 
 /// Request chain, forward, response chain: a route with filters.
@@ -116,7 +146,7 @@ async fn filtered(
     body: Body,
 ) -> Result<Response<Body>, GatewayError> {
     let mut exchange = Exchange::new(route, client, scheme, request_id);
-    let body = bodies::RequestBody::read(route, &parts, body).await?;
+    let body = bodies::RequestBody::read(route, body).await?;
     let (response, request_head) = match exchange.request_chain(&mut parts, body).await? {
         ChainOutcome::Respond(local) => {
             let (response, bytes) = local.into_parts();
@@ -169,12 +199,15 @@ fn route_phase(runtime: &Runtime, parts: &request::Parts) -> Result<Arc<Route>, 
 }
 
 /// Hygiene: what no filter and no upstream may see from the client, and what every upstream
-/// is told about it.
+/// is told about it: who the client is (`X-Forwarded-For`, `X-Real-IP`), how it came
+/// (`X-Forwarded-Proto`, `-Host`), that it passed here (`Via`), and the request id.
 fn hygiene_phase(
     parts: &mut request::Parts,
-    client: &Peer,
+    peer: &Peer,
+    resolved: Option<&client_ip::Resolved>,
     scheme: &'static str,
     request_id: &HeaderValue,
+    edge: &Edge,
 ) {
     headers::strip_hop_by_hop(&mut parts.headers);
     let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -183,7 +216,13 @@ fn hygiene_phase(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    headers::add_forwarded(&mut parts.headers, client, scheme, original_host);
+    headers::add_forwarded(&mut parts.headers, peer, resolved, scheme, original_host);
+    let via = if parts.version == Version::HTTP_11 {
+        edge.via_http11.clone()
+    } else {
+        edge::request::via_entry(parts.version, &edge.request.via_name)
+    };
+    parts.headers.append(header::VIA, via);
     parts
         .headers
         .insert(headers::X_REQUEST_ID, request_id.clone());

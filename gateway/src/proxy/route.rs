@@ -3,9 +3,11 @@
 //! the pipeline depends on nothing above it (`crate::compile` builds them from a config).
 
 use super::filter::{Filter, FilterNeeds};
+use crate::edge::Edge;
 use crate::router::Router;
 use crate::upstream::Upstream;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A compiled route.
 pub struct Route {
@@ -19,8 +21,10 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     /// Forward the client's `Host`.
     pub preserve_host: bool,
-    /// Body buffering cap.
+    /// Request body cap (streamed or buffered), and response body buffering cap.
     pub max_body_bytes: usize,
+    /// From routing to the response head.
+    pub timeout: Duration,
     /// Union of the chain's needs.
     pub needs: FilterNeeds,
 }
@@ -49,6 +53,7 @@ impl Route {
             strip_prefix: None,
             preserve_host: false,
             max_body_bytes,
+            timeout: Duration::from_millis(crate::config::defaults::route_timeout_ms()),
             needs,
         }
     }
@@ -58,4 +63,6 @@ impl Route {
 pub struct Runtime {
     /// Route table.
     pub router: Router<Arc<Route>>,
+    /// How requests are checked before routing, and who their clients are.
+    pub edge: Edge,
 }

@@ -11,12 +11,16 @@
 
 use super::park::{Activity, PARK_CHECK, ParkingIo, Tracked};
 use super::sparse::Sparse;
+use crate::compile::ServerSettings;
+use crate::edge::admission::{Admission, Admitted};
+use crate::edge::proxy_protocol;
+use crate::edge::trusted::TrustedProxies;
 use crate::proxy::Runtime;
 use crate::proxy::{self, Peer};
 use hyper::body::Body as _;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
@@ -28,12 +32,63 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-/// How client connections are served.
-#[derive(Debug, Clone, Copy)]
+/// How client connections are served: timeouts, caps, and hyper's builders, configured once.
 pub struct ConnectionSettings {
-    /// How long a connection may wait for its first request, or idle between HTTP/1.1
-    /// requests, before it is closed (give or take one park check).
+    /// How long a connection may wait for its first request, or idle between requests
+    /// (HTTP/1.1 keep-alive, HTTP/2 without open streams), before it is closed (give or take
+    /// one park check).
     pub idle_timeout: Duration,
+    /// How long a request head may take from its first byte (HTTP/1.1, through hyper), a
+    /// PROXY header from connecting, and an HTTP/2 connection to open its first stream.
+    pub head_timeout: Duration,
+    /// Read a PROXY v2 header first on connections from `trusted`.
+    pub proxy_protocol: bool,
+    /// Trusted proxies.
+    pub trusted: Arc<TrustedProxies>,
+    /// Open-connection caps, checked on accept.
+    pub admission: Arc<Admission>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl ConnectionSettings {
+    /// From the compiled `[server]`.
+    pub fn new(server: &ServerSettings) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(server.request_head_timeout)
+            .max_headers(server.max_headers)
+            // A loose bound on the head as hyper reads it (request line, separators); the
+            // exact limits on names and values are `edge::request`'s, which answer 431/414.
+            .max_header_size(
+                server.max_header_bytes + server.max_uri_bytes + 4 * server.max_headers + 1024,
+            );
+        let config = &server.http2;
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(config.max_concurrent_streams)
+            // HPACK counts 32 bytes per field on top of its name and value (RFC 9113 §6.5.2).
+            .max_header_list_size(
+                u32::try_from(server.max_header_bytes + 32 * server.max_headers)
+                    .unwrap_or(u32::MAX),
+            )
+            .keep_alive_interval(
+                (config.keepalive_interval_s > 0)
+                    .then(|| Duration::from_secs(config.keepalive_interval_s)),
+            )
+            .keep_alive_timeout(Duration::from_secs(config.keepalive_timeout_s))
+            .max_pending_accept_reset_streams(config.max_pending_resets)
+            .max_local_error_reset_streams(config.max_error_resets);
+        ConnectionSettings {
+            idle_timeout: server.idle_timeout,
+            head_timeout: server.request_head_timeout,
+            proxy_protocol: server.proxy_protocol,
+            trusted: server.trusted.clone(),
+            admission: server.admission.clone(),
+            http1: h1,
+            http2: h2,
+        }
+    }
 }
 
 /// What every request on a connection shares.
@@ -53,21 +108,36 @@ impl AsRef<Activity> for Shared {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serve one accepted connection until it closes, idles out, or `stop` turns true (then
-/// in-flight requests finish first).
+/// in-flight requests finish first). `admitted` counts it against the caps until it ends.
 pub async fn serve(
     mut stream: TcpStream,
-    client: SocketAddr,
+    mut client: SocketAddr,
     runtime: Arc<Runtime>,
-    settings: ConnectionSettings,
+    settings: Arc<ConnectionSettings>,
     stop: watch::Receiver<bool>,
+    admitted: Admitted,
 ) {
+    let _admitted = admitted;
+    // Both live as long as the connection, so waiting on them registers once, not per request.
+    let mut stopping = pin!(stopped(stop));
+    let mut idle = pin!(tokio::time::sleep(settings.idle_timeout));
+
+    if settings.proxy_protocol && settings.trusted.contains(client.ip()) {
+        let header = tokio::time::timeout(
+            settings.head_timeout,
+            proxy_protocol::read_header(&mut stream),
+        );
+        match header.await {
+            Ok(Ok(Some(source))) => client = source,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => return tracing::debug!(%client, "connection closed: {e}"),
+            Err(_) => return tracing::debug!(%client, "connection closed: no PROXY header in time"),
+        }
+    }
     let shared = Arc::new(Shared {
         peer: Peer::new(client),
         activity: Activity::default(),
     });
-    // Both live as long as the connection, so waiting on them registers once, not per request.
-    let mut stopping = pin!(stopped(stop));
-    let mut idle = pin!(tokio::time::sleep(settings.idle_timeout));
 
     let http2 = tokio::select! {
         sniffed = sniff_http2(&stream) => match sniffed {
@@ -80,7 +150,7 @@ pub async fn serve(
     // Each hyper connection lives in a box of its own: parked, the task keeps only this
     // function's few hundred bytes of state instead of room for hyper's (≈ 3.7 KB).
     if http2 {
-        Box::pin(serve_http2(stream, client, shared, runtime, stopping)).await;
+        Box::pin(serve_http2(stream, shared, runtime, &settings, stopping)).await;
         return;
     }
 
@@ -89,7 +159,7 @@ pub async fn serve(
             &mut stream,
             &shared,
             &runtime,
-            settings,
+            &settings,
             stopping.as_mut(),
         ))
         .await;
@@ -118,7 +188,7 @@ async fn serve_http1_until_idle(
     stream: &mut TcpStream,
     shared: &Arc<Shared>,
     runtime: &Arc<Runtime>,
-    settings: ConnectionSettings,
+    settings: &ConnectionSettings,
     stopping: Pin<&mut impl Future<Output = ()>>,
 ) -> Served {
     let activity = &shared.activity;
@@ -134,7 +204,7 @@ async fn serve_http1_until_idle(
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         }
     });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    let connection = settings.http1.serve_connection(TokioIo::new(io), service);
     let mut connection = pin!(connection);
     let mut stopping = stopping;
     let mut checks = tokio::time::interval_at(Instant::now() + PARK_CHECK, PARK_CHECK);
@@ -192,40 +262,79 @@ enum Event {
     Check,
 }
 
+/// One HTTP/2 connection until it ends, is stopped, or idles out: no stream opened within
+/// `head_timeout` of connecting (a preface-only or SETTINGS-only connection), or none open
+/// for `idle_timeout` since. hyper's keep-alive PINGs close a peer that stopped answering.
 async fn serve_http2(
     stream: TcpStream,
-    client: SocketAddr,
     shared: Arc<Shared>,
     runtime: Arc<Runtime>,
+    settings: &ConnectionSettings,
     mut stopping: Pin<&mut impl Future<Output = ()>>,
 ) {
+    let client = shared.peer.addr;
+    let activity_owner = shared.clone();
     // Each stream's future is spawned as a task of its own, which moves it several times on
     // the way in: boxed, only the pointer moves (HTTP/1.1 polls the future in place, where the
     // allocation would be pure cost).
-    let service = service_fn(move |request| {
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let runtime = runtime.clone();
-        let shared = shared.clone();
+        let in_flight = Activity::begin(shared.clone(), true);
         Box::pin(async move {
-            Ok::<_, Infallible>(proxy::handle(runtime, &shared.peer, "http", request).await)
+            let peer = &in_flight.owner().peer;
+            let response = proxy::handle(runtime, peer, "http", request).await;
+            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         })
     });
-    let connection =
-        http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service);
+    let connection = settings
+        .http2
+        .serve_connection(TokioIo::new(stream), service);
     let mut connection = pin!(connection);
+    let activity = &activity_owner.activity;
+    let mut checks = tokio::time::interval_at(Instant::now() + PARK_CHECK, PARK_CHECK);
+    checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut began = 0;
+    let mut idle_for = Duration::ZERO;
     let sparse = Sparse::new();
-    // `Some`: the connection ended; `None`: stopping.
-    let ended = poll_fn(|cx| {
-        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
-            return Poll::Ready(Some(result));
-        }
-        sparse.poll(cx, |cx| stopping.as_mut().poll(cx).map(|()| None))
-    })
-    .await;
-    let result = match ended {
-        Some(result) => result,
-        None => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    let result = loop {
+        let event = poll_fn(|cx| {
+            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Event::Closed(result));
+            }
+            sparse.poll(cx, |cx| {
+                if stopping.as_mut().poll(cx).is_ready() {
+                    Poll::Ready(Event::Stop)
+                } else if checks.poll_tick(cx).is_ready() {
+                    Poll::Ready(Event::Check)
+                } else {
+                    Poll::Pending
+                }
+            })
+        })
+        .await;
+        match event {
+            Event::Closed(result) => break result,
+            Event::Stop => {
+                connection.as_mut().graceful_shutdown();
+                break connection.await;
+            }
+            Event::Check => {
+                if activity.began() != began || activity.in_flight() > 0 {
+                    idle_for = Duration::ZERO;
+                    began = activity.began();
+                    continue;
+                }
+                idle_for += PARK_CHECK;
+                let limit = if began == 0 {
+                    settings.head_timeout
+                } else {
+                    settings.idle_timeout
+                };
+                if idle_for >= limit {
+                    tracing::debug!(%client, streams = began, "idle HTTP/2 connection closed");
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
         }
     };
     log_end(client, result);

@@ -105,7 +105,7 @@ fn listen_shared(address: SocketAddr) -> io::Result<TcpListener> {
 pub async fn serve(
     listeners: Listeners,
     runtime: Arc<Runtime>,
-    settings: ConnectionSettings,
+    settings: Arc<ConnectionSettings>,
     grace: Duration,
 ) -> io::Result<()> {
     // Every accept loop and connection holds a receiver: the sender learns when all are gone.
@@ -117,6 +117,7 @@ pub async fn serve(
         let runtime = runtime.clone();
         let stop = stop_rx.clone();
         let exit = exit_rx.clone();
+        let settings = settings.clone();
         let thread = std::thread::Builder::new()
             .name(format!("http-worker-{index}"))
             .spawn(move || run_worker(index, worker, runtime, settings, stop, exit))?;
@@ -148,7 +149,7 @@ fn run_worker(
     index: usize,
     worker: Worker,
     runtime: Arc<Runtime>,
-    settings: ConnectionSettings,
+    settings: Arc<ConnectionSettings>,
     stop: watch::Receiver<bool>,
     mut exit: watch::Receiver<bool>,
 ) {
@@ -162,7 +163,7 @@ fn run_worker(
             tokio::spawn(accept_loop(
                 listener,
                 runtime.clone(),
-                settings,
+                settings.clone(),
                 stop.clone(),
             ));
         }
@@ -175,7 +176,7 @@ fn run_worker(
 async fn accept_loop(
     listener: TcpListener,
     runtime: Arc<Runtime>,
-    settings: ConnectionSettings,
+    settings: Arc<ConnectionSettings>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -192,13 +193,22 @@ async fn accept_loop(
                 continue;
             }
         };
+        let admitted = match settings.admission.admit(client.ip()) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                // Closed before a byte is read: a flood costs an accept and a close each.
+                tracing::debug!(%client, cap = refused.reason(), "connection refused");
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         tokio::spawn(connection::serve(
             stream,
             client,
             runtime.clone(),
-            settings,
+            settings.clone(),
             stop.clone(),
+            admitted,
         ));
     }
 }

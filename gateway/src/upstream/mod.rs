@@ -6,7 +6,7 @@
 
 mod pool;
 
-use crate::body::Body;
+use crate::body::{Body, BodyFault};
 use crate::config::UpstreamConfig;
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use bytes::Bytes;
@@ -25,6 +25,7 @@ pub struct Upstream {
     next: AtomicUsize,
     connect_timeout: Duration,
     response_timeout: Duration,
+    body_timeout: Duration,
 }
 
 impl Upstream {
@@ -53,12 +54,18 @@ impl Upstream {
             next: AtomicUsize::new(0),
             connect_timeout,
             response_timeout: Duration::from_millis(config.response_timeout_ms),
+            body_timeout: Duration::from_millis(config.body_timeout_ms),
         })
     }
 
     /// The upstream's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Longest pause allowed while reading a response body.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
     }
 
     /// Send `request` (origin-form URI) to the next target, retrying connection failures on
@@ -147,12 +154,16 @@ impl Upstream {
                     ),
                 )
                 .retryable(true)),
-            Ok(Err(SendError::Exchange(e))) => Err(self
-                .error(
-                    ErrorKind::UpstreamBadResponse,
-                    format!("{authority} failed: {}", cause(&e)),
-                )
-                .with_cause(e)),
+            Ok(Err(SendError::Exchange(e))) => match BodyFault::find(&e) {
+                // The client's body failed on its way: its error, not the upstream's.
+                Some(fault) => Err(fault.request_error()),
+                None => Err(self
+                    .error(
+                        ErrorKind::UpstreamBadResponse,
+                        format!("{authority} failed: {}", cause(&e)),
+                    )
+                    .with_cause(e)),
+            },
         }
     }
 
