@@ -1,5 +1,6 @@
 //! Bodies are buffered only for plugins that ask, up to the route's cap: 413 for a request
-//! past it, 502 for a response past it. Without such a plugin, bodies stream untouched.
+//! past it, 502 for a response past it. Without such a plugin, bodies stream untouched, and
+//! a request body is held to the same cap (see `edge::bodies_are_bounded_on_every_route`).
 
 use crate::support::wasm::test_plugin;
 use crate::support::{Gateway, HttpClient, Upstream, server_section};
@@ -26,6 +27,12 @@ plugins = [ {{ use = "body", config = {{ mode = "body" }} }} ]
 [[routes]]
 name = "streamed"
 match = {{ path_prefix = "/streamed" }}
+upstream = "up"
+max_body_bytes = 200000
+
+[[routes]]
+name = "small"
+match = {{ path_prefix = "/small" }}
 upstream = "up"
 max_body_bytes = 16
 "#,
@@ -70,4 +77,14 @@ max_body_bytes = 16
         .await;
     assert_eq!(reply.status, 200);
     assert_eq!(up.seen().last().unwrap().body.len(), 100_000);
+
+    // Streamed or not, the route's cap holds: a declared length past it never reaches the
+    // upstream.
+    let before = up.count();
+    let reply = client
+        .send("POST", &gw.url("/small"), &[], vec![b'z'; 17])
+        .await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.json()["error"]["code"], "request_body_too_large");
+    assert_eq!(up.count(), before);
 }

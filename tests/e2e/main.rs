@@ -12,6 +12,7 @@ mod capabilities;
 mod chain;
 mod config_errors;
 mod connections;
+mod edge;
 mod fairness;
 mod framing;
 mod isolation;

@@ -331,8 +331,11 @@ async fn serve_http2(
                     settings.idle_timeout
                 };
                 if idle_for >= limit {
+                    // Dropped, not shut down gracefully: with no stream open there is nothing
+                    // to finish, and hyper's graceful close waits for a PING answer that a
+                    // silent client never sends.
                     tracing::debug!(%client, streams = began, "idle HTTP/2 connection closed");
-                    connection.as_mut().graceful_shutdown();
+                    break Ok(());
                 }
             }
         }
