@@ -15,6 +15,7 @@ mod connections;
 mod edge;
 mod fairness;
 mod framing;
+mod h2_abuse;
 mod isolation;
 mod jwt;
 mod kv;
