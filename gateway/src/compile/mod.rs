@@ -14,12 +14,11 @@ mod tests;
 pub mod validate;
 
 use crate::config::{
-    self, Config, ConfigError, ConfigErrors, EscapedPath, Http2Config, KeyPath, LoadedConfig,
-    PluginUse, RouteConfig,
+    self, Config, ConfigError, ConfigErrors, Http2Config, KeyPath, LoadedConfig, PluginUse,
+    RouteConfig,
 };
 use crate::edge::Edge;
 use crate::edge::admission::Admission;
-use crate::edge::path::{Escaped, PathPolicy};
 use crate::edge::request::{self, RequestPolicy};
 use crate::edge::trusted::TrustedProxies;
 use crate::key_path;
@@ -197,13 +196,7 @@ fn compile_edge(config: &Config, trusted: Arc<TrustedProxies>) -> Edge {
     let server = &config.server;
     let http = &server.http;
     let request = RequestPolicy {
-        path: PathPolicy {
-            merge_slashes: http.merge_slashes,
-            escaped: match http.escaped_path {
-                EscapedPath::Reject => Escaped::Reject,
-                EscapedPath::Keep => Escaped::KeepOpaque,
-            },
-        },
+        path: validate::path_policy(http),
         max_headers: http.max_headers,
         max_header_bytes: http.max_header_bytes,
         max_uri_bytes: http.max_uri_bytes,

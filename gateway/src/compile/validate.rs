@@ -7,9 +7,10 @@
 //! `gateway check` run shows the operator everything to fix.
 
 use crate::config::{
-    Config, ConfigError, Isolation, KeyPath, LimitsConfig, MatchConfig, PluginUse, SourceMap,
-    StateBackend,
+    Config, ConfigError, EscapedPath, HttpConfig, Isolation, KeyPath, LimitsConfig, MatchConfig,
+    PluginUse, SourceMap, StateBackend,
 };
+use crate::edge::path::{Escaped, PathPolicy, normalize};
 use crate::edge::trusted::TrustedProxies;
 use crate::key_path;
 use crate::plugin::capabilities::Capability;
@@ -364,6 +365,7 @@ fn check_plugin_use(config: &Config, use_: &PluginUse, path: KeyPath, c: &mut Ch
 fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
     let mut seen = HashSet::new();
     let mut matchers = Vec::with_capacity(config.routes.len());
+    let policy = path_policy(&config.server.http);
     for (i, route) in config.routes.iter().enumerate() {
         let path = key_path!["routes", i];
         if route.name.trim().is_empty() {
@@ -374,7 +376,7 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
                 format!("duplicate route name `{}`", route.name),
             );
         }
-        matchers.push(check_match(route, &path.key("match"), c));
+        matchers.push(check_match(route, &path.key("match"), &policy, c));
         if route.strip_prefix && route.matcher.path_prefix.is_none() {
             c.fail(path.key("strip_prefix"), "needs `match.path_prefix`");
         }
@@ -404,9 +406,21 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
 
 /// Check a route's `match` and build it; `None` if any condition is invalid (each problem
 /// reported), never a matcher missing a condition.
+/// How `[server.http]` has request paths normalized before routing.
+pub fn path_policy(http: &HttpConfig) -> PathPolicy {
+    PathPolicy {
+        merge_slashes: http.merge_slashes,
+        escaped: match http.escaped_path {
+            EscapedPath::Reject => Escaped::Reject,
+            EscapedPath::Keep => Escaped::KeepOpaque,
+        },
+    }
+}
+
 fn check_match(
     route: &crate::config::RouteConfig,
     path: &KeyPath,
+    policy: &PathPolicy,
     c: &mut Checker<'_>,
 ) -> Option<Matcher> {
     let matcher: &MatchConfig = &route.matcher;
@@ -418,10 +432,23 @@ fn check_match(
         ("path", &matcher.path),
         ("path_prefix", &matcher.path_prefix),
     ] {
-        if let Some(value) = value
-            && !value.starts_with('/')
-        {
+        let Some(value) = value else { continue };
+        if !value.starts_with('/') {
             c.fail(path.key(key), format!("`{value}` must start with `/`"));
+            continue;
+        }
+        // Requests are routed on their normalized path: a condition in another spelling
+        // would never match (or would match something the operator did not write).
+        match normalize(value, policy) {
+            Ok(normal) if normal == value.as_str() => {}
+            Ok(normal) => c.fail(
+                path.key(key),
+                format!("`{value}` never matches: request paths are normalized to `{normal}` before routing"),
+            ),
+            Err(e) => c.fail(
+                path.key(key),
+                format!("`{value}` never matches: such request paths are refused ({})", e.reason()),
+            ),
         }
     }
     let mut methods = Vec::with_capacity(matcher.methods.len());
