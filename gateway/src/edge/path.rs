@@ -123,7 +123,7 @@
 //!
 //! **Errors are reported for the first offending byte from the left**, so
 //! the same input always yields the same [`PathError`]. All of them map to
-//! `400 Bad Request` ([`PathError::status`]); [`PathError::reason`] is a
+//! `400 Bad Request`; [`PathError::reason`] is a
 //! short fixed text suitable for the response body and logs (it never echoes
 //! the attacker-controlled path).
 //!
