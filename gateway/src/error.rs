@@ -187,6 +187,17 @@ impl GatewayError {
         self.status
     }
 
+    /// Whether an HTTP/1.1 connection must close after this answer: the rest of the request
+    /// cannot be read (or trusted) as the start of the next one.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::AmbiguousFraming
+                | ErrorKind::RequestBodyTooLarge
+                | ErrorKind::RequestBodyTimeout
+        )
+    }
+
     /// The human-readable message.
     pub fn message(&self) -> &str {
         &self.message
@@ -211,16 +222,6 @@ impl GatewayError {
         );
         if let Ok(value) = HeaderValue::from_str(request_id) {
             headers.insert("x-request-id", value);
-        }
-        if matches!(
-            self.kind,
-            ErrorKind::AmbiguousFraming
-                | ErrorKind::RequestBodyTooLarge
-                | ErrorKind::RequestBodyTimeout
-        ) {
-            // The rest of the request cannot be read (or trusted) as the start of the next:
-            // HTTP/1.1 closes after this response (HTTP/2 drops the header and resets).
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -19,7 +19,7 @@
 use super::path::{self, PathPolicy};
 use crate::config::Underscores;
 use crate::error::{Culprit, ErrorKind, GatewayError};
-use http::uri::{Authority, PathAndQuery};
+use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Uri, Version, header, request};
 use std::borrow::Cow;
 
@@ -48,24 +48,71 @@ fn refuse(kind: ErrorKind, message: impl Into<String>) -> GatewayError {
 
 /// Check `parts` and put its path in canonical form; the error is the answer.
 pub fn check(parts: &mut request::Parts, policy: &RequestPolicy) -> Result<(), GatewayError> {
-    check_target_and_size(parts, policy)?;
-    check_host(parts)?;
-    if parts.version <= Version::HTTP_11 {
-        check_framing(&mut parts.headers)?;
+    check_target(&parts.uri, policy)?;
+    let scan = Scan::of(&parts.headers);
+    check_size(&scan, policy)?;
+    check_host(parts, &scan)?;
+    if scan.transfer_encoding && parts.version <= Version::HTTP_11 {
+        check_framing(&parts.headers)?;
     }
-    if parts.headers.keys().any(|name| name.as_str().contains('_')) {
+    if scan.lengths > 1 || scan.length_list {
+        return Err(refuse(
+            ErrorKind::AmbiguousFraming,
+            "more than one Content-Length value",
+        ));
+    }
+    let (underscore, via) = (scan.underscore, scan.via);
+    if via {
+        check_loop(&parts.headers, policy)?;
+    }
+    if underscore {
         underscores(&mut parts.headers, policy.underscores)?;
     }
-    check_loop(&parts.headers, policy)?;
     normalize_path(&mut parts.uri, &policy.path)
 }
 
-fn check_target_and_size(
-    parts: &request::Parts,
-    policy: &RequestPolicy,
-) -> Result<(), GatewayError> {
-    let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
-        + parts.uri.authority().map_or(0, |a| a.as_str().len());
+/// What one pass over the header fields finds: the checks then look up only what is there.
+#[derive(Debug, Default)]
+struct Scan<'a> {
+    fields: usize,
+    bytes: usize,
+    host: Option<&'a HeaderValue>,
+    hosts: usize,
+    transfer_encoding: bool,
+    lengths: usize,
+    length_list: bool,
+    via: bool,
+    underscore: bool,
+}
+
+impl<'a> Scan<'a> {
+    fn of(headers: &'a http::HeaderMap) -> Self {
+        let mut scan = Scan::default();
+        for (name, value) in headers {
+            scan.fields += 1;
+            let text = name.as_str();
+            scan.bytes += text.len() + value.len();
+            if *name == header::HOST {
+                scan.hosts += 1;
+                scan.host.get_or_insert(value);
+            } else if *name == header::CONTENT_LENGTH {
+                scan.lengths += 1;
+                scan.length_list |= value.as_bytes().contains(&b',');
+            } else if *name == header::TRANSFER_ENCODING {
+                scan.transfer_encoding = true;
+            } else if *name == header::VIA {
+                scan.via = true;
+            } else {
+                scan.underscore |= text.as_bytes().contains(&b'_');
+            }
+        }
+        scan
+    }
+}
+
+fn check_target(uri: &Uri, policy: &RequestPolicy) -> Result<(), GatewayError> {
+    let target = uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
     if target > policy.max_uri_bytes {
         return Err(refuse(
             ErrorKind::UriTooLong,
@@ -75,24 +122,25 @@ fn check_target_and_size(
             ),
         ));
     }
-    let fields = parts.headers.len();
-    if fields > policy.max_headers {
-        return Err(refuse(
-            ErrorKind::HeadersTooLarge,
-            format!("{fields} header fields (most {})", policy.max_headers),
-        ));
-    }
-    let bytes: usize = parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len())
-        .sum();
-    if bytes > policy.max_header_bytes {
+    Ok(())
+}
+
+fn check_size(scan: &Scan<'_>, policy: &RequestPolicy) -> Result<(), GatewayError> {
+    if scan.fields > policy.max_headers {
         return Err(refuse(
             ErrorKind::HeadersTooLarge,
             format!(
-                "{bytes} bytes of header names and values (most {})",
-                policy.max_header_bytes
+                "{} header fields (most {})",
+                scan.fields, policy.max_headers
+            ),
+        ));
+    }
+    if scan.bytes > policy.max_header_bytes {
+        return Err(refuse(
+            ErrorKind::HeadersTooLarge,
+            format!(
+                "{} bytes of header names and values (most {})",
+                scan.bytes, policy.max_header_bytes
             ),
         ));
     }
@@ -102,13 +150,11 @@ fn check_target_and_size(
 /// `Host`: RFC 9112 §3.2 (HTTP/1.1 needs exactly one) and §3.2.2 (an absolute-form target's
 /// authority wins, so a `Host` that disagrees with it is an attempt to route one way and be
 /// served another); HTTP/2 carries `:authority` (in the URI) and at most one `Host`.
-fn check_host(parts: &request::Parts) -> Result<(), GatewayError> {
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
+fn check_host(parts: &request::Parts, scan: &Scan<'_>) -> Result<(), GatewayError> {
+    if scan.hosts > 1 {
         return Err(refuse(ErrorKind::BadRequest, "more than one Host header"));
     }
-    let Some(host) = host else {
+    let Some(host) = scan.host else {
         if parts.version == Version::HTTP_11 {
             return Err(refuse(
                 ErrorKind::BadRequest,
@@ -117,24 +163,36 @@ fn check_host(parts: &request::Parts) -> Result<(), GatewayError> {
         }
         return Ok(());
     };
-    let authority = std::str::from_utf8(host.as_bytes())
-        .ok()
-        .and_then(|text| text.parse::<Authority>().ok())
-        .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
-        .ok_or_else(|| refuse(ErrorKind::BadRequest, "Host is not a valid host[:port]"))?;
+    let host = host.as_bytes();
+    if !is_authority(host) {
+        return Err(refuse(
+            ErrorKind::BadRequest,
+            "Host is not a valid host[:port]",
+        ));
+    }
     if let Some(target) = parts.uri.authority()
-        && !target.as_str().eq_ignore_ascii_case(authority.as_str())
+        && !target.as_str().as_bytes().eq_ignore_ascii_case(host)
     {
         return Err(refuse(
             ErrorKind::BadRequest,
             format!(
                 "Host `{}` disagrees with the request target's `{}`",
-                authority.as_str(),
+                String::from_utf8_lossy(host),
                 target.as_str()
             ),
         ));
     }
     Ok(())
+}
+
+/// `host [ ":" port ]` of RFC 3986 §3.2.2 as bytes may spell it (reg-name, IPv4, `[IPv6]`),
+/// without user info: unreserved, sub-delims, `%`, `:`, `[`, `]`; not empty, not port only.
+fn is_authority(host: &[u8]) -> bool {
+    !host.is_empty()
+        && host[0] != b':'
+        && host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(b))
 }
 
 /// Transfer codings a server may meet; anything else is one it cannot implement (501).
@@ -150,7 +208,7 @@ const KNOWN_CODINGS: [&str; 6] = [
 /// RFC 9112 §6.1 and §6.3: hyper decodes a final `chunked` and rejects other codings on
 /// requests, but keeps a `Content-Length` beside `Transfer-Encoding` and a list before
 /// `chunked`; a proxy must refuse both (the classic smuggling vectors), as Envoy does.
-fn check_framing(headers: &mut http::HeaderMap) -> Result<(), GatewayError> {
+fn check_framing(headers: &http::HeaderMap) -> Result<(), GatewayError> {
     let mut codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
@@ -182,24 +240,8 @@ fn check_framing(headers: &mut http::HeaderMap) -> Result<(), GatewayError> {
             ErrorKind::AmbiguousFraming,
             "Content-Length together with Transfer-Encoding",
         )),
-        _ => single_length(headers),
+        _ => Ok(()),
     }
-}
-
-/// At most one `Content-Length` value (hyper accepts repeats of one value; they are
-/// collapsed to one so the upstream never sees a list).
-fn single_length(headers: &mut http::HeaderMap) -> Result<(), GatewayError> {
-    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
-    let Some(first) = values.next() else {
-        return Ok(());
-    };
-    if values.next().is_none() && !first.as_bytes().contains(&b',') {
-        return Ok(());
-    }
-    Err(refuse(
-        ErrorKind::AmbiguousFraming,
-        "more than one Content-Length value",
-    ))
 }
 
 /// Names with `_`: CGI-style backends read `X_Consumer_Id` as `X-Consumer-Id`, so a plugin

@@ -11,6 +11,7 @@ use crate::body::{Body, Streamed};
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use http::{HeaderValue, Request, Version, header, request, response};
 use http_body_util::Either;
+use tokio::time::Instant;
 
 /// Send the request to the route's upstream and take the response head, without its
 /// hop-by-hop headers.
@@ -18,6 +19,7 @@ pub(super) async fn forward(
     route: &Route,
     mut parts: request::Parts,
     body: Body,
+    deadline: Instant,
 ) -> Result<(response::Parts, Body), GatewayError> {
     let upstream = route.upstream.as_ref().ok_or_else(|| {
         GatewayError::new(
@@ -30,7 +32,16 @@ pub(super) async fn forward(
         )
     })?;
     prepare_upstream_request(route, &mut parts);
-    let response = upstream.send(Request::from_parts(parts, body)).await?;
+    let response = upstream
+        .send(Request::from_parts(parts, body), deadline)
+        .await
+        .map_err(|e| {
+            if e.kind() == ErrorKind::RouteTimeout {
+                super::route_timeout(route)
+            } else {
+                e
+            }
+        })?;
     let (mut parts, body) = response.into_parts();
     check_framing(&parts.headers).map_err(|why| {
         GatewayError::new(

@@ -48,6 +48,7 @@ use pipeline::{ChainOutcome, Exchange};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::time::Instant;
 
 pub use crate::body::Body;
 pub use filter::Filter;
@@ -62,6 +63,7 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let (mut parts, body) = request.into_parts();
+    let version = parts.version;
     let mut request_id = headers::request_id(&parts.headers);
     // For the log line of a failure; cloning a method or URI shares its bytes.
     let method = parts.method.clone();
@@ -75,7 +77,15 @@ pub async fn handle(
         Ok(response) => response,
         Err(error) => {
             tracing::warn!(request_id = %id_text, %method, path = uri.path(), culprit = %error.culprit(), code = error.kind().code(), "{}", error.message());
-            error.into_response(id_text).map(Either::Right)
+            let close = error.closes_connection() && version < Version::HTTP_2;
+            let mut response = error.into_response(id_text).map(Either::Right);
+            if close {
+                // hyper closes an HTTP/1.x connection after a response that says so.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     // Unique per response: kept out of HTTP/2's HPACK table ("never indexed"), where each id
@@ -113,27 +123,32 @@ async fn proxy(
         Some(resolved) => Cow::Owned(Peer::new(SocketAddr::new(resolved.client, 0))),
         None => Cow::Borrowed(peer),
     };
-    let phases = async {
-        if route.chain.is_empty() {
-            // Nothing to filter: no exchange, slots or chains to set up.
-            let (parts, body) = forward::forward(&route, parts, body).await?;
-            return Ok(Response::from_parts(parts, body));
-        }
-        let id = request_id.to_str().unwrap_or_default();
-        filtered(&route, &client, scheme, id, parts, body).await
-    };
-    match tokio::time::timeout(route.timeout, phases).await {
-        Ok(result) => result,
-        Err(_) => Err(GatewayError::new(
-            ErrorKind::RouteTimeout,
-            Culprit::Internal,
-            format!(
-                "route `{}` gave no response head within its timeout_ms = {}",
-                route.name,
-                route.timeout.as_millis()
-            ),
-        )),
+    let deadline = Instant::now() + route.timeout;
+    if route.chain.is_empty() {
+        // Nothing to filter: no exchange, slots or chains to set up, and the upstream call's
+        // own timer keeps the route's deadline (one timer per request, not two).
+        let (parts, body) = forward::forward(&route, parts, body, deadline).await?;
+        return Ok(Response::from_parts(parts, body));
     }
+    let id = request_id.to_str().unwrap_or_default();
+    let phases = filtered(&route, &client, scheme, id, parts, body, deadline);
+    match tokio::time::timeout_at(deadline, phases).await {
+        Ok(result) => result,
+        Err(_) => Err(route_timeout(&route)),
+    }
+}
+
+/// The answer when `route`'s `timeout_ms` passed before the response head.
+pub(crate) fn route_timeout(route: &Route) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::RouteTimeout,
+        Culprit::Internal,
+        format!(
+            "route `{}` gave no response head within its timeout_ms = {}",
+            route.name,
+            route.timeout.as_millis()
+        ),
+    )
 }
 
 /// Request chain, forward, response chain: a route with filters.
@@ -144,6 +159,7 @@ async fn filtered(
     request_id: &str,
     mut parts: request::Parts,
     body: Body,
+    deadline: Instant,
 ) -> Result<Response<Body>, GatewayError> {
     let mut exchange = Exchange::new(route, client, scheme, request_id);
     let body = bodies::RequestBody::read(route, body).await?;
@@ -159,7 +175,7 @@ async fn filtered(
         ChainOutcome::Forward(body) => {
             let request_head = route.needs.response_phase.then(|| clone_parts(&parts));
             let body = body.into_upstream(&mut parts.headers);
-            let (response, body) = forward::forward(route, parts, body).await?;
+            let (response, body) = forward::forward(route, parts, body, deadline).await?;
             (
                 (response, bodies::ResponseBody::Streaming(body)),
                 request_head,

@@ -38,8 +38,9 @@ pub struct ConnectionSettings {
     /// (HTTP/1.1 keep-alive, HTTP/2 without open streams), before it is closed (give or take
     /// one park check).
     pub idle_timeout: Duration,
-    /// How long a request head may take from its first byte (HTTP/1.1, through hyper), a
-    /// PROXY header from connecting, and an HTTP/2 connection to open its first stream.
+    /// How long a request head may take from its first byte (HTTP/1.1, checked once a
+    /// [`PARK_CHECK`]), a PROXY header from connecting, and an HTTP/2 connection to open its
+    /// first stream.
     pub head_timeout: Duration,
     /// Read a PROXY v2 header first on connections from `trusted`.
     pub proxy_protocol: bool,
@@ -55,14 +56,18 @@ impl ConnectionSettings {
     /// From the compiled `[server]`.
     pub fn new(server: &ServerSettings) -> Self {
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(server.request_head_timeout)
-            .max_headers(server.max_headers)
-            // A loose bound on the head as hyper reads it (request line, separators); the
-            // exact limits on names and values are `edge::request`'s, which answer 431/414.
-            .max_header_size(
-                server.max_header_bytes + server.max_uri_bytes + 4 * server.max_headers + 1024,
-            );
+        // hyper's own limits are loose bounds on the head as it reads it (request line,
+        // separators included; past them hyper answers 431 or 414); the exact limits on names
+        // and values are `edge::request`'s. Neither costs a request anything: a non-default
+        // field count would (hyper then builds its header arrays per request), so hyper's
+        // default of 100 is left alone; the read buffer cap is what bounds a head's memory.
+        if server.max_headers != HYPER_MAX_HEADERS {
+            h1.max_headers(server.max_headers);
+        }
+        h1.max_buf_size(
+            (server.max_header_bytes + server.max_uri_bytes + 4 * server.max_headers + 1024)
+                .max(HYPER_MIN_BUF),
+        );
         let config = &server.http2;
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
@@ -90,6 +95,11 @@ impl ConnectionSettings {
         }
     }
 }
+
+/// hyper's default field count per head (`DEFAULT_MAX_HEADERS`).
+const HYPER_MAX_HEADERS: usize = 100;
+/// The least read buffer hyper accepts.
+const HYPER_MIN_BUF: usize = 8192;
 
 /// What every request on a connection shares.
 #[derive(Debug)]
@@ -192,6 +202,7 @@ async fn serve_http1_until_idle(
     stopping: Pin<&mut impl Future<Output = ()>>,
 ) -> Served {
     let activity = &shared.activity;
+    let client = shared.peer.addr;
     let io = ParkingIo::new(stream, activity);
     let shared = shared.clone();
     let runtime = runtime.clone();
@@ -241,6 +252,20 @@ async fn serve_http1_until_idle(
                     continue;
                 }
                 idle_for += PARK_CHECK;
+                // A head arriving slowly (slowloris): checked here rather than by a timer per
+                // request, so it closes between the timeout and one check more after its
+                // first byte.
+                if activity
+                    .head_waiting()
+                    .is_some_and(|waited| waited >= settings.head_timeout)
+                {
+                    tracing::debug!(
+                        %client,
+                        "connection closed: request head not complete within {:?}",
+                        settings.head_timeout
+                    );
+                    return Served::Closed(Ok(()));
+                }
                 if idle_for >= settings.idle_timeout {
                     // Idle too long without parking (its last request had a body), or stalled
                     // halfway through a request head: hyper closes it now, as it is idle.

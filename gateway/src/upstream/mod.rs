@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use pool::{SendError, TargetPool};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A named upstream service.
 pub struct Upstream {
@@ -70,7 +71,13 @@ impl Upstream {
 
     /// Send `request` (origin-form URI) to the next target, retrying connection failures on
     /// further targets when the body can be replayed.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
+    /// No response head by `deadline` (the route's) is a `RouteTimeout`; none within the
+    /// upstream's own `response_timeout_ms` of an attempt, an `UpstreamTimeout`.
+    pub async fn send(
+        &self,
+        request: Request<Body>,
+        deadline: Instant,
+    ) -> Result<Response<Incoming>, GatewayError> {
         let (mut parts, body) = request.into_parts();
         parts.version = Version::HTTP_11;
         let path = parts
@@ -113,7 +120,11 @@ impl Upstream {
                 (None, None) => break,
             };
             match self
-                .send_once(Request::from_parts(attempt_parts, attempt_body), target)
+                .send_once(
+                    Request::from_parts(attempt_parts, attempt_body),
+                    target,
+                    deadline,
+                )
                 .await
             {
                 Ok(response) => return Ok(response),
@@ -134,9 +145,15 @@ impl Upstream {
         &self,
         request: Request<Body>,
         target: &TargetPool,
+        deadline: Instant,
     ) -> Result<Response<Incoming>, GatewayError> {
         let authority = target.authority();
-        match tokio::time::timeout(self.response_timeout, target.send(request)).await {
+        let own = Instant::now() + self.response_timeout;
+        match tokio::time::timeout_at(own.min(deadline), target.send(request)).await {
+            Err(_) if deadline < own => Err(self.error(
+                ErrorKind::RouteTimeout,
+                format!("the route's deadline passed waiting for {authority}"),
+            )),
             Err(_) => Err(self.error(
                 ErrorKind::UpstreamTimeout,
                 format!(
