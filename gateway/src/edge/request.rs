@@ -10,6 +10,7 @@
 //! | `Transfer-Encoding` | only a single `chunked` | 400; 501 for an unknown coding |
 //! | `Content-Length` | not with `Transfer-Encoding`; one value | 400 and close |
 //! | names with `_` | `underscores_in_headers` | dropped, or 400 |
+//! | `X-Real-IP` | only the gateway sets it | removed |
 //! | `Via` | this gateway named fewer than `max_loops` times | 508 |
 //! | path | [`super::path::normalize`] | 400, or rewritten |
 //!
@@ -61,7 +62,11 @@ pub fn check(parts: &mut request::Parts, policy: &RequestPolicy) -> Result<(), G
             "more than one Content-Length value",
         ));
     }
-    let (underscore, via) = (scan.underscore, scan.via);
+    let (underscore, via, real_ip) = (scan.underscore, scan.via, scan.real_ip);
+    if real_ip {
+        // Only the gateway says who the client is (`X-Real-IP` with `trusted_proxies`).
+        parts.headers.remove(X_REAL_IP);
+    }
     if via {
         check_loop(&parts.headers, policy)?;
     }
@@ -83,7 +88,10 @@ struct Scan<'a> {
     length_list: bool,
     via: bool,
     underscore: bool,
+    real_ip: bool,
 }
+
+const X_REAL_IP: &str = "x-real-ip";
 
 impl<'a> Scan<'a> {
     fn of(headers: &'a http::HeaderMap) -> Self {
@@ -97,13 +105,15 @@ impl<'a> Scan<'a> {
                 scan.host.get_or_insert(value);
             } else if *name == header::CONTENT_LENGTH {
                 scan.lengths += 1;
-                scan.length_list |= value.as_bytes().contains(&b',');
+                scan.length_list |= value.as_bytes().iter().any(|b| *b == b',');
             } else if *name == header::TRANSFER_ENCODING {
                 scan.transfer_encoding = true;
             } else if *name == header::VIA {
                 scan.via = true;
             } else {
-                scan.underscore |= text.as_bytes().contains(&b'_');
+                // A short name: a plain loop beats `memchr`'s setup.
+                scan.underscore |= text.bytes().any(|b| b == b'_');
+                scan.real_ip |= text == X_REAL_IP;
             }
         }
         scan
@@ -188,12 +198,26 @@ fn check_host(parts: &request::Parts, scan: &Scan<'_>) -> Result<(), GatewayErro
 /// `host [ ":" port ]` of RFC 3986 §3.2.2 as bytes may spell it (reg-name, IPv4, `[IPv6]`),
 /// without user info: unreserved, sub-delims, `%`, `:`, `[`, `]`; not empty, not port only.
 fn is_authority(host: &[u8]) -> bool {
-    !host.is_empty()
-        && host[0] != b':'
-        && host
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(b))
+    !host.is_empty() && host[0] != b':' && host.iter().all(|b| AUTHORITY[usize::from(*b)])
 }
+
+/// The bytes [`is_authority`] allows, as a table (a per-byte `contains` would be a `memchr`
+/// call each).
+static AUTHORITY: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=%:[]";
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// Transfer codings a server may meet; anything else is one it cannot implement (501).
 const KNOWN_CODINGS: [&str; 6] = [

@@ -11,7 +11,7 @@ use super::route::Route;
 use crate::body::{Body, BodyFault, Streamed};
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use bytes::Bytes;
-use http::{HeaderValue, header, request};
+use http::{HeaderValue, header};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use std::time::Duration;
@@ -20,17 +20,12 @@ use std::time::Duration;
 /// frames; a declared `Content-Length` past the limit is refused before anything is sent.
 pub fn bounded_request(
     route: &Route,
-    parts: &request::Parts,
     body: Incoming,
     idle: Duration,
 ) -> Result<Body, GatewayError> {
     let cap = route.max_body_bytes as u64;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > cap) {
+    // hyper gives a body with a Content-Length exactly that size hint.
+    if hyper::body::Body::size_hint(&body).lower() > cap {
         return Err(too_large(cap));
     }
     Ok(Either::Left(Streamed::new(body, Some(cap), Some(idle))))

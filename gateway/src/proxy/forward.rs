@@ -6,12 +6,13 @@
 //! lie to the client). The client's response is framed by the gateway itself: the client's
 //! HTTP version, never the upstream's, and hyper's own length or chunking.
 
+use super::headers;
 use super::route::Route;
 use crate::body::{Body, Streamed};
 use crate::error::{Culprit, ErrorKind, GatewayError};
+use crate::upstream::RouteDeadline;
 use http::{HeaderValue, Request, Version, header, request, response};
 use http_body_util::Either;
-use tokio::time::Instant;
 
 /// Send the request to the route's upstream and take the response head, without its
 /// hop-by-hop headers.
@@ -19,7 +20,7 @@ pub(super) async fn forward(
     route: &Route,
     mut parts: request::Parts,
     body: Body,
-    deadline: Instant,
+    deadline: RouteDeadline,
 ) -> Result<(response::Parts, Body), GatewayError> {
     let upstream = route.upstream.as_ref().ok_or_else(|| {
         GatewayError::new(
@@ -43,14 +44,17 @@ pub(super) async fn forward(
             }
         })?;
     let (mut parts, body) = response.into_parts();
-    check_framing(&parts.headers).map_err(|why| {
-        GatewayError::new(
-            ErrorKind::UpstreamBadResponse,
-            Culprit::Upstream(upstream.name().to_string()),
-            format!("ambiguous response framing: {why}"),
-        )
-    })?;
-    super::headers::strip_hop_by_hop(&mut parts.headers);
+    // `Transfer-Encoding` is hop-by-hop: a response without any has nothing to check.
+    if headers::has_hop_by_hop(&parts.headers) {
+        check_framing(&parts.headers).map_err(|why| {
+            GatewayError::new(
+                ErrorKind::UpstreamBadResponse,
+                Culprit::Upstream(upstream.name().to_string()),
+                format!("ambiguous response framing: {why}"),
+            )
+        })?;
+        headers::strip_present_hop_by_hop(&mut parts.headers);
+    }
     // hyper writes the status line in the response's version: the client's, not the peer's.
     parts.version = Version::HTTP_11;
     let body = Streamed::new(body, None, Some(upstream.body_timeout()));

@@ -97,9 +97,19 @@ impl Peer {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none, or only `Connection: keep-alive`/`close`: one pass over the
     // names, and no allocation unless `Connection` names other headers.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
+    if has_hop_by_hop(headers) {
+        strip_present_hop_by_hop(headers);
     }
+}
+
+/// Whether `headers` has any hop-by-hop header (what a caller that must look at them before
+/// they go checks first, then calls [`strip_present_hop_by_hop`]).
+pub fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(is_hop_by_hop)
+}
+
+/// [`strip_hop_by_hop`] for headers known to have one.
+pub fn strip_present_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -128,24 +138,28 @@ fn is_connection_option(token: &[u8]) -> bool {
 
 /// Say who the client is and how it came: `X-Forwarded-For` (the verified chain behind
 /// trusted proxies and the peer; only the peer when it is not a trusted proxy, whatever it
-/// sent), `X-Real-IP` (the client), `X-Forwarded-Proto` and `-Host`.
+/// sent), `X-Real-IP` (the client, when `real_ip`: a gateway with trusted proxies),
+/// `X-Forwarded-Proto` and `-Host`.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     peer: &Peer,
     resolved: Option<&Resolved>,
+    real_ip: bool,
     scheme: &str,
     host: Option<HeaderValue>,
 ) {
     match resolved {
         None => {
             headers.insert(X_FORWARDED_FOR, peer.ip.clone());
-            headers.insert(X_REAL_IP, peer.ip.clone());
+            if real_ip {
+                headers.insert(X_REAL_IP, peer.ip.clone());
+            }
         }
         Some(resolved) => {
             if let Some(chain) = forwarded_for(&resolved.chain, peer.addr.ip()) {
                 headers.insert(X_FORWARDED_FOR, chain);
             }
-            if let Ok(client) = HeaderValue::from_str(&resolved.client.to_string()) {
+            if real_ip && let Ok(client) = HeaderValue::from_str(&resolved.client.to_string()) {
                 headers.insert(X_REAL_IP, client);
             }
         }
@@ -247,6 +261,7 @@ mod tests {
             &mut h,
             &peer,
             None,
+            true,
             "http",
             Some(HeaderValue::from_static("api.test")),
         );
@@ -258,10 +273,15 @@ mod tests {
             client: "1.2.3.4".parse().unwrap(),
             chain: vec!["1.2.3.4".parse().unwrap(), "10.0.0.2".parse().unwrap()],
         };
-        add_forwarded(&mut h, &peer, Some(&resolved), "https", None);
+        add_forwarded(&mut h, &peer, Some(&resolved), true, "https", None);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.2, 127.0.0.1");
         assert_eq!(h["x-real-ip"], "1.2.3.4");
         assert_eq!(h["x-forwarded-proto"], "https");
+        // Without trusted proxies the gateway sends no `X-Real-IP` (the edge removed the
+        // client's).
+        let mut without = HeaderMap::new();
+        add_forwarded(&mut without, &peer, None, false, "http", None);
+        assert!(!without.contains_key("x-real-ip"));
     }
 
     #[test]

@@ -38,7 +38,7 @@ mod tests;
 use crate::edge::{self, Edge, client_ip};
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use crate::router::{RequestKey, request_host};
-use crate::upstream::clone_parts;
+use crate::upstream::{RouteDeadline, clone_parts};
 use bytes::Bytes;
 use filter::LocalResponse;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header, request};
@@ -108,7 +108,7 @@ async fn proxy(
     request_id: &HeaderValue,
 ) -> Result<Response<Body>, GatewayError> {
     let route = route_phase(runtime, &parts)?;
-    let body = bodies::bounded_request(&route, &parts, body, runtime.edge.body_idle)?;
+    let body = bodies::bounded_request(&route, body, runtime.edge.body_idle)?;
     let resolved = client_ip::resolve(peer.addr.ip(), &parts.headers, &runtime.edge.trusted);
     hygiene_phase(
         &mut parts,
@@ -118,18 +118,19 @@ async fn proxy(
         request_id,
         &runtime.edge,
     );
-    let client = match &resolved {
+    if route.chain.is_empty() {
+        // Nothing to filter: no exchange, slots or chains to set up, and the upstream call's
+        // own timer keeps the route's deadline (one timer and clock read per request).
+        let deadline = RouteDeadline::Within(route.timeout);
+        let (parts, body) = forward::forward(&route, parts, body, deadline).await?;
+        return Ok(Response::from_parts(parts, body));
+    }
+    let client = match resolved {
         // Plugins see the real client; its port is not known past a proxy.
         Some(resolved) => Cow::Owned(Peer::new(SocketAddr::new(resolved.client, 0))),
         None => Cow::Borrowed(peer),
     };
     let deadline = Instant::now() + route.timeout;
-    if route.chain.is_empty() {
-        // Nothing to filter: no exchange, slots or chains to set up, and the upstream call's
-        // own timer keeps the route's deadline (one timer per request, not two).
-        let (parts, body) = forward::forward(&route, parts, body, deadline).await?;
-        return Ok(Response::from_parts(parts, body));
-    }
     let id = request_id.to_str().unwrap_or_default();
     let phases = filtered(&route, &client, scheme, id, parts, body, deadline);
     match tokio::time::timeout_at(deadline, phases).await {
@@ -175,7 +176,8 @@ async fn filtered(
         ChainOutcome::Forward(body) => {
             let request_head = route.needs.response_phase.then(|| clone_parts(&parts));
             let body = body.into_upstream(&mut parts.headers);
-            let (response, body) = forward::forward(route, parts, body, deadline).await?;
+            let (response, body) =
+                forward::forward(route, parts, body, RouteDeadline::At(deadline)).await?;
             (
                 (response, bodies::ResponseBody::Streaming(body)),
                 request_head,
@@ -232,7 +234,15 @@ fn hygiene_phase(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    headers::add_forwarded(&mut parts.headers, peer, resolved, scheme, original_host);
+    let real_ip = !edge.trusted.is_empty();
+    headers::add_forwarded(
+        &mut parts.headers,
+        peer,
+        resolved,
+        real_ip,
+        scheme,
+        original_host,
+    );
     let via = if parts.version == Version::HTTP_11 {
         edge.via_http11.clone()
     } else {

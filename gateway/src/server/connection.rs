@@ -218,7 +218,9 @@ async fn serve_http1_until_idle(
     let connection = settings.http1.serve_connection(TokioIo::new(io), service);
     let mut connection = pin!(connection);
     let mut stopping = stopping;
-    let mut checks = tokio::time::interval_at(Instant::now() + PARK_CHECK, PARK_CHECK);
+    // The first check half a period in: a fresh connection's first bytes came just before
+    // this, so a slow head is closed half a check (not a whole one) past its timeout.
+    let mut checks = tokio::time::interval_at(Instant::now() + PARK_CHECK / 2, PARK_CHECK);
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut began = activity.began();
     let mut idle_for = Duration::ZERO;
@@ -246,6 +248,7 @@ async fn serve_http1_until_idle(
                 return Served::Stopped(connection.await);
             }
             Event::Check => {
+                activity.tick();
                 if activity.began() != began || activity.in_flight() > 0 {
                     idle_for = Duration::ZERO;
                     began = activity.began();

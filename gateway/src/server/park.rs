@@ -24,7 +24,6 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -54,16 +53,13 @@ pub struct Activity {
     park_unless_began: AtomicUsize,
     /// The hyper connection running now ended by parking (its io reported the end-of-stream).
     parked: AtomicBool,
+    /// Park checks the connection loop has made: the clock request heads are timed by,
+    /// free to read.
+    checks: AtomicU64,
     /// When bytes arrived with no request in flight and none began since, so a request head
-    /// is being read (what the head timeout bounds): [`clock_ms`] + 1, or 0 for none.
+    /// is being read (what the head timeout bounds): [`Activity::tick`]s then, plus one; 0
+    /// for none.
     head_started: AtomicU64,
-}
-
-/// Milliseconds since the first call in this process: a clock for atomics.
-pub fn clock_ms() -> u64 {
-    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(std::time::Instant::now);
-    u64::try_from(base.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Activity {
@@ -77,14 +73,19 @@ impl Activity {
         InFlight(owner)
     }
 
-    /// How long ago a request head started arriving that has not been dispatched yet (bytes
-    /// read while a request is in flight are its body, or a pipelined head the idle timeout
-    /// bounds).
+    /// One [`PARK_CHECK`] passed.
+    pub fn tick(&self) {
+        self.checks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// At least how long ago a request head started arriving that has not been dispatched
+    /// yet, in whole checks (it may be up to one check more). Bytes read while a request is in
+    /// flight are its body, or a pipelined head the idle timeout bounds.
     pub fn head_waiting(&self) -> Option<Duration> {
-        match self.head_started.load(Ordering::Relaxed) {
-            0 => None,
-            since => Some(Duration::from_millis(clock_ms().saturating_sub(since - 1))),
-        }
+        let since = self.head_started.load(Ordering::Relaxed);
+        // Checks since the first one after its first byte.
+        let whole = self.checks.load(Ordering::Relaxed).checked_sub(since)?;
+        (since != 0).then(|| PARK_CHECK * u32::try_from(whole).unwrap_or(u32::MAX))
     }
 
     /// Requests dispatched so far: unchanged over a [`PARK_CHECK`] means idle through it.
@@ -233,12 +234,10 @@ impl AsyncRead for ParkingIo<'_> {
             if !read.is_empty() {
                 this.read_ended_head = read.ends_with(b"\r\n\r\n");
                 this.quiet_flush = None;
-                // A clock read once per request head, where its first bytes arrive.
                 let activity = this.activity;
                 if activity.in_flight() == 0 && activity.head_started.load(Ordering::Relaxed) == 0 {
-                    activity
-                        .head_started
-                        .store(clock_ms() + 1, Ordering::Relaxed);
+                    let now = activity.checks.load(Ordering::Relaxed);
+                    activity.head_started.store(now + 1, Ordering::Relaxed);
                 }
             }
         }

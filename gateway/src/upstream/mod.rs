@@ -76,7 +76,7 @@ impl Upstream {
     pub async fn send(
         &self,
         request: Request<Body>,
-        deadline: Instant,
+        mut deadline: RouteDeadline,
     ) -> Result<Response<Incoming>, GatewayError> {
         let (mut parts, body) = request.into_parts();
         parts.version = Version::HTTP_11;
@@ -97,6 +97,10 @@ impl Upstream {
         } else {
             1
         };
+        if attempts > 1 {
+            // The route's time covers every attempt.
+            deadline = RouteDeadline::At(deadline.instant(Instant::now()));
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut body = Some(body);
         let mut parts = Some(parts);
@@ -145,10 +149,13 @@ impl Upstream {
         &self,
         request: Request<Body>,
         target: &TargetPool,
-        deadline: Instant,
+        deadline: RouteDeadline,
     ) -> Result<Response<Incoming>, GatewayError> {
         let authority = target.authority();
-        let own = Instant::now() + self.response_timeout;
+        // One clock read gives both deadlines, and one timer keeps the nearer.
+        let now = Instant::now();
+        let own = now + self.response_timeout;
+        let deadline = deadline.instant(now);
         match tokio::time::timeout_at(own.min(deadline), target.send(request)).await {
             Err(_) if deadline < own => Err(self.error(
                 ErrorKind::RouteTimeout,
@@ -186,6 +193,25 @@ impl Upstream {
 
     fn error(&self, kind: ErrorKind, message: impl Into<String>) -> GatewayError {
         GatewayError::new(kind, Culprit::Upstream(self.name.clone()), message)
+    }
+}
+
+/// When the route needs its response head by.
+#[derive(Debug, Clone, Copy)]
+pub enum RouteDeadline {
+    /// This long from the upstream call: a route without plugins reaches its upstream
+    /// microseconds after routing, so its deadline is set where the call's own timer is.
+    Within(Duration),
+    /// By this instant (set at routing, before plugins ran).
+    At(Instant),
+}
+
+impl RouteDeadline {
+    fn instant(self, now: Instant) -> Instant {
+        match self {
+            RouteDeadline::Within(timeout) => now + timeout,
+            RouteDeadline::At(at) => at,
+        }
     }
 }
 
