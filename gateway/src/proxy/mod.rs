@@ -132,7 +132,9 @@ async fn proxy(
     };
     let deadline = Instant::now() + route.timeout;
     let id = request_id.to_str().unwrap_or_default();
-    let phases = filtered(&route, &client, scheme, id, parts, body, deadline);
+    // Boxed: the chains' state is most of this future's size, and every request's future
+    // (a route without plugins too) is moved whole a few times on its way into hyper.
+    let phases = Box::pin(filtered(&route, &client, scheme, id, parts, body, deadline));
     match tokio::time::timeout_at(deadline, phases).await {
         Ok(result) => result,
         Err(_) => Err(route_timeout(&route)),
