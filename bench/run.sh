@@ -20,7 +20,7 @@
 # Rounds interleave gateway / nginx / gateway / nginx so drift hits both. For each run
 # it reports requests/s, p50 and p99 latency, and requests per CPU-second of the proxy process
 # (utime+stime from /proc, stable even on a busy machine); RSS idle and with 1,000 idle
-# keep-alive connections (read 3 s after the last one is open, once the gateway parked them). Everything it starts is stopped on exit; the whole run is bounded.
+# keep-alive connections (read once RSS has stopped falling, 3–12 s after the last one is open, so after the gateway parked them and trimmed its heap). Everything it starts is stopped on exit; the whole run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -297,9 +297,17 @@ for proxy in gateway nginx; do
   python3 "$ROOT/bench/idle_conns.py" "$PORT" 1000 "$WORK/held" &
   holder=$!
   for _ in $(seq 300); do [ -e "$WORK/held" ] && break; sleep 0.1; done
-  # The gateway parks a keep-alive connection once it has idled through a 1 s check (1-2 s).
+  # The gateway parks a keep-alive connection once it has idled through a 1 s check (1.5-2.5
+  # s), then trims its heap within a second: read RSS once it has stopped falling for 2 s
+  # (3 s at least, 12 s at most), so the row never catches connections before parking.
   sleep 3
-  held=$(rss_kb "$PROXY_PID")
+  held=$(rss_kb "$PROXY_PID"); steady=0
+  for _ in $(seq 9); do
+    sleep 1
+    now=$(rss_kb "$PROXY_PID")
+    if [ "$now" -lt "$held" ]; then held=$now; steady=0; else steady=$((steady + 1)); fi
+    [ "$steady" -ge 2 ] && break
+  done
   kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true; rm -f "$WORK/held"
   echo "memory $proxy $idle $held" | tee -a "$RESULTS" >&2
   stop_proxy

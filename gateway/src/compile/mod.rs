@@ -206,6 +206,7 @@ fn compile_edge(config: &Config, trusted: Arc<TrustedProxies>) -> Edge {
     };
     Edge {
         via_http11: request::via_entry(http::Version::HTTP_11, &server.via),
+        via_http2: request::via_entry(http::Version::HTTP_2, &server.via),
         request,
         trusted,
         body_idle: Duration::from_millis(server.request_body_timeout_ms),

@@ -26,6 +26,8 @@ pub struct Edge {
     pub trusted: Arc<trusted::TrustedProxies>,
     /// The `Via` entry added to every HTTP/1.1 request.
     pub via_http11: http::HeaderValue,
+    /// The `Via` entry added to every HTTP/2 request.
+    pub via_http2: http::HeaderValue,
     /// Longest pause between two frames of a request body.
     pub body_idle: std::time::Duration,
 }

@@ -245,10 +245,11 @@ fn hygiene_phase(
         scheme,
         original_host,
     );
-    let via = if parts.version == Version::HTTP_11 {
-        edge.via_http11.clone()
-    } else {
-        edge::request::via_entry(parts.version, &edge.request.via_name)
+    // Both common versions' entries are made once per config.
+    let via = match parts.version {
+        Version::HTTP_11 => edge.via_http11.clone(),
+        Version::HTTP_2 => edge.via_http2.clone(),
+        version => edge::request::via_entry(version, &edge.request.via_name),
     };
     parts.headers.append(header::VIA, via);
     parts
