@@ -108,7 +108,9 @@ mod tests {
 
     #[test]
     fn walks_right_to_left_past_trusted_hops() {
-        let cases: &[(&[&str], Option<(&str, &[&str])>)] = &[
+        // X-Forwarded-For values, and the client and chain expected.
+        type Case<'a> = (&'a [&'a str], Option<(&'a str, &'a [&'a str])>);
+        let cases: &[Case] = &[
             // spoofed, real client, trusted hop: the spoofed entry is not believed.
             (
                 &["6.6.6.6, 1.2.3.4", "10.0.0.2"],

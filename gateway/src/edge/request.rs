@@ -105,7 +105,7 @@ impl<'a> Scan<'a> {
                 scan.host.get_or_insert(value);
             } else if *name == header::CONTENT_LENGTH {
                 scan.lengths += 1;
-                scan.length_list |= value.as_bytes().iter().any(|b| *b == b',');
+                scan.length_list |= value.as_bytes().contains(&b',');
             } else if *name == header::TRANSFER_ENCODING {
                 scan.transfer_encoding = true;
             } else if *name == header::VIA {
