@@ -144,10 +144,16 @@ impl SourceMap {
     /// Index `text` (the contents of `file`). A document that does not parse still gives
     /// line numbers from byte offsets.
     pub fn new(file: &str, text: &str) -> Self {
+        // `toml_edit` 0.23 panics on some malformed documents (found by the `config_check`
+        // fuzz target: `={[]` then `.` on the next line), so it only indexes text that `toml`
+        // has accepted as TOML.
+        let doc = toml::from_str::<toml::Table>(text)
+            .ok()
+            .and_then(|_| Document::parse(text.to_string()).ok());
         SourceMap {
             file: file.to_string(),
             text: text.to_string(),
-            doc: Document::parse(text.to_string()).ok(),
+            doc,
         }
     }
 
