@@ -1,7 +1,8 @@
 # The two set-up commands of the README are `make run` and `make test`; CI (`.ci/run`) runs
-# `make test`, then `make lint`, then `make bench-check` (`make ci` does the same by hand).
+# `make test`, then `make lint`, then `make fuzz`, then `make bench-check` (`make ci` does the
+# same by hand).
 
-.PHONY: run test lint ci setup test-deps lint-deps bench-check
+.PHONY: run test lint ci setup test-deps lint-deps bench-check fuzz fuzz-deps
 
 # Toolchain targets in rust-toolchain.toml are not auto-installed on every machine.
 setup:
@@ -34,6 +35,36 @@ lint: setup lint-deps
 		-p jwt-auth -p key-auth -p acl -p rate-limit -p ip-restriction -p cors \
 		-p test-misbehave -p test-fs-reader -p test-tagger -p test-kv-probe -- -D warnings
 
+## Every cargo-fuzz target (gateway/fuzz) for FUZZ_SECONDS, each from a scratch copy of its
+## seed corpus (gateway/fuzz/corpus/TARGET is read, never grown; `cargo fuzz cmin` by hand).
+## A crash, panic or timeout fails the run, after all targets ran; its input is saved in
+## gateway/fuzz/artifacts/TARGET/. Nightly builds the fuzz targets (sanitizer, coverage); the
+## built-in plugins are still built by the pinned toolchain (gateway/build.rs).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= path_normalize config_check request_action
+FUZZ_TOOLCHAIN ?= nightly
+FUZZ_TARGET_DIR ?= $(CURDIR)/target/fuzz
+fuzz-deps:
+	rustup toolchain list | grep -q '^$(FUZZ_TOOLCHAIN)' || \
+		rustup toolchain install $(FUZZ_TOOLCHAIN) --profile minimal
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+fuzz: setup fuzz-deps
+	@failed=""; \
+	for target in $(FUZZ_TARGETS); do \
+		scratch="$(FUZZ_TARGET_DIR)/corpus/$$target"; \
+		rm -rf "$$scratch" && mkdir -p "$$scratch" || exit 1; \
+		dict=""; [ -f gateway/fuzz/dicts/$$target.dict ] && dict="-dict=fuzz/dicts/$$target.dict"; \
+		echo "+ cargo +$(FUZZ_TOOLCHAIN) fuzz run $$target ($(FUZZ_SECONDS) s)"; \
+		( cd gateway && cargo +$(FUZZ_TOOLCHAIN) fuzz run --target-dir "$(FUZZ_TARGET_DIR)/build" \
+			$$target "$$scratch" fuzz/corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=25 -print_final_stats=1 $$dict ) \
+			|| failed="$$failed $$target"; \
+	done; \
+	if [ -n "$$failed" ]; then \
+		echo "fuzz: failed:$$failed (inputs in gateway/fuzz/artifacts/)"; exit 1; \
+	fi
+
 ## The benchmark end to end, one second per run (CI): `bench/run.sh` must install what it
 ## needs, run both proxies and print the table with a ratio for every scenario asked for.
 BENCH_CHECK_SCENARIOS = none plugin h2
@@ -44,4 +75,4 @@ bench-check:
 	cat target/bench-check.md
 	python3 bench/check_table.py target/bench-check.md $(BENCH_CHECK_SCENARIOS)
 
-ci: test lint bench-check
+ci: test lint fuzz bench-check

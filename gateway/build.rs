@@ -32,12 +32,27 @@ fn main() {
         root.join("Cargo.toml").display()
     );
     println!("cargo::rerun-if-env-changed=GATEWAY_WASM_TARGET_DIR");
+    println!(
+        "cargo::rerun-if-changed={}",
+        root.join("rust-toolchain.toml").display()
+    );
 
     let target_dir = std::env::var_os("GATEWAY_WASM_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target").join("wasm"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Under rustup the plugins are built by the toolchain `rust-toolchain.toml` pins (the one
+    // `make setup` gave the wasm32-wasip2 target), whichever toolchain builds the host: rustup's
+    // `cargo`, without the host build's toolchain choice, picks it from the workspace root.
+    // `cargo +nightly fuzz` builds the host with a nightly that need not have the target.
+    let rustup = std::env::var_os("RUSTUP_TOOLCHAIN").is_some();
+    let cargo = match std::env::var("CARGO") {
+        Ok(cargo) if !rustup => cargo,
+        _ => "cargo".into(),
+    };
     let mut command = Command::new(cargo);
+    if rustup {
+        command.env_remove("RUSTUP_TOOLCHAIN").env_remove("RUSTC");
+    }
     command
         .current_dir(&root)
         .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm"])

@@ -4,14 +4,15 @@
 //! decisions. See the README for the request lifecycle and the config reference.
 
 // The library's only surface: the binary's entry point, and what the micro-benchmarks
-// (`benches/micro.rs`: router lookups and plugin calls) drive. Every module is private, so the
-// dead-code lint sees whatever nothing uses.
+// (`benches/micro.rs`: router lookups and plugin calls) and the fuzz targets (`fuzz/`) drive.
+// Every module is private, so the dead-code lint sees whatever nothing uses.
 mod body;
 mod cli;
 mod compile;
 mod config;
 mod edge;
 mod error;
+mod fuzzing;
 mod plugin;
 mod proxy;
 mod router;
@@ -35,6 +36,15 @@ pub mod bench {
     pub use crate::proxy::filter::{Filter, RequestContext, RequestVerdict, Slot};
     pub use crate::router::{Matcher, PathMatch, RequestKey, Router};
     pub use crate::services::Services;
+}
+
+/// What the `cargo fuzz` targets in `fuzz/` run (implemented in `fuzzing.rs`); not an API.
+#[doc(hidden)]
+pub mod fuzz {
+    pub use crate::fuzzing::{
+        ActionInput, HeaderChangesInput, HeaderInput, RequestActionInput, RequestChangesInput,
+        Text, config_check, path_normalize, request_action,
+    };
 }
 
 #[cfg(test)]

@@ -431,7 +431,7 @@ fn new_target(
 
 /// A plugin's request action as a verdict: every part validated before any is applied, so a
 /// bad part leaves the request exactly as it was.
-fn request_verdict(
+pub(crate) fn request_verdict(
     action: RequestAction,
     request: &request::Parts,
 ) -> Result<RequestVerdict, Violation> {
