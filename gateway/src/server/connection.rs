@@ -226,21 +226,7 @@ async fn serve_http1_until_idle(
     let mut idle_for = Duration::ZERO;
     let sparse = Sparse::new();
     loop {
-        let event = poll_fn(|cx| {
-            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
-                return Poll::Ready(Event::Closed(result));
-            }
-            sparse.poll(cx, |cx| {
-                if stopping.as_mut().poll(cx).is_ready() {
-                    Poll::Ready(Event::Stop)
-                } else if checks.poll_tick(cx).is_ready() {
-                    Poll::Ready(Event::Check)
-                } else {
-                    Poll::Pending
-                }
-            })
-        })
-        .await;
+        let event = next_event(&mut connection, &mut stopping, &mut checks, &sparse).await;
         match event {
             Event::Closed(result) => return Served::Closed(result),
             Event::Stop => {
@@ -283,7 +269,36 @@ async fn serve_http1_until_idle(
     }
 }
 
-/// What woke a running HTTP/1.1 connection's loop.
+/// What wakes a running connection's loop next: the connection ending, the server stopping,
+/// or a check period passing (the latter two polled sparsely, see [`Sparse`]).
+async fn next_event<C, S>(
+    connection: &mut Pin<&mut C>,
+    stopping: &mut Pin<&mut S>,
+    checks: &mut tokio::time::Interval,
+    sparse: &Sparse,
+) -> Event
+where
+    C: Future<Output = hyper::Result<()>>,
+    S: Future<Output = ()>,
+{
+    poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            return Poll::Ready(Event::Closed(result));
+        }
+        sparse.poll(cx, |cx| {
+            if stopping.as_mut().poll(cx).is_ready() {
+                Poll::Ready(Event::Stop)
+            } else if checks.poll_tick(cx).is_ready() {
+                Poll::Ready(Event::Check)
+            } else {
+                Poll::Pending
+            }
+        })
+    })
+    .await
+}
+
+/// What woke a running connection's loop.
 enum Event {
     Closed(hyper::Result<()>),
     Stop,
@@ -325,21 +340,7 @@ async fn serve_http2(
     let mut idle_for = Duration::ZERO;
     let sparse = Sparse::new();
     let result = loop {
-        let event = poll_fn(|cx| {
-            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
-                return Poll::Ready(Event::Closed(result));
-            }
-            sparse.poll(cx, |cx| {
-                if stopping.as_mut().poll(cx).is_ready() {
-                    Poll::Ready(Event::Stop)
-                } else if checks.poll_tick(cx).is_ready() {
-                    Poll::Ready(Event::Check)
-                } else {
-                    Poll::Pending
-                }
-            })
-        })
-        .await;
+        let event = next_event(&mut connection, &mut stopping, &mut checks, &sparse).await;
         match event {
             Event::Closed(result) => break result,
             Event::Stop => {
