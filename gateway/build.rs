@@ -11,6 +11,7 @@ const PLUGINS: &[&str] = &[
     "response-transformer",
     "jwt-auth",
     "key-auth",
+    "mtls-auth",
     "acl",
     "rate-limit",
     "ip-restriction",

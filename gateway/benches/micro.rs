@@ -105,6 +105,7 @@ fn call(rt: &tokio::runtime::Runtime, filter: Option<&WasmFilter>, request: &htt
         request_id: Arc::from("req-1"),
         client_addr: Arc::from("127.0.0.1:5000"),
         scheme: "http",
+        attributes: Arc::from([]),
         values: Arc::default(),
     };
     let mut slot: Slot = None;

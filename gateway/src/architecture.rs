@@ -1,7 +1,8 @@
 //! The layering of `gateway/src`, checked: no cycle between top-level modules.
 //!
 //! Intended order, each layer using only those before it:
-//! `error`, `body`, `config`, `worker` → `edge`, `router`, `upstream`, `services`, `telemetry` →
+//! `error`, `body`, `config`, `worker` → `tls` → `edge`, `router`, `upstream`, `services`,
+//! `telemetry` →
 //! `proxy` (the pipeline and the types it runs on) → `plugin` (implements `proxy::Filter`) →
 //! `compile` (config to runtime) → `server` → `cli`. A cycle means two modules can only be
 //! understood (and changed) together; this test names it so it gets a leaf module instead.

@@ -47,6 +47,9 @@ pub enum ErrorKind {
     RouteTimeout,
     /// No upstream target could be connected to.
     UpstreamUnreachable,
+    /// The TLS handshake with the upstream failed (its certificate did not verify, or no
+    /// common protocol).
+    UpstreamTls,
     /// The upstream did not answer within the response timeout.
     UpstreamTimeout,
     /// The upstream answered with something unusable (protocol error, body over the cap).
@@ -70,9 +73,9 @@ impl ErrorKind {
             ErrorKind::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::RouteTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamBadResponse => {
-                StatusCode::BAD_GATEWAY
-            }
+            ErrorKind::UpstreamUnreachable
+            | ErrorKind::UpstreamTls
+            | ErrorKind::UpstreamBadResponse => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::PluginFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -93,6 +96,7 @@ impl ErrorKind {
             ErrorKind::RequestBodyTimeout => "request_body_timeout",
             ErrorKind::RouteTimeout => "route_timeout",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::UpstreamTls => "upstream_tls",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamBadResponse => "upstream_bad_response",
             ErrorKind::PluginFailed => "plugin_failed",

@@ -574,6 +574,7 @@ pub fn request_action(input: RequestActionInput) {
         request_id: Arc::from("fuzz-1"),
         client_addr: Arc::from("127.0.0.1:1"),
         scheme: "http",
+        attributes: Arc::from([]),
         values: Arc::default(),
     };
     let (_body, response_edits) = edit.apply(&mut parts, &mut ctx);

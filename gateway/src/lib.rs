@@ -19,6 +19,7 @@ mod router;
 mod server;
 mod services;
 mod telemetry;
+mod tls;
 mod upstream;
 mod worker;
 

@@ -26,5 +26,6 @@ mod quotas;
 mod ratelimit;
 mod reports;
 mod routing;
+mod tls;
 mod transformers;
 mod workers;

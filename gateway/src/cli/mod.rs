@@ -87,6 +87,9 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let rt = control_runtime()?;
     match rt.block_on(compile::compile_file(path, &engines)) {
         Ok(compiled) => {
+            for warning in &compiled.server.warnings {
+                eprintln!("warning: {warning}");
+            }
             let runtime = compiled.runtime;
             println!("{}: OK ({} routes)", path.display(), runtime.router.len());
             Ok(ExitCode::SUCCESS)
@@ -113,12 +116,17 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let runtime = Arc::new(compiled.runtime);
         let settings = compiled.server;
         let workers = settings.workers;
-        let listeners = server::bind(&settings.listen, workers)?;
-        for local in &listeners.addresses {
-            tracing::info!(address = %local, workers, "listening");
-            // Tests and scripts read this line to learn ephemeral ports.
-            println!("listening on {local}");
+        for warning in &settings.warnings {
+            tracing::warn!("{warning}");
         }
+        let listeners = server::bind(&settings.listen, &settings.tls, workers)?;
+        for (local, listener) in &listeners.addresses {
+            let serves = listener.describe();
+            tracing::info!(address = %local, serves, workers, "listening");
+            // Tests and scripts read these lines to learn ephemeral ports.
+            println!("listening on {local} ({serves})");
+        }
+        println!("ready");
         let connections = Arc::new(server::ConnectionSettings::new(&settings));
         server::serve(listeners, runtime, connections, settings.shutdown_grace).await?;
         Ok(ExitCode::SUCCESS)

@@ -13,6 +13,8 @@
 mod tests;
 pub mod validate;
 
+pub use validate::Serves;
+
 use crate::config::{
     self, Config, ConfigError, ConfigErrors, Http2Config, KeyPath, LoadedConfig, PluginUse,
     RouteConfig,
@@ -31,6 +33,7 @@ use crate::proxy::filter::Filter;
 use crate::proxy::{Route, Runtime};
 use crate::router::Router;
 use crate::services::Services;
+use crate::tls::TlsListener;
 use crate::upstream::Upstream;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,8 +52,12 @@ pub struct Compiled {
 /// `[server]`, typed.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// Addresses to listen on.
-    pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on, with what each serves.
+    pub listen: Vec<(SocketAddr, Serves)>,
+    /// `[[server.tls]]` blocks, built (`Serves::Tls(i)` is `tls[i]`).
+    pub tls: Vec<Arc<TlsListener>>,
+    /// What is worth an operator's look but not an error (a certificate close to expiry).
+    pub warnings: Vec<ConfigError>,
     /// Worker threads (resolved: never 0).
     pub workers: usize,
     /// Close a connection idle this long.
@@ -89,8 +96,27 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
     let mut errors: Vec<ConfigError> = Vec::new();
 
     let workers = crate::worker::count(config.server.workers);
+    let mut warnings = Vec::new();
+    let mut tls = Vec::with_capacity(config.server.tls.len());
+    for (i, block) in config.server.tls.iter().enumerate() {
+        match TlsListener::build(i, block, &loaded.base_dir) {
+            Ok((listener, warned)) => {
+                tls.push(Arc::new(listener));
+                for (path, message) in warned {
+                    warnings.push(source.error_at_path(path, message));
+                }
+            }
+            Err(problems) => {
+                for (path, message) in problems {
+                    errors.push(source.error_at_path(path, message));
+                }
+            }
+        }
+    }
     let server = ServerSettings {
         listen: checked.listen,
+        tls,
+        warnings,
         workers,
         idle_timeout: Duration::from_secs(config.server.idle_timeout_s),
         shutdown_grace: Duration::from_secs(config.server.shutdown_grace_s),
@@ -109,11 +135,11 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
     };
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
-        match Upstream::new(name, upstream, workers) {
+        match Upstream::new(name, upstream, workers, &loaded.base_dir) {
             Ok(built) => {
                 upstreams.insert(name.clone(), Arc::new(built));
             }
-            Err(e) => errors.push(source.error_at_path(key_path!["upstreams", name], e)),
+            Err((path, message)) => errors.push(source.error_at_path(path, message)),
         }
     }
 

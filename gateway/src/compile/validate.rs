@@ -16,6 +16,7 @@ use crate::key_path;
 use crate::plugin::capabilities::Capability;
 use crate::plugin::engine::POOL_INSTANCES;
 use crate::router::{Matcher, PathMatch};
+use crate::upstream::Target;
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -37,8 +38,8 @@ impl Checker<'_> {
 pub struct Checked {
     /// `routes[i]`'s match conditions.
     pub matchers: Vec<Matcher>,
-    /// `server.listen`.
-    pub listen: Vec<SocketAddr>,
+    /// Every address to listen on, with what it serves.
+    pub listen: Vec<(SocketAddr, Serves)>,
     /// `server.trusted_proxies`.
     pub trusted: Arc<TrustedProxies>,
 }
@@ -127,25 +128,61 @@ fn check_state(config: &Config, c: &mut Checker<'_>) {
     }
 }
 
-/// `[server]`; the listen addresses, parsed.
-fn check_server(config: &Config, c: &mut Checker<'_>) -> Vec<SocketAddr> {
-    if config.server.listen.is_empty() {
+/// What a listening address serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// `server.listen`: cleartext HTTP/1.1 and HTTP/2.
+    Plain,
+    /// `server.tls[i].listen`: HTTPS.
+    Tls(usize),
+    /// `server.tls[i].redirect_from`: a 308 to block `i`'s first address.
+    Redirect(usize),
+}
+
+/// `[server]`; the listen addresses, parsed, each once.
+fn check_server(config: &Config, c: &mut Checker<'_>) -> Vec<(SocketAddr, Serves)> {
+    let server = &config.server;
+    if server.listen.is_empty() && server.tls.iter().all(|tls| tls.listen.is_empty()) {
         c.fail(
             key_path!["server", "listen"],
-            "at least one listen address is required",
+            "at least one listen address (here or in a [[server.tls]]) is required",
         );
     }
-    let mut listen = Vec::with_capacity(config.server.listen.len());
-    for (i, addr) in config.server.listen.iter().enumerate() {
-        match addr.parse::<SocketAddr>() {
-            Ok(parsed) => listen.push(parsed),
-            Err(_) => c.fail(
-                key_path!["server", "listen", i],
-                format!("`{addr}` is not an IP:port address (e.g. 127.0.0.1:8080)"),
-            ),
+    let mut lists = vec![(key_path!["server", "listen"], &server.listen, Serves::Plain)];
+    for (i, tls) in server.tls.iter().enumerate() {
+        let at = key_path!["server", "tls", i];
+        if tls.listen.is_empty() {
+            c.fail(
+                at.key("listen"),
+                "a TLS block needs at least one listen address",
+            );
+        }
+        lists.push((at.key("listen"), &tls.listen, Serves::Tls(i)));
+        lists.push((
+            at.key("redirect_from"),
+            &tls.redirect_from,
+            Serves::Redirect(i),
+        ));
+        if tls.handshake_timeout_ms == 0 {
+            c.fail(at.key("handshake_timeout_ms"), "must be greater than 0");
         }
     }
-    if config.server.idle_timeout_s == 0 {
+    let mut listen: Vec<(SocketAddr, Serves)> = Vec::new();
+    for (path, addresses, serves) in lists {
+        for (i, addr) in addresses.iter().enumerate() {
+            match addr.parse::<SocketAddr>() {
+                Ok(parsed) if parsed.port() != 0 && listen.iter().any(|(a, _)| *a == parsed) => {
+                    c.fail(path.index(i), format!("`{addr}` is listed twice"));
+                }
+                Ok(parsed) => listen.push((parsed, serves)),
+                Err(_) => c.fail(
+                    path.index(i),
+                    format!("`{addr}` is not an IP:port address (e.g. 127.0.0.1:8080)"),
+                ),
+            }
+        }
+    }
+    if server.idle_timeout_s == 0 {
         c.fail(
             key_path!["server", "idle_timeout_s"],
             "must be greater than 0",
@@ -249,11 +286,13 @@ fn check_upstreams(config: &Config, c: &mut Checker<'_>) {
             c.fail(path.key("targets"), "at least one target is required");
         }
         for (i, target) in upstream.targets.iter().enumerate() {
-            if !is_host_port(target) {
-                c.fail(
+            match Target::parse(target) {
+                Ok(parsed) if is_host(parsed.authority.host()) => {}
+                Ok(_) => c.fail(
                     path.key("targets").index(i),
                     format!("`{target}` is not host:port (e.g. 127.0.0.1:9001)"),
-                );
+                ),
+                Err(e) => c.fail(path.key("targets").index(i), e),
             }
         }
         for (key, value) in [
@@ -268,20 +307,19 @@ fn check_upstreams(config: &Config, c: &mut Checker<'_>) {
     }
 }
 
-fn is_host_port(target: &str) -> bool {
-    if target.parse::<SocketAddr>().is_ok() {
-        return true;
+/// A DNS name, IPv4 address or bracketed IPv6 address.
+fn is_host(host: &str) -> bool {
+    if host.starts_with('[') {
+        return host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok();
     }
-    match target.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty()
-                && port.parse::<u16>().is_ok_and(|p| p > 0)
-                && host
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.')
-        }
-        None => false,
-    }
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.')
 }
 
 fn check_plugins(config: &Config, c: &mut Checker<'_>) {

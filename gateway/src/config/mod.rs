@@ -7,9 +7,11 @@
 
 pub mod diagnostics;
 pub mod schema;
+pub mod tls;
 
 pub use diagnostics::{ConfigError, ConfigErrors, KeyPath, SourceMap};
 pub use schema::*;
+pub use tls::*;
 
 use std::path::{Path, PathBuf};
 

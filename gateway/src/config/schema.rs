@@ -203,7 +203,9 @@ pub struct SecretConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Addresses to listen on for plain HTTP/1.1 and HTTP/2 (prior knowledge), e.g. `127.0.0.1:8080`.
+    /// Addresses to listen on for plain HTTP/1.1 and HTTP/2 (prior knowledge), e.g.
+    /// `127.0.0.1:8080`; may be empty when `[[server.tls]]` listens.
+    #[serde(default)]
     pub listen: Vec<String>,
     /// Worker threads, each with its own event loop and listening sockets; 0 means one per CPU
     /// core the process may use.
@@ -253,6 +255,9 @@ pub struct ServerConfig {
     /// `[server.http2]`: HTTP/2 connection limits.
     #[serde(default)]
     pub http2: Http2Config,
+    /// `[[server.tls]]`: HTTPS listeners.
+    #[serde(default)]
+    pub tls: Vec<super::tls::TlsListenerConfig>,
 }
 
 /// `[server.http]`: limits and normalization applied to every request before routing.
@@ -357,7 +362,7 @@ impl Default for Http2Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// `host:port` targets.
+    /// Targets: `host:port` (cleartext) or `https://host:port` (TLS, port 443 if omitted).
     pub targets: Vec<String>,
     /// Load-balancing policy.
     #[serde(default)]
@@ -377,6 +382,9 @@ pub struct UpstreamConfig {
     /// Longest pause while reading a response body; past it the response is cut off.
     #[serde(default = "defaults::body_timeout_ms")]
     pub body_timeout_ms: u64,
+    /// How `https://` targets are verified, and the client certificate presented to them.
+    #[serde(default)]
+    pub tls: super::tls::UpstreamTlsConfig,
 }
 
 /// How an upstream spreads requests over its targets.

@@ -12,6 +12,7 @@ pub mod admission;
 pub mod client_ip;
 pub mod path;
 pub mod proxy_protocol;
+pub mod redirect;
 pub mod request;
 pub mod trusted;
 

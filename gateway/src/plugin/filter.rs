@@ -13,7 +13,7 @@ use crate::proxy::filter::{
     Filter, FilterFailure, FilterNeeds, LocalResponse, RequestContext, RequestVerdict,
     ResponseVerdict, Slot,
 };
-use crate::proxy::headers::HeaderEdits;
+use crate::proxy::headers::{Attributes, HeaderEdits};
 use crate::proxy::local_response;
 use bytes::Bytes;
 use futures::FutureExt;
@@ -180,12 +180,12 @@ impl GuestCall for OnRequest {
         let args = self.0;
         let texts = args.fields.texts();
         let headers = params(&texts);
-        let values = args.values();
+        let pairs = args.pairs();
         let authority = args.authority();
         let (guest, store) = instance.filter();
         let head = args.head(&headers, authority.as_deref());
         guest
-            .call_on_request(store, args.context(&values), head, args.body())
+            .call_on_request(store, args.context(&pairs), head, args.body())
             .await
     }
 }
@@ -210,7 +210,7 @@ impl GuestCall for OnResponse {
         let request_headers = params(&texts);
         let response_texts = fields.texts();
         let response_headers = params(&response_texts);
-        let values = request.values();
+        let pairs = request.pairs();
         let authority = request.authority();
         let (guest, store) = instance.filter();
         let response_head = ResponseHead {
@@ -220,7 +220,7 @@ impl GuestCall for OnResponse {
         guest
             .call_on_response(
                 store,
-                request.context(&values),
+                request.context(&pairs),
                 request.head(&request_headers, authority.as_deref()),
                 response_head,
                 request.body(),
@@ -236,6 +236,7 @@ struct RequestArgs {
     route: Arc<str>,
     request_id: Arc<str>,
     client_addr: Arc<str>,
+    attributes: Attributes,
     values: Arc<Vec<(String, String)>>,
     method: Method,
     scheme: &'static str,
@@ -257,6 +258,7 @@ impl RequestArgs {
             route: ctx.route.clone(),
             request_id: ctx.request_id.clone(),
             client_addr: ctx.client_addr.clone(),
+            attributes: ctx.attributes.clone(),
             values: ctx.values.clone(),
             method: request.method.clone(),
             scheme: ctx.scheme,
@@ -270,21 +272,27 @@ impl RequestArgs {
         }
     }
 
-    fn values(&self) -> Vec<(&str, &str)> {
-        self.values
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
+    /// The context's values and the connection's attributes, borrowed as the bindings take
+    /// them (no allocation for either when empty, as attributes are on cleartext).
+    fn pairs(&self) -> [Vec<(&str, &str)>; 2] {
+        [&self.values[..], &self.attributes[..]].map(|pairs| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        })
     }
 
-    fn context<'b>(&'b self, values: &'b [(&'b str, &'b str)]) -> Context<'b> {
+    fn context<'b>(
+        &'b self,
+        [values, attributes]: &'b [Vec<(&'b str, &'b str)>; 2],
+    ) -> Context<'b> {
         Context {
             route: &self.route,
             request_id: &self.request_id,
             client_addr: &self.client_addr,
             values,
-            // Connection facts (TLS) arrive with TLS listeners; none on cleartext.
-            attributes: &[],
+            attributes,
         }
     }
 

@@ -6,6 +6,7 @@
 //! ([`super::edit`]), so no filter can leave a request half changed.
 
 use super::edit::{RequestEdit, ResponseEdit};
+use super::headers::Attributes;
 use crate::config::OnError;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -28,6 +29,8 @@ pub struct RequestContext {
     pub client_addr: Arc<str>,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The connection's facts (TLS), shared by its requests.
+    pub attributes: Attributes,
     /// Values set by filters for later ones, in the order first set. Shared: a plugin call
     /// holds it while it runs (without copying it), and a change after the call finds it
     /// unshared again.

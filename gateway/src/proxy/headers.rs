@@ -68,6 +68,11 @@ impl HeaderEdits {
     }
 }
 
+pub use crate::tls::facts::Attributes;
+
+/// A cleartext connection's facts: none (shared, so a connection costs no allocation).
+static NO_ATTRIBUTES: std::sync::LazyLock<Attributes> = std::sync::LazyLock::new(|| Arc::from([]));
+
 /// The client end of a connection, with the text forms its requests need, formatted once per
 /// connection rather than once per request (or per plugin call).
 #[derive(Debug, Clone)]
@@ -78,6 +83,9 @@ pub struct Peer {
     pub addr_text: Arc<str>,
     /// The IP, as an `X-Forwarded-For` element.
     pub ip: HeaderValue,
+    /// Facts about the connection for plugins (TLS: `tls.version`, `tls.client.sha256`, …;
+    /// none on cleartext), shared by all its requests.
+    pub attributes: Attributes,
 }
 
 impl Peer {
@@ -89,7 +97,19 @@ impl Peer {
             addr_text: Arc::from(addr.to_string()),
             // An IP address is always a valid header value.
             ip: HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("")),
+            attributes: NO_ATTRIBUTES.clone(),
         }
+    }
+
+    /// The same connection's facts for a client at `addr` (the real client behind a proxy).
+    pub fn behind(&self, addr: SocketAddr) -> Self {
+        Peer::new(addr).with_attributes(self.attributes.clone())
+    }
+
+    /// With these connection facts.
+    pub fn with_attributes(mut self, attributes: Attributes) -> Self {
+        self.attributes = attributes;
+        self
     }
 }
 

@@ -127,7 +127,7 @@ async fn proxy(
     }
     let client = match resolved {
         // Plugins see the real client; its port is not known past a proxy.
-        Some(resolved) => Cow::Owned(Peer::new(SocketAddr::new(resolved.client, 0))),
+        Some(resolved) => Cow::Owned(peer.behind(SocketAddr::new(resolved.client, 0))),
         None => Cow::Borrowed(peer),
     };
     let deadline = Instant::now() + route.timeout;

@@ -44,6 +44,7 @@ impl<'r> Exchange<'r> {
                 request_id: Arc::from(request_id),
                 client_addr: client.addr_text.clone(),
                 scheme,
+                attributes: client.attributes.clone(),
                 values: Arc::default(),
             },
             slots: route.chain.iter().map(|_| None).collect(),

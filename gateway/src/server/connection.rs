@@ -9,14 +9,18 @@
 //!                                          └──────────── readable ◀─────────────────┘
 //! ```
 
+use super::Listener;
 use super::park::{Activity, PARK_CHECK, ParkingIo, Tracked};
 use super::sparse::Sparse;
+use super::stream::ClientStream;
 use crate::compile::ServerSettings;
 use crate::edge::admission::{Admission, Admitted};
-use crate::edge::proxy_protocol;
 use crate::edge::trusted::TrustedProxies;
+use crate::edge::{proxy_protocol, redirect};
 use crate::proxy::Runtime;
 use crate::proxy::{self, Peer};
+use crate::tls::facts;
+use http::{HeaderValue, header};
 use hyper::body::Body as _;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -106,6 +110,49 @@ const HYPER_MIN_BUF: usize = 8192;
 struct Shared {
     peer: Peer,
     activity: Activity,
+    answers: Answers,
+}
+
+impl Shared {
+    fn new(peer: Peer, answers: Answers) -> Arc<Self> {
+        Arc::new(Shared {
+            peer,
+            activity: Activity::default(),
+            answers,
+        })
+    }
+}
+
+/// How a connection's requests are answered.
+#[derive(Debug)]
+enum Answers {
+    /// Proxied: routes, plugins, upstreams. On HTTPS, with the listener's HSTS header.
+    Proxy {
+        scheme: &'static str,
+        hsts: Option<HeaderValue>,
+    },
+    /// Each with a redirect to the same URL over HTTPS on `port`.
+    RedirectToHttps { port: u16 },
+}
+
+/// The response to one request of the connection `shared` describes.
+async fn respond(
+    runtime: Arc<Runtime>,
+    shared: &Shared,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<proxy::Body> {
+    match &shared.answers {
+        Answers::Proxy { scheme, hsts } => {
+            let mut response = proxy::handle(runtime, &shared.peer, scheme, request).await;
+            if let Some(hsts) = hsts {
+                response
+                    .headers_mut()
+                    .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
+            response
+        }
+        Answers::RedirectToHttps { port } => redirect::to_https(&request, *port),
+    }
 }
 
 impl AsRef<Activity> for Shared {
@@ -118,7 +165,8 @@ impl AsRef<Activity> for Shared {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serve one accepted connection until it closes, idles out, or `stop` turns true (then
-/// in-flight requests finish first). `admitted` counts it against the caps until it ends.
+/// in-flight requests finish first). `admitted` counts it against the caps until it ends;
+/// `listener` says what the address serves.
 pub async fn serve(
     mut stream: TcpStream,
     mut client: SocketAddr,
@@ -126,6 +174,7 @@ pub async fn serve(
     settings: Arc<ConnectionSettings>,
     stop: watch::Receiver<bool>,
     admitted: Admitted,
+    listener: Arc<Listener>,
 ) {
     let _admitted = admitted;
     // Both live as long as the connection, so waiting on them registers once, not per request.
@@ -144,32 +193,85 @@ pub async fn serve(
             Err(_) => return tracing::debug!(%client, "connection closed: no PROXY header in time"),
         }
     }
-    let shared = Arc::new(Shared {
-        peer: Peer::new(client),
-        activity: Activity::default(),
-    });
-
-    let http2 = tokio::select! {
-        sniffed = sniff_http2(&stream) => match sniffed {
-            Ok(http2) => http2,
-            Err(_) => return,
+    let answers = match &*listener {
+        Listener::Plain => Answers::Proxy {
+            scheme: "http",
+            hsts: None,
         },
-        () = idle.as_mut() => return,
+        Listener::Redirect { port } => Answers::RedirectToHttps { port: *port },
+        Listener::Tls(tls) => Answers::Proxy {
+            scheme: "https",
+            hsts: tls.hsts.clone(),
+        },
+    };
+    let Listener::Tls(tls) = &*listener else {
+        let shared = Shared::new(Peer::new(client), answers);
+        let http2 = tokio::select! {
+            sniffed = sniff_http2(&stream) => match sniffed {
+                Ok(http2) => http2,
+                Err(_) => return,
+            },
+            () = idle.as_mut() => return,
+            () = stopping.as_mut() => return,
+        };
+        return serve_http(stream, http2, shared, runtime, &settings, idle, stopping).await;
+    };
+    let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor().accept(stream));
+    let stream = tokio::select! {
+        accepted = handshake => match accepted {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return tracing::debug!(%client, "TLS handshake failed: {e}"),
+            Err(_) => return tracing::debug!(
+                %client,
+                "TLS handshake not complete within {:?}",
+                tls.handshake_timeout
+            ),
+        },
         () = stopping.as_mut() => return,
     };
+    let connection = stream.get_ref().1;
+    let http2 = connection.alpn_protocol() == Some(b"h2");
+    let peer = Peer::new(client).with_attributes(facts::of(connection));
+    let shared = Shared::new(peer, answers);
+    serve_http(stream, http2, shared, runtime, &settings, idle, stopping).await;
+}
+
+/// HTTP/2 or HTTP/1.1 on an open stream, until the connection ends.
+async fn serve_http<S: ClientStream>(
+    stream: S,
+    http2: bool,
+    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
+    settings: &ConnectionSettings,
+    idle: Pin<&mut tokio::time::Sleep>,
+    stopping: Pin<&mut impl Future<Output = ()>>,
+) {
     // Each hyper connection lives in a box of its own: parked, the task keeps only this
     // function's few hundred bytes of state instead of room for hyper's (≈ 3.7 KB).
     if http2 {
-        Box::pin(serve_http2(stream, shared, runtime, &settings, stopping)).await;
-        return;
+        Box::pin(serve_http2(stream, shared, runtime, settings, stopping)).await;
+    } else {
+        serve_http1(stream, &shared, &runtime, settings, idle, stopping).await;
     }
+}
 
+/// HTTP/1.1 on `stream` until the connection ends: hyper connections one after another, the
+/// connection parked between them.
+async fn serve_http1<S: ClientStream>(
+    mut stream: S,
+    shared: &Arc<Shared>,
+    runtime: &Arc<Runtime>,
+    settings: &ConnectionSettings,
+    mut idle: Pin<&mut tokio::time::Sleep>,
+    mut stopping: Pin<&mut impl Future<Output = ()>>,
+) {
+    let client = shared.peer.addr;
     loop {
         let served = Box::pin(serve_http1_until_idle(
             &mut stream,
-            &shared,
-            &runtime,
-            &settings,
+            shared,
+            runtime,
+            settings,
             stopping.as_mut(),
         ))
         .await;
@@ -177,6 +279,10 @@ pub async fn serve(
             Served::Closed(Ok(())) if shared.activity.take_parked() => {}
             Served::Closed(result) => return log_end(client, result),
             Served::Stopped(result) => return log_end(client, result),
+        }
+        if stream.has_buffered() {
+            // The client's next bytes are already above the socket (TLS read ahead).
+            continue;
         }
         // Parked: only the socket and this task remain until the client speaks again.
         tracing::debug!(%client, "idle keep-alive connection parked");
@@ -194,8 +300,8 @@ pub async fn serve(
 
 /// One hyper HTTP/1.1 connection on `stream`, until it closes, is stopped, or parks after
 /// idling through a [`PARK_CHECK`] period.
-async fn serve_http1_until_idle(
-    stream: &mut TcpStream,
+async fn serve_http1_until_idle<S: ClientStream>(
+    stream: &mut S,
     shared: &Arc<Shared>,
     runtime: &Arc<Runtime>,
     settings: &ConnectionSettings,
@@ -210,8 +316,7 @@ async fn serve_http1_until_idle(
         let in_flight = Activity::begin(shared.clone(), request.body().is_end_stream());
         let runtime = runtime.clone();
         async move {
-            let peer = &in_flight.owner().peer;
-            let response = proxy::handle(runtime, peer, "http", request).await;
+            let response = respond(runtime, in_flight.owner(), request).await;
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         }
     });
@@ -308,8 +413,8 @@ enum Event {
 /// One HTTP/2 connection until it ends, is stopped, or idles out: no stream opened within
 /// `head_timeout` of connecting (a preface-only or SETTINGS-only connection), or none open
 /// for `idle_timeout` since. hyper's keep-alive PINGs close a peer that stopped answering.
-async fn serve_http2(
-    stream: TcpStream,
+async fn serve_http2<S: ClientStream>(
+    stream: S,
     shared: Arc<Shared>,
     runtime: Arc<Runtime>,
     settings: &ConnectionSettings,
@@ -324,8 +429,7 @@ async fn serve_http2(
         let runtime = runtime.clone();
         let in_flight = Activity::begin(shared.clone(), true);
         Box::pin(async move {
-            let peer = &in_flight.owner().peer;
-            let response = proxy::handle(runtime, peer, "http", request).await;
+            let response = respond(runtime, in_flight.owner(), request).await;
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         })
     });

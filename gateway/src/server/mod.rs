@@ -15,11 +15,14 @@
 mod connection;
 mod park;
 mod sparse;
+mod stream;
 mod trim;
 
 pub use connection::ConnectionSettings;
 
+use crate::compile::Serves;
 use crate::proxy::Runtime;
+use crate::tls::TlsListener;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,22 +33,67 @@ use tokio::sync::watch;
 /// Pending connections the kernel queues per socket (tokio's own default).
 const BACKLOG: u32 = 1024;
 
+/// What a listening address serves.
+pub enum Listener {
+    /// Cleartext HTTP/1.1, and HTTP/2 by prior knowledge.
+    Plain,
+    /// HTTPS: HTTP/1.1 or HTTP/2 by ALPN.
+    Tls(Arc<TlsListener>),
+    /// A 308 to HTTPS on `port` for every request.
+    Redirect {
+        /// The HTTPS port redirected to.
+        port: u16,
+    },
+}
+
+impl Listener {
+    /// A word for logs: `http`, `https` or `redirect`.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Listener::Plain => "http",
+            Listener::Tls(_) => "https",
+            Listener::Redirect { .. } => "redirect",
+        }
+    }
+}
+
 /// Bound sockets and the runtimes that will serve them, one set per worker.
 pub struct Listeners {
-    /// The bound addresses, ephemeral ports resolved, in the order of the config.
-    pub addresses: Vec<SocketAddr>,
+    /// The bound addresses, ephemeral ports resolved, in the order of the config, with what
+    /// each serves.
+    pub addresses: Vec<(SocketAddr, Arc<Listener>)>,
     workers: Vec<Worker>,
+}
+
+impl Listeners {
+    /// The TLS listener blocks served, each once.
+    fn tls(&self) -> Vec<Arc<TlsListener>> {
+        let mut blocks: Vec<Arc<TlsListener>> = Vec::new();
+        for (_, listener) in &self.addresses {
+            if let Listener::Tls(tls) = &**listener
+                && !blocks.iter().any(|seen| Arc::ptr_eq(seen, tls))
+            {
+                blocks.push(tls.clone());
+            }
+        }
+        blocks
+    }
 }
 
 /// One worker before it starts: its runtime and its socket for each address.
 struct Worker {
     runtime: tokio::runtime::Runtime,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Arc<Listener>)>,
 }
 
 /// Build `workers` runtimes and bind each of `addresses` once per worker. An address with
-/// port 0 gets one ephemeral port, shared by all workers.
-pub fn bind(addresses: &[SocketAddr], workers: usize) -> io::Result<Listeners> {
+/// port 0 gets one ephemeral port, shared by all workers. `tls[i]` serves `Serves::Tls(i)`;
+/// a redirect goes to the port its block's first address was bound to.
+pub fn bind(
+    addresses: &[(SocketAddr, Serves)],
+    tls: &[Arc<TlsListener>],
+    workers: usize,
+) -> io::Result<Listeners> {
     let mut built = Vec::with_capacity(workers);
     for _ in 0..workers.max(1) {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -56,11 +104,26 @@ pub fn bind(addresses: &[SocketAddr], workers: usize) -> io::Result<Listeners> {
             listeners: Vec::new(),
         });
     }
-    let mut bound = Vec::with_capacity(addresses.len());
-    for address in addresses {
-        let local = bind_all(*address, &mut built)
+    let mut bound: Vec<(SocketAddr, Arc<Listener>)> = Vec::with_capacity(addresses.len());
+    // HTTPS first, so a redirect knows the port it points to.
+    let mut order: Vec<&(SocketAddr, Serves)> = addresses.iter().collect();
+    order.sort_by_key(|(_, serves)| matches!(serves, Serves::Redirect(_)));
+    let mut https_ports = vec![None; tls.len()];
+    for (address, serves) in order {
+        let listener = match *serves {
+            Serves::Plain => Listener::Plain,
+            Serves::Tls(block) => Listener::Tls(tls[block].clone()),
+            Serves::Redirect(block) => Listener::Redirect {
+                port: https_ports[block].unwrap_or(443),
+            },
+        };
+        let listener = Arc::new(listener);
+        let local = bind_all(*address, &listener, &mut built)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
-        bound.push(local);
+        if let Serves::Tls(block) = serves {
+            https_ports[*block].get_or_insert(local.port());
+        }
+        bound.push((local, listener));
     }
     Ok(Listeners {
         addresses: bound,
@@ -70,7 +133,11 @@ pub fn bind(addresses: &[SocketAddr], workers: usize) -> io::Result<Listeners> {
 
 /// Bind `address` for every worker (port 0 resolved by the first, shared by the rest); returns
 /// the address bound.
-fn bind_all(address: SocketAddr, workers: &mut [Worker]) -> io::Result<SocketAddr> {
+fn bind_all(
+    address: SocketAddr,
+    listener: &Arc<Listener>,
+    workers: &mut [Worker],
+) -> io::Result<SocketAddr> {
     let mut sockets = Vec::with_capacity(workers.len());
     let mut target = address;
     for worker in workers.iter() {
@@ -80,8 +147,8 @@ fn bind_all(address: SocketAddr, workers: &mut [Worker]) -> io::Result<SocketAdd
         target = listener.local_addr()?;
         sockets.push(listener);
     }
-    for (worker, listener) in workers.iter_mut().zip(sockets) {
-        worker.listeners.push(listener);
+    for (worker, socket) in workers.iter_mut().zip(sockets) {
+        worker.listeners.push((socket, listener.clone()));
     }
     Ok(target)
 }
@@ -112,6 +179,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Tells the workers to end their runtimes, dropping whatever outlived the grace period.
     let (exit_tx, exit_rx) = watch::channel(false);
+    let listeners_tls = listeners.tls();
     let mut threads = Vec::with_capacity(listeners.workers.len());
     for (index, worker) in listeners.workers.into_iter().enumerate() {
         let runtime = runtime.clone();
@@ -125,6 +193,7 @@ pub async fn serve(
     }
     drop(stop_rx);
     let trimmer = tokio::spawn(trim::run());
+    let reloader = tokio::spawn(reload_certificates_on_hangup(listeners_tls));
 
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections, draining for up to {grace:?}");
@@ -134,6 +203,7 @@ pub async fn serve(
     }
     let _ = exit_tx.send(true);
     trimmer.abort();
+    reloader.abort();
     let _ = tokio::task::spawn_blocking(move || {
         for thread in threads {
             let _ = thread.join();
@@ -159,8 +229,9 @@ fn run_worker(
         listeners,
     } = worker;
     tokio_runtime.block_on(async move {
-        for listener in listeners {
+        for (socket, listener) in listeners {
             tokio::spawn(accept_loop(
+                socket,
                 listener,
                 runtime.clone(),
                 settings.clone(),
@@ -174,14 +245,15 @@ fn run_worker(
 
 /// Accept connections on `listener` and serve each on a task of its own, until `stop`.
 async fn accept_loop(
-    listener: TcpListener,
+    socket: TcpListener,
+    listener: Arc<Listener>,
     runtime: Arc<Runtime>,
     settings: Arc<ConnectionSettings>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = socket.accept() => accepted,
             _ = stop.changed() => break,
         };
         let (stream, client) = match accepted {
@@ -209,8 +281,39 @@ async fn accept_loop(
             settings.clone(),
             stop.clone(),
             admitted,
+            listener.clone(),
         ));
     }
+}
+
+/// On SIGHUP, every TLS block reads its certificate files again: new handshakes get the new
+/// pairs, open connections keep theirs, and a block whose files are broken keeps serving its
+/// old ones (logged, naming the file).
+async fn reload_certificates_on_hangup(blocks: Vec<Arc<TlsListener>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            for block in &blocks {
+                match block.reload() {
+                    Ok(()) => tracing::info!(
+                        block = block.index,
+                        "TLS certificates reloaded (server.tls[{}])",
+                        block.index
+                    ),
+                    Err(e) => tracing::error!(
+                        block = block.index,
+                        "TLS certificates not reloaded, the old ones keep serving: {e}"
+                    ),
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = blocks;
 }
 
 async fn shutdown_signal() {

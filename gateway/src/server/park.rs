@@ -31,7 +31,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// How often a running hyper connection is checked for idleness: one found idle through a whole
 /// period is parked, so a connection parks after one to two periods without a request.
@@ -184,8 +183,8 @@ where
 /// read at a safe moment after parking was requested reports end-of-stream and marks the
 /// connection parked, and shutting down a parked connection leaves the socket open.
 #[derive(Debug)]
-pub struct ParkingIo<'a> {
-    stream: &'a mut TcpStream,
+pub struct ParkingIo<'a, S> {
+    stream: &'a mut S,
     activity: &'a Activity,
     /// The bytes read last ended a request head.
     read_ended_head: bool,
@@ -194,9 +193,9 @@ pub struct ParkingIo<'a> {
     quiet_flush: Option<usize>,
 }
 
-impl<'a> ParkingIo<'a> {
+impl<'a, S> ParkingIo<'a, S> {
     /// Wrap `stream` for one hyper connection whose service reports to `activity`.
-    pub fn new(stream: &'a mut TcpStream, activity: &'a Activity) -> Self {
+    pub fn new(stream: &'a mut S, activity: &'a Activity) -> Self {
         ParkingIo {
             stream,
             activity,
@@ -214,7 +213,7 @@ impl<'a> ParkingIo<'a> {
     }
 }
 
-impl AsyncRead for ParkingIo<'_> {
+impl<S: AsyncRead + Unpin> AsyncRead for ParkingIo<'_, S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -245,7 +244,7 @@ impl AsyncRead for ParkingIo<'_> {
     }
 }
 
-impl AsyncWrite for ParkingIo<'_> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ParkingIo<'_, S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

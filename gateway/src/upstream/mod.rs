@@ -7,14 +7,17 @@
 mod pool;
 
 use crate::body::{Body, BodyFault};
-use crate::config::UpstreamConfig;
+use crate::config::{KeyPath, UpstreamConfig};
 use crate::error::{Culprit, ErrorKind, GatewayError};
+use crate::key_path;
+use crate::tls::upstream::UpstreamTls;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use pool::{SendError, TargetPool};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -30,25 +33,40 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Build from validated config, with connection pools for `workers` workers.
-    pub fn new(name: &str, config: &UpstreamConfig, workers: usize) -> Result<Self, String> {
+    /// Build from validated config, with connection pools for `workers` workers; TLS files
+    /// are read relative to `base_dir`. A problem is placed at its key.
+    pub fn new(
+        name: &str,
+        config: &UpstreamConfig,
+        workers: usize,
+        base_dir: &Path,
+    ) -> Result<Self, (KeyPath, String)> {
+        let at = key_path!["upstreams", name];
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
-        let targets = config
-            .targets
-            .iter()
-            .map(|t| {
-                let authority = t
-                    .parse::<Authority>()
-                    .map_err(|e| format!("target `{t}`: {e}"))?;
-                TargetPool::new(
-                    authority,
-                    workers,
-                    config.pool_max_idle_per_target,
-                    Duration::from_secs(config.pool_idle_timeout_s),
-                    connect_timeout,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut tls = None;
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for (i, text) in config.targets.iter().enumerate() {
+            let target = Target::parse(text).map_err(|e| (at.key("targets").index(i), e))?;
+            let target_tls = match (target.tls, &tls) {
+                (false, _) => None,
+                (true, Some(built)) => Some(UpstreamTls::clone(built)),
+                (true, None) => {
+                    let built = UpstreamTls::build(&config.tls, base_dir, &at.key("tls"))?;
+                    tls = Some(built.clone());
+                    Some(built)
+                }
+            };
+            let pool = TargetPool::new(
+                target.authority,
+                workers,
+                config.pool_max_idle_per_target,
+                Duration::from_secs(config.pool_idle_timeout_s),
+                connect_timeout,
+                target_tls,
+            )
+            .map_err(|e| (at.key("targets").index(i), e))?;
+            targets.push(pool);
+        }
         Ok(Upstream {
             name: name.to_string(),
             targets,
@@ -178,6 +196,12 @@ impl Upstream {
                     ),
                 )
                 .retryable(true)),
+            Ok(Err(SendError::Tls(reason))) => Err(self
+                .error(
+                    ErrorKind::UpstreamTls,
+                    format!("TLS to {authority} failed: {reason}"),
+                )
+                .retryable(true)),
             Ok(Err(SendError::Exchange(e))) => match BodyFault::find(&e) {
                 // The client's body failed on its way: its error, not the upstream's.
                 Some(fault) => Err(fault.request_error()),
@@ -193,6 +217,51 @@ impl Upstream {
 
     fn error(&self, kind: ErrorKind, message: impl Into<String>) -> GatewayError {
         GatewayError::new(kind, Culprit::Upstream(self.name.clone()), message)
+    }
+}
+
+/// One entry of `targets`: `host:port`, or `https://host[:port]` for TLS.
+pub struct Target {
+    /// Where to connect.
+    pub authority: Authority,
+    /// Whether the connection speaks TLS.
+    pub tls: bool,
+}
+
+impl Target {
+    /// Parse a target as written in the config.
+    pub fn parse(text: &str) -> Result<Target, String> {
+        let (rest, tls, default_port) = match text.split_once("://") {
+            Some(("https", rest)) => (rest, true, 443),
+            Some(("http", rest)) => (rest, false, 80),
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "`{text}`: scheme `{scheme}` is not `http` or `https`"
+                ));
+            }
+            None => (text, false, 0),
+        };
+        let authority = rest
+            .trim_end_matches('/')
+            .parse::<Authority>()
+            .map_err(|e| format!("`{text}` is not host:port: {e}"))?;
+        let authority = match (authority.port_u16(), default_port) {
+            (Some(_), _) => authority,
+            (None, 0) => {
+                return Err(format!(
+                    "`{text}` has no port (write host:port, or https://host)"
+                ));
+            }
+            (None, port) => format!("{}:{port}", authority.host())
+                .parse()
+                .map_err(|e| format!("`{text}`: {e}"))?,
+        };
+        if rest.trim_end_matches('/').contains('/') || authority.as_str().contains('@') {
+            return Err(format!(
+                "`{text}`: a target is only a scheme, host and port"
+            ));
+        }
+        Ok(Target { authority, tls })
     }
 }
 

@@ -13,6 +13,7 @@
 //! to read — two cross-thread wake-ups per request ([`crate::worker`]).
 
 use crate::body::Body;
+use crate::tls::upstream::UpstreamTls;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -21,12 +22,15 @@ use hyper_util::rt::TokioIo;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// Why a request got no response head from the target.
 pub enum SendError {
     /// No connection could be opened (nothing was sent).
     Connect(String),
+    /// The TLS handshake failed (nothing was sent).
+    Tls(String),
     /// The connection failed after the request was (possibly) sent.
     Exchange(hyper::Error),
 }
@@ -42,6 +46,8 @@ pub struct TargetPool {
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
+    /// For an `https://` target.
+    tls: Option<UpstreamTls>,
 }
 
 struct Idle {
@@ -51,13 +57,14 @@ struct Idle {
 
 impl TargetPool {
     /// A pool for `authority` keeping up to `max_idle` connections per worker (of `workers`)
-    /// for `idle_timeout`.
+    /// for `idle_timeout`; connections speak TLS when `tls` is given.
     pub fn new(
         authority: Authority,
         workers: usize,
         max_idle: usize,
         idle_timeout: Duration,
         connect_timeout: Duration,
+        tls: Option<UpstreamTls>,
     ) -> Result<Self, String> {
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|e| format!("target `{authority}`: {e}"))?;
@@ -70,6 +77,7 @@ impl TargetPool {
             max_idle,
             idle_timeout,
             connect_timeout,
+            tls,
         })
     }
 
@@ -141,20 +149,35 @@ impl TargetPool {
         queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A new connection: TCP, then TLS for an `https://` target, both within the connect
+    /// timeout.
     async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
         let host = self.authority.host();
         let port = self.authority.port_u16().unwrap_or(80);
-        let stream = match tokio::time::timeout(
-            self.connect_timeout,
-            TcpStream::connect((host, port)),
-        )
-        .await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
-            Err(_) => return Err(SendError::Connect("connect timed out".into())),
+        let opened = async {
+            let stream = TcpStream::connect((host, port))
+                .await
+                .map_err(|e| SendError::Connect(e.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            match &self.tls {
+                None => self.start(stream).await,
+                Some(tls) => {
+                    let stream = tls.connect(host, stream).await.map_err(SendError::Tls)?;
+                    self.start(stream).await
+                }
+            }
         };
-        let _ = stream.set_nodelay(true);
+        match tokio::time::timeout(self.connect_timeout, opened).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Connect("connect timed out".into())),
+        }
+    }
+
+    /// HTTP/1.1 on an open stream, its I/O a task of the calling worker.
+    async fn start<S>(&self, stream: S) -> Result<SendRequest<Body>, SendError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Exchange)?;

@@ -10,6 +10,7 @@
 
 pub mod jose;
 pub mod redis;
+pub mod tls;
 pub mod upstream;
 pub mod wasm;
 
@@ -61,6 +62,9 @@ pub struct Gateway {
     child: Child,
     /// Address of the first listener.
     pub addr: SocketAddr,
+    /// Every listener, in the order the gateway printed them, with what it serves (`http`,
+    /// `https` or `redirect`).
+    pub listeners: Vec<(SocketAddr, String)>,
     log: PathBuf,
     /// The config file it runs.
     pub config_path: PathBuf,
@@ -94,11 +98,15 @@ impl Gateway {
             .expect("start gateway");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
+        let mut listeners = Vec::new();
+        loop {
             match lines.next() {
+                Some(Ok(line)) if line == "ready" => break,
                 Some(Ok(line)) => {
-                    if let Some(addr) = line.strip_prefix("listening on ") {
-                        break addr.parse().unwrap();
+                    if let Some(listening) = line.strip_prefix("listening on ") {
+                        let (addr, serves) = listening.split_once(' ').unwrap();
+                        let serves = serves.trim_matches(|c| c == '(' || c == ')');
+                        listeners.push((addr.parse().unwrap(), serves.to_string()));
                     }
                 }
                 _ => {
@@ -109,12 +117,14 @@ impl Gateway {
                     );
                 }
             }
-        };
+        }
+        let addr = listeners[0].0;
         // Keep draining stdout so the process never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Gateway {
             child,
             addr,
+            listeners,
             log,
             config_path,
         }
@@ -123,6 +133,24 @@ impl Gateway {
     /// `http://ADDR` of the gateway.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The first listener serving `serves` (`http`, `https`, `redirect`).
+    pub fn listener(&self, serves: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(_, kind)| kind == serves)
+            .map(|(addr, _)| *addr)
+            .unwrap_or_else(|| panic!("no {serves} listener in {:?}", self.listeners))
+    }
+
+    /// Send SIGHUP (reload certificates).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
     }
 
     /// What the gateway has logged so far.

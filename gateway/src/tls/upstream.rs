@@ -1,0 +1,120 @@
+//! TLS to `https://` targets: certificates verified against the system's roots or the
+//! upstream's own CA file, SNI from the target's host (or `server_name`), an optional client
+//! certificate, ALPN `http/1.1`.
+
+use super::certs;
+use crate::config::KeyPath;
+use crate::config::UpstreamTlsConfig;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// How one upstream's TLS targets are connected to.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    connector: TlsConnector,
+    /// SNI and the name verified, when not each target's host.
+    server_name: Option<ServerName<'static>>,
+}
+
+impl UpstreamTls {
+    /// From `[upstreams.NAME.tls]`, files relative to `base_dir`; problems at their key
+    /// under `at`.
+    pub fn build(
+        config: &UpstreamTlsConfig,
+        base_dir: &Path,
+        at: &KeyPath,
+    ) -> Result<UpstreamTls, (KeyPath, String)> {
+        let provider = Arc::new(super::provider());
+        let roots = match &config.ca {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                let chain = certs::read_chain(base_dir, ca).map_err(|e| (at.key("ca"), e))?;
+                for cert in chain {
+                    roots
+                        .add(cert)
+                        .map_err(|e| (at.key("ca"), format!("{ca}: not a usable CA: {e}")))?;
+                }
+                Arc::new(roots)
+            }
+            None => system_roots(),
+        };
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| (at.clone(), e.to_string()))?
+            .with_root_certificates(roots);
+        let mut client = match (&config.cert, &config.key) {
+            (Some(cert), Some(key)) => {
+                let chain = certs::read_chain(base_dir, cert).map_err(|e| (at.key("cert"), e))?;
+                let private = certs::read_key(base_dir, key).map_err(|e| (at.key("key"), e))?;
+                builder
+                    .with_client_auth_cert(chain, private)
+                    .map_err(|e| (at.key("key"), format!("{key}: {e}")))?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            (Some(_), None) => return Err((at.key("cert"), "`cert` needs `key`".into())),
+            (None, Some(_)) => return Err((at.key("key"), "`key` needs `cert`".into())),
+        };
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let server_name = match &config.server_name {
+            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
+                (
+                    at.key("server_name"),
+                    format!("`{name}` is not a DNS name or IP address"),
+                )
+            })?),
+            None => None,
+        };
+        Ok(UpstreamTls {
+            connector: TlsConnector::from(Arc::new(client)),
+            server_name,
+        })
+    }
+
+    /// Handshake on `stream` with the target at `host`.
+    pub async fn connect(
+        &self,
+        host: &str,
+        stream: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, String> {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+                .map_err(|_| format!("`{host}` is not a name TLS can verify"))?
+                .to_owned(),
+        };
+        self.connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("TLS handshake failed: {}", innermost(&e)))
+    }
+}
+
+/// The system's trusted roots, read once per process.
+fn system_roots() -> Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            for error in &found.errors {
+                tracing::warn!("system CA certificates: {error}");
+            }
+            let mut roots = RootCertStore::empty();
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            tracing::debug!(added, ignored, "system CA certificates loaded");
+            Arc::new(roots)
+        })
+        .clone()
+}
+
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
