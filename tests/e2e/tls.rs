@@ -561,3 +561,55 @@ key = {expiring_key:?}
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_tls_config_is_accepted_and_serves_https() {
+    let root = crate::support::root();
+    let out = crate::support::gateway_cli(&["check", "--config", "config/tls.toml"]);
+    // `gateway_cli` runs in the package directory; the config's paths are its own.
+    let out = if out.code == 0 {
+        out
+    } else {
+        crate::support::gateway_cli(&[
+            "check",
+            "--config",
+            root.join("config/tls.toml").to_str().unwrap(),
+        ])
+    };
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // The same file on ephemeral ports, in front of a real upstream.
+    let up = Upstream::echo("up").await;
+    let dir = scratch_dir("tls-example");
+    std::fs::create_dir_all(dir.join("tls")).unwrap();
+    for file in ["example-only.pem", "example-only.key"] {
+        std::fs::copy(
+            root.join("config/tls").join(file),
+            dir.join("tls").join(file),
+        )
+        .unwrap();
+    }
+    let text = std::fs::read_to_string(root.join("config/tls.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8443", "127.0.0.1:0")
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("\"127.0.0.1:9001\"", &up.target())
+        .replace("[server]\n", &base_server());
+    let config = dir.join("tls.toml");
+    std::fs::write(&config, text).unwrap();
+    let gw = Gateway::start_file(&config);
+    let client = TlsClient::new(
+        &root.join("config/tls/example-only.pem"),
+        "localhost",
+        &["h2", "http/1.1"],
+        None,
+    );
+    let (negotiated, reply) = client.get(gw.listener("https"), "/api/x").await.unwrap();
+    assert_eq!(negotiated.alpn.as_deref(), Some("h2"));
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("strict-transport-security").is_some());
+    let redirect = HttpClient::http1()
+        .get(&format!("http://{}/api/x", gw.listener("redirect")), &[])
+        .await;
+    assert_eq!(redirect.status, 308);
+}

@@ -86,7 +86,16 @@ impl Gateway {
         let dir = scratch_dir("gw");
         let config_path = dir.join("gateway.toml");
         std::fs::write(&config_path, config).unwrap();
-        let log = dir.join("gateway.log");
+        Gateway::spawn(config_path, rust_log, env)
+    }
+
+    /// Start `gateway run` on the config file at `path` (its relative paths its own).
+    pub fn start_file(path: &Path) -> Gateway {
+        Gateway::spawn(path.to_path_buf(), "info", &[])
+    }
+
+    fn spawn(config_path: PathBuf, rust_log: &str, env: &[(&str, &Path)]) -> Gateway {
+        let log = config_path.with_extension("log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["run", "--config"])
             .arg(&config_path)
