@@ -291,3 +291,98 @@ plugins = [ {{ use = "jwt", config = {{ key_set = "idp", algorithms = ["RS256"] 
         gw.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_over_https_is_verified_and_plain_http_only_from_loopback() {
+    use crate::support::tls::Ca;
+    let dir = scratch_dir("jwks-https");
+    let tokens = make_tokens(&dir, 1);
+    let jwks = JwksServer::start(std::fs::read_to_string(dir.join("jwks-a.json")).unwrap()).await;
+    // The identity provider's HTTPS: a TLS gateway in front of the JWKS server.
+    let ca = Ca::new(&dir, "idp");
+    let other_ca = Ca::new(&dir, "other");
+    let idp_cert = ca.server("idp", &["localhost"], 30);
+    let jwks_addr = jwks
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    let idp = Gateway::start(&format!(
+        "{}via = \"idp\"\n[[server.tls]]\nlisten = [\"127.0.0.1:0\"]\n[[server.tls.certificates]]\ncert = {:?}\nkey = {:?}\n[upstreams.jwks]\ntargets = [\"{jwks_addr}\"]\n[[routes]]\nname = \"jwks\"\nmatch = {{ path_prefix = \"/\" }}\nupstream = \"jwks\"\n",
+        server_section(),
+        idp_cert.cert.display().to_string(),
+        idp_cert.key.display().to_string(),
+    ));
+    let url = format!(
+        "https://localhost:{}/jwks.json",
+        idp.listener("https").port()
+    );
+    let up = Upstream::echo("up").await;
+    let gateway = |ca: &std::path::Path| {
+        Gateway::start(&format!(
+            r#"{server}
+[upstreams.up]
+targets = [{target}]
+[keys.idp]
+jwks_url = "{url}"
+jwks_ca = {ca:?}
+[plugins.jwt]
+module = "builtin:jwt-auth"
+capabilities = ["crypto", "clock", "log"]
+timeout_ms = 2000
+[[routes]]
+name = "api"
+match = {{ path_prefix = "/" }}
+upstream = "up"
+plugins = [ {{ use = "jwt", config = {{ key_set = "idp", algorithms = ["RS256"] }} }} ]
+"#,
+            server = server_section(),
+            target = up.target(),
+            ca = ca.display().to_string(),
+        ))
+    };
+    let bearer = format!("Bearer {}", tokens["rotation-a"]);
+    let client = HttpClient::http1();
+
+    let trusting = gateway(&ca.cert);
+    let reply = client
+        .get(&trusting.url("/x"), &[("authorization", &bearer)])
+        .await;
+    assert_eq!(reply.status, 200, "{}", trusting.log());
+    assert_eq!(jwks.fetches(), 1);
+
+    // A server whose certificate does not chain to `jwks_ca`: no keys could be had, so the
+    // key set is unavailable (503) and no token gets through.
+    let distrusting = gateway(&other_ca.cert);
+    let reply = client
+        .get(&distrusting.url("/x"), &[("authorization", &bearer)])
+        .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(
+        jwks.fetches(),
+        1,
+        "nothing fetched over an unverified connection"
+    );
+    assert!(
+        distrusting.log().contains("JWKS fetch failed"),
+        "{}",
+        distrusting.log()
+    );
+
+    let out = crate::support::check_config(
+        "gateway.toml",
+        &format!(
+            "{}[keys.idp]\njwks_url = \"http://idp.example.com/jwks.json\"\n",
+            server_section()
+        ),
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains(
+            "keys.idp.jwks_url: `http://idp.example.com/jwks.json`: keys are fetched over https://"
+        ),
+        "{}",
+        out.stderr
+    );
+}

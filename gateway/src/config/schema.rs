@@ -149,10 +149,14 @@ pub struct KeySetConfig {
     /// A JWKS document on disk (relative to the config file).
     #[serde(default)]
     pub jwks_file: Option<String>,
-    /// A JWKS document fetched by the gateway (`http://`), cached, refreshed every
-    /// `refresh_s` and on an unknown `kid`.
+    /// A JWKS document fetched by the gateway (`https://`; `http://` only from loopback),
+    /// cached, refreshed every `refresh_s` and on an unknown `kid`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// PEM bundle of CAs the `jwks_url` server's certificate must chain to; default the
+    /// system's roots.
+    #[serde(default)]
+    pub jwks_ca: Option<String>,
     /// Public keys (RSA, EC or Ed25519) in PEM files.
     #[serde(default)]
     pub pem: Vec<PemKeyConfig>,

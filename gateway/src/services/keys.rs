@@ -9,8 +9,10 @@
 
 use crate::config::{KeyPath, KeySetConfig, PemKeyConfig, SecretConfig};
 use crate::key_path;
+use crate::tls::upstream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -116,10 +118,18 @@ impl KeySets {
                     Err(e) => errors.push((path.key("jwks_file"), e)),
                 }
             }
-            let remote = set
-                .jwks_url
-                .as_ref()
-                .map(|url| RemoteJwks::new(name, url, set));
+            let remote = match &set.jwks_url {
+                Some(url) => match upstream::roots(base_dir, set.jwks_ca.as_deref())
+                    .and_then(|roots| RemoteJwks::new(name, url, set, roots))
+                {
+                    Ok(remote) => Some(remote),
+                    Err(e) => {
+                        errors.push((path.key("jwks_ca"), e));
+                        None
+                    }
+                },
+                None => None,
+            };
             sets.insert(name.clone(), KeySet { local, remote });
         }
         if errors.is_empty() {
@@ -306,7 +316,7 @@ fn parse_jwks(bytes: &[u8]) -> Result<Vec<Key>, String> {
 struct RemoteJwks {
     set_name: String,
     url: http::Uri,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     refresh: Duration,
     min_refetch: Duration,
     timeout: Duration,
@@ -316,10 +326,25 @@ struct RemoteJwks {
 }
 
 impl RemoteJwks {
-    fn new(set_name: &str, url: &str, config: &KeySetConfig) -> Self {
+    /// The fetcher of `url`, trusting `roots`.
+    fn new(
+        set_name: &str,
+        url: &str,
+        config: &KeySetConfig,
+        roots: Arc<rustls::RootCertStore>,
+    ) -> Result<Self, String> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(config.fetch_timeout_ms)));
-        RemoteJwks {
+        connector.enforce_http(false);
+        let mut tls = upstream::client_config(roots)?;
+        // The builder sets ALPN itself (`enable_http1`), and refuses a config that has it.
+        tls.alpn_protocols.clear();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        Ok(RemoteJwks {
             set_name: set_name.to_string(),
             url: url.parse().unwrap_or_default(),
             client: Client::builder(TokioExecutor::new()).build(connector),
@@ -329,7 +354,7 @@ impl RemoteJwks {
             cache: RwLock::new(None),
             last_attempt: Mutex::new(None),
             fetch_lock: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// The cached keys, fetched first if there are none, they are stale, or `unknown_kid`

@@ -30,19 +30,7 @@ impl UpstreamTls {
         at: &KeyPath,
     ) -> Result<UpstreamTls, (KeyPath, String)> {
         let provider = Arc::new(super::provider());
-        let roots = match &config.ca {
-            Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                let chain = certs::read_chain(base_dir, ca).map_err(|e| (at.key("ca"), e))?;
-                for cert in chain {
-                    roots
-                        .add(cert)
-                        .map_err(|e| (at.key("ca"), format!("{ca}: not a usable CA: {e}")))?;
-                }
-                Arc::new(roots)
-            }
-            None => system_roots(),
-        };
+        let roots = roots(base_dir, config.ca.as_deref()).map_err(|e| (at.key("ca"), e))?;
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| (at.clone(), e.to_string()))?
@@ -92,6 +80,32 @@ impl UpstreamTls {
             .await
             .map_err(|e| format!("TLS handshake failed: {}", innermost(&e)))
     }
+}
+
+/// The CAs in the PEM bundle `ca` (relative to `base_dir`), or the system's roots.
+pub fn roots(base_dir: &Path, ca: Option<&str>) -> Result<Arc<RootCertStore>, String> {
+    let Some(ca) = ca else {
+        return Ok(system_roots());
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in certs::read_chain(base_dir, ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{ca}: not a usable CA: {e}"))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// A client config for HTTPS to servers verified against `roots`: TLS 1.3 and 1.2, ALPN
+/// `http/1.1`, no client certificate.
+pub fn client_config(roots: Arc<RootCertStore>) -> Result<ClientConfig, String> {
+    let mut config = ClientConfig::builder_with_provider(Arc::new(super::provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// The system's trusted roots, read once per process.

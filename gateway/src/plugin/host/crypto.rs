@@ -30,11 +30,14 @@ fn check_keys(config: &Config) -> Vec<(KeyPath, String)> {
             ));
         }
         if let Some(url) = &set.jwks_url
-            && (!url.starts_with("http://") || url.parse::<http::Uri>().is_err())
+            && let Err(problem) = check_jwks_url(url)
         {
+            problems.push((path.key("jwks_url"), problem));
+        }
+        if set.jwks_ca.is_some() && set.jwks_url.is_none() {
             problems.push((
-                path.key("jwks_url"),
-                format!("`{url}` must be a valid http:// URL (https comes with TLS support)"),
+                path.key("jwks_ca"),
+                "`jwks_ca` is only used with `jwks_url`".into(),
             ));
         }
         for (i, secret) in set.secrets.iter().enumerate() {
@@ -54,6 +57,30 @@ fn check_keys(config: &Config) -> Vec<(KeyPath, String)> {
         }
     }
     problems
+}
+
+/// A JWKS URL is `https://`; plain `http://` only to a loopback host, where nobody can change
+/// the keys on their way.
+fn check_jwks_url(url: &str) -> Result<(), String> {
+    let parsed = url
+        .parse::<http::Uri>()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let host = parsed.host().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme_str() {
+        Some("https") if !host.is_empty() => Ok(()),
+        Some("http") if loopback => Ok(()),
+        Some("http") => Err(format!(
+            "`{url}`: keys are fetched over https:// (plain http:// only from a loopback \
+             address, where nobody can swap them on the way)"
+        )),
+        _ => Err(format!("`{url}` must be an https:// URL")),
+    }
 }
 
 /// Longest token accepted; anything longer is malformed rather than worth parsing.
