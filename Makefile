@@ -9,11 +9,16 @@ setup:
 	rustup target add wasm32-wasip2
 
 # What the end-to-end tests drive: Debian's redis-server (started and killed by the tests
-# themselves) and PyJWT, the independent JOSE library that makes the test tokens.
+# themselves), PyJWT (the independent JOSE library that makes the test tokens), grpcio (a
+# real gRPC client and server), curl and openssl (real TLS clients).
 test-deps:
 	command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+	command -v curl >/dev/null && command -v openssl >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq curl openssl; }
 	python3 -c "import jwt, cryptography" 2>/dev/null || \
 		python3 -m pip install --quiet --disable-pip-version-check "pyjwt[crypto]==2.15.1"
+	python3 -c "import grpc" 2>/dev/null || \
+		python3 -m pip install --quiet --disable-pip-version-check "grpcio==1.85.1"
 
 ## Serve config/gateway.toml (in-memory defaults; nothing else needed).
 run: setup

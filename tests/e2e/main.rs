@@ -15,6 +15,7 @@ mod connections;
 mod edge;
 mod fairness;
 mod framing;
+mod grpc;
 mod h2_abuse;
 mod isolation;
 mod jwt;

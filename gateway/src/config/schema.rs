@@ -389,6 +389,23 @@ pub struct UpstreamConfig {
     /// How `https://` targets are verified, and the client certificate presented to them.
     #[serde(default)]
     pub tls: super::tls::UpstreamTlsConfig,
+    /// `http1` (default), `http2` (prior knowledge on cleartext, ALPN `h2` on TLS; needed
+    /// for gRPC), or `auto` (HTTP/2 where TLS's ALPN picks it, else HTTP/1.1).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+}
+
+/// The HTTP version spoken to an upstream's targets.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, connections pooled per worker.
+    #[default]
+    Http1,
+    /// HTTP/2, one multiplexed connection per worker and target.
+    Http2,
+    /// HTTP/2 if ALPN selects it (TLS targets), else HTTP/1.1.
+    Auto,
 }
 
 /// How an upstream spreads requests over its targets.

@@ -113,12 +113,24 @@ impl Peer {
     }
 }
 
-/// Remove hop-by-hop headers, including those the `Connection` header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Remove a request's hop-by-hop headers, including those the `Connection` header names,
+/// except that `TE: trailers` is kept (as exactly that): it is how a client says it reads
+/// trailers, and gRPC servers refuse calls without it.
+pub fn strip_request_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none, or only `Connection: keep-alive`/`close`: one pass over the
     // names, and no allocation unless `Connection` names other headers.
-    if has_hop_by_hop(headers) {
-        strip_present_hop_by_hop(headers);
+    if !has_hop_by_hop(headers) {
+        return;
+    }
+    let trailers = headers.get_all(header::TE).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|b| *b == b',')
+            .any(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    });
+    strip_present_hop_by_hop(headers);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -128,7 +140,7 @@ pub fn has_hop_by_hop(headers: &HeaderMap) -> bool {
     headers.keys().any(is_hop_by_hop)
 }
 
-/// [`strip_hop_by_hop`] for headers known to have one.
+/// Remove hop-by-hop headers from headers known to have one ([`has_hop_by_hop`]).
 pub fn strip_present_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -245,9 +257,23 @@ mod tests {
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
+        strip_request_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+        // `TE: trailers` survives, alone; other codings do not.
+        for (te, kept) in [
+            ("trailers", true),
+            ("gzip, Trailers", true),
+            ("gzip", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("te", HeaderValue::from_static(te));
+            strip_request_hop_by_hop(&mut h);
+            assert_eq!(
+                h.get("te").map(|v| v.to_str().unwrap()),
+                kept.then_some("trailers")
+            );
+        }
     }
 
     #[test]
@@ -257,7 +283,7 @@ mod tests {
             h.insert("connection", HeaderValue::from_static(value));
             h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
             h.insert("x-kept", HeaderValue::from_static("1"));
-            strip_hop_by_hop(&mut h);
+            strip_request_hop_by_hop(&mut h);
             assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"], "{value}");
         }
         // Several `Connection` fields: every one's names go.
@@ -267,7 +293,7 @@ mod tests {
         for name in ["x-a", "x-b", "x-kept"] {
             h.insert(name, HeaderValue::from_static("1"));
         }
-        strip_hop_by_hop(&mut h);
+        strip_request_hop_by_hop(&mut h);
         assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
     }
 

@@ -29,6 +29,7 @@ pub mod bodies;
 pub mod edit;
 pub mod filter;
 mod forward;
+pub mod grpc;
 pub mod headers;
 pub mod pipeline;
 pub mod route;
@@ -64,6 +65,7 @@ pub async fn handle(
 ) -> Response<Body> {
     let (mut parts, body) = request.into_parts();
     let version = parts.version;
+    let grpc = grpc::is_grpc(&parts.headers);
     let mut request_id = headers::request_id(&parts.headers);
     // For the log line of a failure; cloning a method or URI shares its bytes.
     let method = parts.method.clone();
@@ -88,6 +90,9 @@ pub async fn handle(
             response
         }
     };
+    if grpc {
+        response = grpc::answer(response);
+    }
     // Unique per response: kept out of HTTP/2's HPACK table ("never indexed"), where each id
     // would be inserted only to evict the fields that do repeat and lengthen every lookup.
     request_id.set_sensitive(true);
@@ -229,7 +234,7 @@ fn hygiene_phase(
     request_id: &HeaderValue,
     edge: &Edge,
 ) {
-    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::strip_request_hop_by_hop(&mut parts.headers);
     let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri

@@ -1,10 +1,10 @@
 //! TLS to `https://` targets: certificates verified against the system's roots or the
 //! upstream's own CA file, SNI from the target's host (or `server_name`), an optional client
-//! certificate, ALPN `http/1.1`.
+//! certificate, ALPN by the upstream's `protocol`.
 
 use super::certs;
 use crate::config::KeyPath;
-use crate::config::UpstreamTlsConfig;
+use crate::config::{UpstreamProtocol, UpstreamTlsConfig};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
 use std::path::Path;
@@ -26,6 +26,7 @@ impl UpstreamTls {
     /// under `at`.
     pub fn build(
         config: &UpstreamTlsConfig,
+        protocol: UpstreamProtocol,
         base_dir: &Path,
         at: &KeyPath,
     ) -> Result<UpstreamTls, (KeyPath, String)> {
@@ -47,7 +48,11 @@ impl UpstreamTls {
             (Some(_), None) => return Err((at.key("cert"), "`cert` needs `key`".into())),
             (None, Some(_)) => return Err((at.key("key"), "`key` needs `cert`".into())),
         };
-        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        client.alpn_protocols = match protocol {
+            UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
+            UpstreamProtocol::Http2 => vec![b"h2".to_vec()],
+            UpstreamProtocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        };
         let server_name = match &config.server_name {
             Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
                 (

@@ -16,7 +16,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use pool::{SendError, TargetPool};
+use pool::{SendError, TargetOptions, TargetPool};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -51,20 +51,21 @@ impl Upstream {
                 (false, _) => None,
                 (true, Some(built)) => Some(UpstreamTls::clone(built)),
                 (true, None) => {
-                    let built = UpstreamTls::build(&config.tls, base_dir, &at.key("tls"))?;
+                    let built =
+                        UpstreamTls::build(&config.tls, config.protocol, base_dir, &at.key("tls"))?;
                     tls = Some(built.clone());
                     Some(built)
                 }
             };
-            let pool = TargetPool::new(
-                target.authority,
-                workers,
-                config.pool_max_idle_per_target,
-                Duration::from_secs(config.pool_idle_timeout_s),
+            let options = TargetOptions {
+                max_idle: config.pool_max_idle_per_target,
+                idle_timeout: Duration::from_secs(config.pool_idle_timeout_s),
                 connect_timeout,
-                target_tls,
-            )
-            .map_err(|e| (at.key("targets").index(i), e))?;
+                tls: target_tls,
+                protocol: config.protocol,
+            };
+            let pool = TargetPool::new(target.authority, workers, options)
+                .map_err(|e| (at.key("targets").index(i), e))?;
             targets.push(pool);
         }
         Ok(Upstream {

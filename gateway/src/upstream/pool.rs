@@ -8,17 +8,22 @@
 //! connection the target closed while idle is noticed when the request could not be written,
 //! and the request is sent again on another connection.
 //!
+//! HTTP/2 targets (`protocol = "http2"`, or `"auto"` when TLS's ALPN picks `h2`) multiplex:
+//! each worker keeps one connection per target and sends every request on it as a stream,
+//! opening a new one only once it closed.
+//!
 //! Each worker has its own queue: a connection's I/O runs as a task on the worker that opened
 //! it, so a request on another worker would wake that thread to write and be woken back by it
 //! to read — two cross-thread wake-ups per request ([`crate::worker`]).
 
 use crate::body::Body;
+use crate::config::UpstreamProtocol;
 use crate::tls::upstream::UpstreamTls;
-use http::uri::Authority;
-use http::{HeaderValue, Request, Response};
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,49 +40,59 @@ pub enum SendError {
     Exchange(hyper::Error),
 }
 
+/// How a target is reached.
+pub struct TargetOptions {
+    /// Idle HTTP/1.1 connections kept per worker.
+    pub max_idle: usize,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+    /// TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+    /// For an `https://` target.
+    pub tls: Option<UpstreamTls>,
+    /// HTTP/1.1, HTTP/2, or HTTP/2 when ALPN says so.
+    pub protocol: UpstreamProtocol,
+}
+
 /// One target and its idle connections.
 pub struct TargetPool {
     authority: Authority,
     /// `Host` for requests that do not preserve the client's.
     host: HeaderValue,
-    /// Idle connections, one queue per worker.
+    /// Idle HTTP/1.1 connections, one queue per worker.
     idle: Box<[Mutex<VecDeque<Idle>>]>,
-    /// Per worker.
-    max_idle: usize,
-    idle_timeout: Duration,
-    connect_timeout: Duration,
-    /// For an `https://` target.
-    tls: Option<UpstreamTls>,
+    /// The HTTP/2 connection of each worker, shared by its requests.
+    multiplexed: Box<[Mutex<Option<http2::SendRequest<Body>>>]>,
+    options: TargetOptions,
 }
 
 struct Idle {
-    sender: SendRequest<Body>,
+    sender: http1::SendRequest<Body>,
     since: Instant,
 }
 
+/// A connection ready for a request.
+enum Sender {
+    Http1(http1::SendRequest<Body>),
+    Http2(http2::SendRequest<Body>),
+}
+
 impl TargetPool {
-    /// A pool for `authority` keeping up to `max_idle` connections per worker (of `workers`)
-    /// for `idle_timeout`; connections speak TLS when `tls` is given.
+    /// A pool for `authority` for `workers` workers.
     pub fn new(
         authority: Authority,
         workers: usize,
-        max_idle: usize,
-        idle_timeout: Duration,
-        connect_timeout: Duration,
-        tls: Option<UpstreamTls>,
+        options: TargetOptions,
     ) -> Result<Self, String> {
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|e| format!("target `{authority}`: {e}"))?;
+        let workers = workers.max(1);
         Ok(TargetPool {
             authority,
             host,
-            idle: (0..workers.max(1))
-                .map(|_| Mutex::new(VecDeque::new()))
-                .collect(),
-            max_idle,
-            idle_timeout,
-            connect_timeout,
-            tls,
+            idle: (0..workers).map(|_| Mutex::new(VecDeque::new())).collect(),
+            multiplexed: (0..workers).map(|_| Mutex::new(None)).collect(),
+            options,
         })
     }
 
@@ -95,36 +110,78 @@ impl TargetPool {
         loop {
             let pooled = self.checkout();
             let reused = pooled.is_some();
-            let mut sender = match pooled {
+            let sender = match pooled {
                 Some(sender) => sender,
                 None => self.connect().await?,
             };
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    self.checkin(sender);
-                    return Ok(response);
-                }
-                Err(mut failed) => match failed.take_message() {
-                    // A reused connection closed before the request went out: try another.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(SendError::Exchange(failed.into_error())),
+            let failed = match sender {
+                Sender::Http1(mut sender) => match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        self.checkin(sender);
+                        return Ok(response);
+                    }
+                    Err(failed) => failed,
                 },
+                Sender::Http2(mut sender) => {
+                    let request = self.as_http2(request);
+                    match sender.try_send_request(request).await {
+                        Ok(response) => return Ok(response),
+                        Err(failed) => failed,
+                    }
+                }
+            };
+            let mut failed = failed;
+            match failed.take_message() {
+                // A reused connection closed before the request went out: try another.
+                Some(unsent) if reused => request = unsent,
+                _ => return Err(SendError::Exchange(failed.into_error())),
             }
         }
     }
 
-    /// The oldest idle connection that is ready; stale and closed ones are dropped, and ones
-    /// still reading their previous response stay queued.
-    fn checkout(&self) -> Option<SendRequest<Body>> {
+    /// An HTTP/2 request carries its target in `:scheme` and `:authority` (the `Host` it
+    /// would have had), not in a `Host` header.
+    fn as_http2(&self, request: Request<Body>) -> Request<Body> {
+        let (mut parts, body) = request.into_parts();
+        parts.version = Version::HTTP_2;
+        let host = parts.headers.remove(http::header::HOST);
+        let authority = host
+            .as_ref()
+            .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+            .unwrap_or_else(|| self.authority.clone());
+        let scheme = if self.options.tls.is_some() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
+        let mut uri = Uri::builder().scheme(scheme).authority(authority);
+        if let Some(path) = parts.uri.path_and_query() {
+            uri = uri.path_and_query(path.clone());
+        }
+        if let Ok(uri) = uri.build() {
+            parts.uri = uri;
+        }
+        Request::from_parts(parts, body)
+    }
+
+    /// The worker's HTTP/2 connection if it is open, else the oldest idle HTTP/1.1
+    /// connection that is ready; stale and closed ones are dropped, and ones still reading
+    /// their previous response stay queued.
+    fn checkout(&self) -> Option<Sender> {
+        if let Some(sender) = self.multiplexed().as_ref()
+            && !sender.is_closed()
+        {
+            return Some(Sender::Http2(sender.clone()));
+        }
         let mut idle = self.lock();
         let mut busy = 0;
         while busy < idle.len() {
             let conn = idle.pop_front()?;
-            if conn.sender.is_closed() || conn.since.elapsed() > self.idle_timeout {
+            if conn.sender.is_closed() || conn.since.elapsed() > self.options.idle_timeout {
                 continue;
             }
             if conn.sender.is_ready() {
-                return Some(conn.sender);
+                return Some(Sender::Http1(conn.sender));
             }
             idle.push_back(conn);
             busy += 1;
@@ -132,9 +189,9 @@ impl TargetPool {
         None
     }
 
-    fn checkin(&self, sender: SendRequest<Body>) {
+    fn checkin(&self, sender: http1::SendRequest<Body>) {
         let mut idle = self.lock();
-        if idle.len() < self.max_idle {
+        if idle.len() < self.options.max_idle {
             idle.push_back(Idle {
                 sender,
                 since: Instant::now(),
@@ -149,44 +206,75 @@ impl TargetPool {
         queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The calling worker's HTTP/2 connection slot.
+    fn multiplexed(&self) -> std::sync::MutexGuard<'_, Option<http2::SendRequest<Body>>> {
+        let slot = &self.multiplexed[crate::worker::current() % self.multiplexed.len()];
+        slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A new connection: TCP, then TLS for an `https://` target, both within the connect
-    /// timeout.
-    async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
+    /// timeout; HTTP/2 if the protocol (or ALPN, for `auto`) says so.
+    async fn connect(&self) -> Result<Sender, SendError> {
         let host = self.authority.host();
         let port = self.authority.port_u16().unwrap_or(80);
+        let protocol = self.options.protocol;
         let opened = async {
             let stream = TcpStream::connect((host, port))
                 .await
                 .map_err(|e| SendError::Connect(e.to_string()))?;
             let _ = stream.set_nodelay(true);
-            match &self.tls {
-                None => self.start(stream).await,
+            match &self.options.tls {
+                None => {
+                    let http2 = protocol == UpstreamProtocol::Http2;
+                    self.start(stream, http2).await
+                }
                 Some(tls) => {
                     let stream = tls.connect(host, stream).await.map_err(SendError::Tls)?;
-                    self.start(stream).await
+                    let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let http2 = match protocol {
+                        UpstreamProtocol::Http1 => false,
+                        UpstreamProtocol::Http2 => true,
+                        UpstreamProtocol::Auto => alpn_h2,
+                    };
+                    self.start(stream, http2).await
                 }
             }
         };
-        match tokio::time::timeout(self.connect_timeout, opened).await {
+        match tokio::time::timeout(self.options.connect_timeout, opened).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Connect("connect timed out".into())),
         }
     }
 
-    /// HTTP/1.1 on an open stream, its I/O a task of the calling worker.
-    async fn start<S>(&self, stream: S) -> Result<SendRequest<Body>, SendError>
+    /// HTTP on an open stream, its I/O a task of the calling worker. An HTTP/2 connection
+    /// becomes the worker's shared one.
+    async fn start<S>(&self, stream: S, http2: bool) -> Result<Sender, SendError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let target = self.authority.clone();
+        if http2 {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(SendError::Exchange)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(%target, "upstream HTTP/2 connection ended: {e}");
+                }
+            });
+            *self.multiplexed() = Some(sender.clone());
+            return Ok(Sender::Http2(sender));
+        }
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Exchange)?;
-        let target = self.authority.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%target, "upstream connection ended: {e}");
             }
         });
-        Ok(sender)
+        Ok(Sender::Http1(sender))
     }
 }
