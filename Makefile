@@ -9,8 +9,8 @@ setup:
 	rustup target add wasm32-wasip2
 
 # What the end-to-end tests drive: Debian's redis-server (started and killed by the tests
-# themselves), PyJWT (the independent JOSE library that makes the test tokens), grpcio (a
-# real gRPC client and server), curl and openssl (real TLS clients).
+# themselves), PyJWT (the independent JOSE library that makes the test tokens), grpcio and
+# websockets (real gRPC and WebSocket clients and servers), curl and openssl (TLS clients).
 test-deps:
 	command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	command -v curl >/dev/null && command -v openssl >/dev/null || \
@@ -19,6 +19,8 @@ test-deps:
 		python3 -m pip install --quiet --disable-pip-version-check "pyjwt[crypto]==2.15.1"
 	python3 -c "import grpc" 2>/dev/null || \
 		python3 -m pip install --quiet --disable-pip-version-check "grpcio==1.85.1"
+	python3 -c "import websockets" 2>/dev/null || \
+		python3 -m pip install --quiet --disable-pip-version-check "websockets==15.0.1"
 
 ## Serve config/gateway.toml (in-memory defaults; nothing else needed).
 run: setup

@@ -29,4 +29,5 @@ mod reports;
 mod routing;
 mod tls;
 mod transformers;
+mod websocket;
 mod workers;

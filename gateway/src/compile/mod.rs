@@ -213,6 +213,9 @@ fn compile_route(
         .then(|| route.matcher.path_prefix.clone())
         .flatten();
     compiled.preserve_host = route.preserve_host;
+    compiled.websocket = route
+        .websocket
+        .then(|| Duration::from_secs(route.websocket_idle_timeout_s));
     compiled.timeout = Duration::from_millis(route.timeout_ms);
     compiled
 }

@@ -8,7 +8,7 @@
 
 use crate::config::{
     Config, ConfigError, EscapedPath, HttpConfig, Isolation, KeyPath, LimitsConfig, MatchConfig,
-    PluginUse, SourceMap, StateBackend,
+    PluginUse, SourceMap, StateBackend, UpstreamProtocol,
 };
 use crate::edge::path::{Escaped, PathPolicy, normalize};
 use crate::edge::trusted::TrustedProxies;
@@ -434,6 +434,25 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
                 "a route needs an `upstream` or plugins that answer requests",
             ),
             _ => {}
+        }
+        if route.websocket {
+            let protocol = route
+                .upstream
+                .as_ref()
+                .and_then(|name| config.upstreams.get(name))
+                .map(|upstream| upstream.protocol);
+            if protocol.is_some_and(|p| p != UpstreamProtocol::Http1) {
+                c.fail(
+                    path.key("websocket"),
+                    "WebSocket upgrades need an upstream with protocol = \"http1\"",
+                );
+            }
+            if route.websocket_idle_timeout_s == 0 {
+                c.fail(
+                    path.key("websocket_idle_timeout_s"),
+                    "must be greater than 0",
+                );
+            }
         }
         for (j, use_) in route.plugins.iter().enumerate() {
             check_plugin_use(config, use_, path.key("plugins").index(j), c);

@@ -536,6 +536,13 @@ pub struct RouteConfig {
     /// Send the client's `Host` upstream instead of the target's address.
     #[serde(default)]
     pub preserve_host: bool,
+    /// Let WebSocket upgrades through (after the request chain ran on the handshake); off,
+    /// an upgrade request is proxied as a plain request without its `Upgrade`.
+    #[serde(default)]
+    pub websocket: bool,
+    /// Close a WebSocket tunnel after this long without a byte either way.
+    #[serde(default = "defaults::websocket_idle_timeout_s")]
+    pub websocket_idle_timeout_s: u64,
     /// Largest request body, streamed or buffered (413 past it), and largest response body
     /// buffered for plugins that read bodies (502 past it). Default 1 MiB, as nginx.
     #[serde(default = "defaults::max_body_bytes")]
@@ -639,6 +646,10 @@ pub mod defaults {
     /// For switches on by default.
     pub fn yes() -> bool {
         true
+    }
+    /// Seconds a WebSocket tunnel may stay silent (nginx's `proxy_read_timeout` is 60).
+    pub fn websocket_idle_timeout_s() -> u64 {
+        300
     }
     /// HTTP/2 streams per connection (hyper's default).
     pub fn h2_max_concurrent_streams() -> u32 {

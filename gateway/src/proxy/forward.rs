@@ -8,10 +8,11 @@
 
 use super::headers;
 use super::route::Route;
+use super::websocket::{self, Tunnel};
 use crate::body::{Body, Streamed};
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use crate::upstream::RouteDeadline;
-use http::{HeaderValue, Request, Version, header, request, response};
+use http::{HeaderValue, Request, StatusCode, Version, header, request, response};
 use http_body_util::Either;
 
 /// Send the request to the route's upstream and take the response head, without its
@@ -32,6 +33,7 @@ pub(super) async fn forward(
             ),
         )
     })?;
+    let tunnel = parts.extensions.remove::<Tunnel>();
     prepare_upstream_request(route, &mut parts);
     let response = upstream
         .send(Request::from_parts(parts, body), deadline)
@@ -54,6 +56,13 @@ pub(super) async fn forward(
             )
         })?;
         headers::strip_present_hop_by_hop(&mut parts.headers);
+    }
+    if let Some(tunnel) = tunnel
+        && parts.status == StatusCode::SWITCHING_PROTOCOLS
+    {
+        // The upstream's `OnUpgrade` rides in the extensions already.
+        websocket::restore_upgrade(&mut parts.headers);
+        parts.extensions.insert(tunnel);
     }
     // hyper writes the status line in the response's version: the client's, not the peer's.
     parts.version = Version::HTTP_11;

@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod route;
 #[cfg(test)]
 mod tests;
+pub mod websocket;
 
 use crate::edge::{self, Edge, client_ip};
 use crate::error::{Culprit, ErrorKind, GatewayError};
@@ -115,6 +116,12 @@ async fn proxy(
     let route = route_phase(runtime, &parts)?;
     let body = bodies::bounded_request(&route, body, runtime.edge.body_idle)?;
     let resolved = client_ip::resolve(peer.addr.ip(), &parts.headers, &runtime.edge.trusted);
+    let tunnel = match route.websocket {
+        Some(idle_timeout) if websocket::is_upgrade(&parts) => {
+            Some(websocket::Tunnel { idle_timeout })
+        }
+        _ => None,
+    };
     hygiene_phase(
         &mut parts,
         peer,
@@ -123,6 +130,11 @@ async fn proxy(
         request_id,
         &runtime.edge,
     );
+    if let Some(tunnel) = tunnel {
+        websocket::restore_upgrade(&mut parts.headers);
+        // Marks the request for `forward`, which marks a 101 for the connection layer.
+        parts.extensions.insert(tunnel);
+    }
     if route.chain.is_empty() {
         // Nothing to filter: no exchange, slots or chains to set up, and the upstream call's
         // own timer keeps the route's deadline (one timer and clock read per request).

@@ -21,6 +21,8 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     /// Forward the client's `Host`.
     pub preserve_host: bool,
+    /// Let WebSocket upgrades through, tunnels closed after this long idle.
+    pub websocket: Option<Duration>,
     /// Request body cap (streamed or buffered), and response body buffering cap.
     pub max_body_bytes: usize,
     /// From routing to the response head.
@@ -52,6 +54,7 @@ impl Route {
             chain,
             strip_prefix: None,
             preserve_host: false,
+            websocket: None,
             max_body_bytes,
             timeout: Duration::from_millis(crate::config::defaults::route_timeout_ms()),
             needs,

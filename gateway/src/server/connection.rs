@@ -10,20 +10,23 @@
 //! ```
 
 use super::Listener;
-use super::park::{Activity, PARK_CHECK, ParkingIo, Tracked};
+use super::park::{Activity, Home, PARK_CHECK, ParkingIo, Tracked};
 use super::sparse::Sparse;
 use super::stream::ClientStream;
+use super::tunnel;
 use crate::compile::ServerSettings;
 use crate::edge::admission::{Admission, Admitted};
 use crate::edge::trusted::TrustedProxies;
 use crate::edge::{proxy_protocol, redirect};
 use crate::proxy::Runtime;
+use crate::proxy::websocket::Tunnel;
 use crate::proxy::{self, Peer};
 use crate::tls::facts;
 use http::{HeaderValue, header};
 use hyper::body::Body as _;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -111,6 +114,8 @@ struct Shared {
     peer: Peer,
     activity: Activity,
     answers: Answers,
+    /// The WebSocket tunnel the connection became, once upgraded.
+    tunnel: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -119,7 +124,16 @@ impl Shared {
             peer,
             activity: Activity::default(),
             answers,
+            tunnel: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Wait for the connection's tunnel, if it has one.
+    async fn tunnel_done(&self) {
+        let tunnel = self.tunnel.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(tunnel) = tunnel {
+            let _ = tunnel.await;
+        }
     }
 }
 
@@ -135,15 +149,38 @@ enum Answers {
     RedirectToHttps { port: u16 },
 }
 
+/// A 101 the pipeline marked as a tunnel: join the client's upgrade with the upstream's.
+fn start_tunnel(shared: &Shared, client: OnUpgrade, response: &mut http::Response<proxy::Body>) {
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return;
+    }
+    let extensions = response.extensions_mut();
+    let (Some(tunnel), Some(upstream)) = (
+        extensions.remove::<Tunnel>(),
+        extensions.remove::<OnUpgrade>(),
+    ) else {
+        return;
+    };
+    let task = tokio::spawn(tunnel::run(client, upstream, tunnel.idle_timeout));
+    if let Ok(mut slot) = shared.tunnel.lock() {
+        *slot = Some(task);
+    }
+}
+
 /// The response to one request of the connection `shared` describes.
 async fn respond(
     runtime: Arc<Runtime>,
     shared: &Shared,
-    request: http::Request<hyper::body::Incoming>,
+    mut request: http::Request<hyper::body::Incoming>,
 ) -> http::Response<proxy::Body> {
     match &shared.answers {
         Answers::Proxy { scheme, hsts } => {
+            // hyper puts it there for requests that ask to upgrade.
+            let client_upgrade = request.extensions_mut().remove::<OnUpgrade>();
             let mut response = proxy::handle(runtime, &shared.peer, scheme, request).await;
+            if let Some(client_upgrade) = client_upgrade {
+                start_tunnel(shared, client_upgrade, &mut response);
+            }
             if let Some(hsts) = hsts {
                 response
                     .headers_mut()
@@ -258,7 +295,7 @@ async fn serve_http<S: ClientStream>(
 /// HTTP/1.1 on `stream` until the connection ends: hyper connections one after another, the
 /// connection parked between them.
 async fn serve_http1<S: ClientStream>(
-    mut stream: S,
+    stream: S,
     shared: &Arc<Shared>,
     runtime: &Arc<Runtime>,
     settings: &ConnectionSettings,
@@ -266,9 +303,12 @@ async fn serve_http1<S: ClientStream>(
     mut stopping: Pin<&mut impl Future<Output = ()>>,
 ) {
     let client = shared.peer.addr;
+    let home: Home<S> = Arc::default();
+    let mut stream = stream;
     loop {
         let served = Box::pin(serve_http1_until_idle(
-            &mut stream,
+            stream,
+            &home,
             shared,
             runtime,
             settings,
@@ -277,9 +317,17 @@ async fn serve_http1<S: ClientStream>(
         .await;
         match served {
             Served::Closed(Ok(())) if shared.activity.take_parked() => {}
-            Served::Closed(result) => return log_end(client, result),
-            Served::Stopped(result) => return log_end(client, result),
+            Served::Closed(result) | Served::Stopped(result) => {
+                shared.tunnel_done().await;
+                return log_end(client, result);
+            }
         }
+        // hyper dropped its connection, and with it the socket's wrapper, which left the
+        // socket here.
+        let Some(back) = home.lock().ok().and_then(|mut home| home.take()) else {
+            return;
+        };
+        stream = back;
         if stream.has_buffered() {
             // The client's next bytes are already above the socket (TLS read ahead).
             continue;
@@ -301,7 +349,8 @@ async fn serve_http1<S: ClientStream>(
 /// One hyper HTTP/1.1 connection on `stream`, until it closes, is stopped, or parks after
 /// idling through a [`PARK_CHECK`] period.
 async fn serve_http1_until_idle<S: ClientStream>(
-    stream: &mut S,
+    stream: S,
+    home: &Home<S>,
     shared: &Arc<Shared>,
     runtime: &Arc<Runtime>,
     settings: &ConnectionSettings,
@@ -309,7 +358,7 @@ async fn serve_http1_until_idle<S: ClientStream>(
 ) -> Served {
     let activity = &shared.activity;
     let client = shared.peer.addr;
-    let io = ParkingIo::new(stream, activity);
+    let io = ParkingIo::new(stream, shared.clone(), home.clone());
     let shared = shared.clone();
     let runtime = runtime.clone();
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
@@ -320,7 +369,10 @@ async fn serve_http1_until_idle<S: ClientStream>(
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         }
     });
-    let connection = settings.http1.serve_connection(TokioIo::new(io), service);
+    let connection = settings
+        .http1
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     let mut connection = pin!(connection);
     let mut stopping = stopping;
     // The first check half a period in: a fresh connection's first bytes came just before

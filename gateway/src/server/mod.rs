@@ -17,6 +17,7 @@ mod park;
 mod sparse;
 mod stream;
 mod trim;
+mod tunnel;
 
 pub use connection::ConnectionSettings;
 

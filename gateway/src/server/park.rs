@@ -181,11 +181,14 @@ where
 
 /// The socket as one hyper connection sees it: reads and writes pass through, except that a
 /// read at a safe moment after parking was requested reports end-of-stream and marks the
-/// connection parked, and shutting down a parked connection leaves the socket open.
+/// connection parked, and shutting down a parked connection leaves the socket open. It owns
+/// the socket (hyper's upgrades need an owned one) and hands it back to `home` when hyper
+/// drops it, for the connection loop to wait on and serve again.
 #[derive(Debug)]
-pub struct ParkingIo<'a, S> {
-    stream: &'a mut S,
-    activity: &'a Activity,
+pub struct ParkingIo<S, A: AsRef<Activity>> {
+    stream: Option<S>,
+    home: Home<S>,
+    owner: Arc<A>,
     /// The bytes read last ended a request head.
     read_ended_head: bool,
     /// [`Activity::began`] when a flush last found the connection quiet, if nothing was read
@@ -193,19 +196,38 @@ pub struct ParkingIo<'a, S> {
     quiet_flush: Option<usize>,
 }
 
-impl<'a, S> ParkingIo<'a, S> {
-    /// Wrap `stream` for one hyper connection whose service reports to `activity`.
-    pub fn new(stream: &'a mut S, activity: &'a Activity) -> Self {
+/// Where a [`ParkingIo`] leaves its socket when hyper is done with it.
+pub type Home<S> = Arc<std::sync::Mutex<Option<S>>>;
+
+impl<S, A: AsRef<Activity>> ParkingIo<S, A> {
+    /// Wrap `stream` for one hyper connection whose service reports to `owner`'s activity;
+    /// the stream goes back to `home` when this is dropped.
+    pub fn new(stream: S, owner: Arc<A>, home: Home<S>) -> Self {
         ParkingIo {
-            stream,
-            activity,
+            stream: Some(stream),
+            home,
+            owner,
             read_ended_head: false,
             quiet_flush: None,
         }
     }
 
+    fn activity(&self) -> &Activity {
+        (*self.owner).as_ref()
+    }
+
+    fn stream(&mut self) -> io::Result<Pin<&mut S>>
+    where
+        S: Unpin,
+    {
+        match self.stream.as_mut() {
+            Some(stream) => Ok(Pin::new(stream)),
+            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+        }
+    }
+
     fn may_park(&self) -> bool {
-        let activity = self.activity;
+        let activity = self.activity();
         activity.park_requested()
             && self.read_ended_head
             && self.quiet_flush == Some(activity.began())
@@ -213,7 +235,17 @@ impl<'a, S> ParkingIo<'a, S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for ParkingIo<'_, S> {
+impl<S, A: AsRef<Activity>> Drop for ParkingIo<S, A> {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take()
+            && let Ok(mut home) = self.home.lock()
+        {
+            *home = Some(stream);
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin, A: AsRef<Activity>> AsyncRead for ParkingIo<S, A> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -223,17 +255,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for ParkingIo<'_, S> {
         if this.may_park() {
             // End-of-stream between requests: hyper finishes the connection cleanly. The socket
             // is not read, so whatever the client sent meanwhile waits there for the next one.
-            this.activity.parked.store(true, Ordering::Relaxed);
+            this.activity().parked.store(true, Ordering::Relaxed);
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        let polled = Pin::new(&mut *this.stream).poll_read(cx, buf);
+        let polled = match this.stream() {
+            Ok(stream) => stream.poll_read(cx, buf),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
         if polled.is_ready() {
             let read = &buf.filled()[before..];
             if !read.is_empty() {
                 this.read_ended_head = read.ends_with(b"\r\n\r\n");
                 this.quiet_flush = None;
-                let activity = this.activity;
+                let activity = this.activity();
                 if activity.in_flight() == 0 && activity.head_started.load(Ordering::Relaxed) == 0 {
                     let now = activity.checks.load(Ordering::Relaxed);
                     activity.head_started.store(now + 1, Ordering::Relaxed);
@@ -244,13 +279,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for ParkingIo<'_, S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for ParkingIo<'_, S> {
+impl<S: AsyncWrite + Unpin, A: AsRef<Activity>> AsyncWrite for ParkingIo<S, A> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().stream).poll_write(cx, buf)
+        match self.get_mut().stream() {
+            Ok(stream) => stream.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_write_vectored(
@@ -258,29 +296,38 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ParkingIo<'_, S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().stream).poll_write_vectored(cx, bufs)
+        match self.get_mut().stream() {
+            Ok(stream) => stream.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream.as_ref().is_some_and(S::is_write_vectored)
     }
 
     /// hyper flushes after it has written everything it buffered: with no request in flight,
     /// the last response is on the wire.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let flushed = Pin::new(&mut *this.stream).poll_flush(cx);
-        if flushed.is_ready() && this.activity.is_quiet() {
-            this.quiet_flush = Some(this.activity.began());
+        let flushed = match this.stream() {
+            Ok(stream) => stream.poll_flush(cx),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if flushed.is_ready() && this.activity().is_quiet() {
+            this.quiet_flush = Some(this.activity().began());
         }
         flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.activity.parked.load(Ordering::Relaxed) {
+        if this.activity().parked.load(Ordering::Relaxed) {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut *this.stream).poll_shutdown(cx)
+        match this.stream() {
+            Ok(stream) => stream.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }

@@ -71,6 +71,12 @@ struct Idle {
     since: Instant,
 }
 
+/// A connection opened, before HTTP.
+enum Opened {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
 /// A connection ready for a request.
 enum Sender {
     Http1(http1::SendRequest<Body>),
@@ -107,6 +113,9 @@ impl TargetPool {
             .headers_mut()
             .entry(http::header::HOST)
             .or_insert_with(|| self.host.clone());
+        if request.headers().contains_key(http::header::UPGRADE) {
+            return self.send_upgrade(request).await;
+        }
         loop {
             let pooled = self.checkout();
             let reused = pooled.is_some();
@@ -137,6 +146,35 @@ impl TargetPool {
                 _ => return Err(SendError::Exchange(failed.into_error())),
             }
         }
+    }
+
+    /// An upgrade (WebSocket) on a connection of its own, never pooled: once upgraded, the
+    /// connection is the tunnel's. The response's extensions carry hyper's `OnUpgrade`.
+    async fn send_upgrade(&self, request: Request<Body>) -> Result<Response<Incoming>, SendError> {
+        let stream = self.open().await?;
+        let result = match stream {
+            Opened::Plain(stream) => self.exchange_upgrade(stream, request).await,
+            Opened::Tls(stream) => self.exchange_upgrade(stream, request).await,
+        };
+        result.map_err(SendError::Exchange)
+    }
+
+    async fn exchange_upgrade<S>(
+        &self,
+        stream: S,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        let target = self.authority.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(%target, "upstream upgrade connection ended: {e}");
+            }
+        });
+        sender.send_request(request).await
     }
 
     /// An HTTP/2 request carries its target in `:scheme` and `:authority` (the `Host` it
@@ -215,28 +253,38 @@ impl TargetPool {
     /// A new connection: TCP, then TLS for an `https://` target, both within the connect
     /// timeout; HTTP/2 if the protocol (or ALPN, for `auto`) says so.
     async fn connect(&self) -> Result<Sender, SendError> {
+        let protocol = self.options.protocol;
+        match self.open().await? {
+            Opened::Plain(stream) => {
+                let http2 = protocol == UpstreamProtocol::Http2;
+                self.start(stream, http2).await
+            }
+            Opened::Tls(stream) => {
+                let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                let http2 = match protocol {
+                    UpstreamProtocol::Http1 => false,
+                    UpstreamProtocol::Http2 => true,
+                    UpstreamProtocol::Auto => alpn_h2,
+                };
+                self.start(stream, http2).await
+            }
+        }
+    }
+
+    /// TCP, then TLS for an `https://` target, both within the connect timeout.
+    async fn open(&self) -> Result<Opened, SendError> {
         let host = self.authority.host();
         let port = self.authority.port_u16().unwrap_or(80);
-        let protocol = self.options.protocol;
         let opened = async {
             let stream = TcpStream::connect((host, port))
                 .await
                 .map_err(|e| SendError::Connect(e.to_string()))?;
             let _ = stream.set_nodelay(true);
             match &self.options.tls {
-                None => {
-                    let http2 = protocol == UpstreamProtocol::Http2;
-                    self.start(stream, http2).await
-                }
+                None => Ok(Opened::Plain(stream)),
                 Some(tls) => {
                     let stream = tls.connect(host, stream).await.map_err(SendError::Tls)?;
-                    let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let http2 = match protocol {
-                        UpstreamProtocol::Http1 => false,
-                        UpstreamProtocol::Http2 => true,
-                        UpstreamProtocol::Auto => alpn_h2,
-                    };
-                    self.start(stream, http2).await
+                    Ok(Opened::Tls(Box::new(stream)))
                 }
             }
         };
