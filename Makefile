@@ -1,8 +1,8 @@
 # The two set-up commands of the README are `make run` and `make test`; CI (`.ci/run`) runs
-# `make test`, then `make lint`, then `make fuzz`, then `make bench-check` (`make ci` does the
-# same by hand).
+# `make test`, then `make lint`, then `make fuzz`, then `make tls-scan`, then `make bench-check`
+# (`make ci` does the same by hand).
 
-.PHONY: run test lint ci setup test-deps lint-deps bench-check fuzz fuzz-deps
+.PHONY: run test lint ci setup test-deps lint-deps bench-check fuzz fuzz-deps tls-scan
 
 # Toolchain targets in rust-toolchain.toml are not auto-installed on every machine.
 setup:
@@ -74,7 +74,7 @@ fuzz: setup fuzz-deps
 
 ## The benchmark end to end, one second per run (CI): `bench/run.sh` must install what it
 ## needs, run both proxies and print the table with a ratio for every scenario asked for.
-BENCH_CHECK_SCENARIOS = none plugin h2
+BENCH_CHECK_SCENARIOS = none plugin h2 tls
 bench-check:
 	mkdir -p target
 	DURATION=1 ROUNDS=1 SCENARIOS="$(BENCH_CHECK_SCENARIOS)" BENCH_TIMEOUT_S=1200 \
@@ -82,4 +82,9 @@ bench-check:
 	cat target/bench-check.md
 	python3 bench/check_table.py target/bench-check.md $(BENCH_CHECK_SCENARIOS)
 
-ci: test lint fuzz bench-check
+## testssl.sh (Debian) against a TLS listener of the real gateway: old protocols, weak suites,
+## renegotiation and the known TLS vulnerabilities must all come out negative.
+tls-scan:
+	tests/tls/scan.sh
+
+ci: test lint fuzz tls-scan bench-check

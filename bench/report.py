@@ -52,5 +52,7 @@ if memory:
     print()
     print("| memory | idle RSS MB | RSS with 1,000 idle keep-alive conns MB | added MB |")
     print("|---|---|---|---|")
-    for proxy, (idle, held) in memory.items():
-        print(f"| {proxy} | {idle:.1f} | {held:.1f} | {held - idle:.1f} |")
+    for run, (idle, held) in memory.items():
+        proxy, _, tls = run.partition(":")
+        label = f"{proxy} (HTTPS)" if tls else proxy
+        print(f"| {label} | {idle:.1f} | {held:.1f} | {held - idle:.1f} |")

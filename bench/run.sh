@@ -2,6 +2,7 @@
 # Side-by-side benchmark: the gateway vs nginx as a reverse proxy, on one machine.
 #
 #   bench/run.sh            # all scenarios, 2 interleaved rounds of 5 s each
+#   SCENARIOS="tls tls-h2 handshake resume" bench/run.sh   # the HTTPS scenarios
 #   DURATION=10 ROUNDS=3 bench/run.sh
 #   SCENARIOS="none big" MEMORY=0 bench/run.sh   # a subset, without the memory runs
 #   MODE=instructions bench/run.sh                # user-space instructions per request
@@ -27,10 +28,11 @@ ROOT=$PWD
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-none plugin chain chain-request big h2 workers2}
+SCENARIOS=${SCENARIOS:-none plugin chain chain-request big h2 workers2 tls tls-h2 handshake resume}
 MEMORY=${MEMORY:-1}
 WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
 BACKEND_PORT=18081 NGINX_PORT=18082 GATEWAY_PORT=18083 NGINX_H2_PORT=18084
+NGINX_TLS_PORT=18085 GATEWAY_TLS_PORT=18086
 PIDS=()
 cleanup() {
   # Children first: the time-limit watchdog is a subshell whose `sleep` holds our stdout.
@@ -83,11 +85,22 @@ nginx_conf backend "  server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; l
 taskset -c 1 nginx -c "$WORK/backend.conf" -e "$WORK/logs/backend.err" &
 PIDS+=($!)
 
+# --- one certificate for both proxies' HTTPS: ECDSA P-256, TLS 1.2 and 1.3 -------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE \
+  -keyout "$WORK/tls.key" -out "$WORK/tls.pem" 2> /dev/null
+
 # --- reference: nginx reverse proxy, one worker, upstream keep-alive, on CPU 0 ----------------
+# Its HTTPS as the gateway's: TLS 1.2 and 1.3, AEAD suites with forward secrecy, tickets and a
+# session cache for resumption, HTTP/2 by ALPN.
 proxy_block="  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 256; }
+  ssl_certificate $WORK/tls.pem; ssl_certificate_key $WORK/tls.key;
+  ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:tls:10m; ssl_session_tickets on;
+  ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;
   server {
     listen 127.0.0.1:$NGINX_PORT;
     listen 127.0.0.1:$NGINX_H2_PORT http2;   # cleartext HTTP/2 (prior knowledge) only
+    listen 127.0.0.1:$NGINX_TLS_PORT ssl http2;   # HTTP/2 or HTTP/1.1 by ALPN
     location / {
       proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
@@ -115,6 +128,12 @@ gateway_config() { # $1 = scenario
 listen = ["127.0.0.1:$GATEWAY_PORT"]
 workers = $workers
 plugin_cache_dir = "$WORK/cache"
+
+[[server.tls]]
+listen = ["127.0.0.1:$GATEWAY_TLS_PORT"]
+[[server.tls.certificates]]
+cert = "$WORK/tls.pem"
+key = "$WORK/tls.key"
 
 [upstreams.backend]
 targets = ["127.0.0.1:$BACKEND_PORT"]
@@ -164,15 +183,45 @@ start_proxy() { # $1 = gateway|nginx, $2 = scenario; sets PROXY_PID PORT
 }
 stop_proxy() { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; }
 
+# The scenario's URL scheme and port on the proxy whose cleartext port is $2.
+is_tls() { case "$1" in tls|tls-h2|handshake|resume) return 0 ;; esac; return 1; }
+target_port() { # $1 = scenario, $2 = cleartext port
+  if is_tls "$1"; then
+    if [ "$2" = "$GATEWAY_PORT" ]; then echo "$GATEWAY_TLS_PORT"; else echo "$NGINX_TLS_PORT"; fi
+  else
+    echo "$2"
+  fi
+}
+
 # One load run; prints "rps p50_ms p99_ms req_per_cpu_s".
 load() { # $1 = scenario, $2 = port
-  local path=/small headers=()
+  local path=/small headers=() scheme=http port
   [ "$1" = big ] && path=/big
   case "$1" in chain|chain-request) headers=(-H "authorization: Bearer $TOKEN") ;; esac
+  [ "$1" = handshake ] && headers=(-H "connection: close")
+  is_tls "$1" && scheme=https
+  port=$(target_port "$1" "$2")
   local before after out
   before=$(cpu_ticks "$PROXY_PID")
-  if [ "$1" = h2 ]; then
-    out=$(taskset -c 1 h2load -c 64 -m 10 -D "$DURATION" "${headers[@]}" "http://127.0.0.1:$2$path" 2>&1)
+  if [ "$1" = resume ]; then
+    # Sequential resumed handshakes (tickets, TLS 1.3), no request: handshakes per CPU-second.
+    out=$(taskset -c 1 openssl s_time -connect "127.0.0.1:$port" -reuse -time "$DURATION" 2>&1)
+    after=$(cpu_ticks "$PROXY_PID")
+    python3 - "$before" "$after" "$TICKS" "$DURATION" <<PY
+import re, sys
+out = """$out"""
+before, after, ticks, duration = map(int, sys.argv[1:])
+found = re.findall(r"(\d+) connections in", out)
+if not found:
+    sys.exit("s_time failed:\n" + out)
+total = int(found[-1])
+cpu = (after - before) / ticks
+print(f"{total / duration:.0f} - - {total / cpu if cpu else 0:.0f}")
+PY
+    return
+  fi
+  if [ "$1" = h2 ] || [ "$1" = tls-h2 ]; then
+    out=$(taskset -c 1 h2load -c 64 -m 10 -D "$DURATION" "${headers[@]}" "$scheme://127.0.0.1:$port$path" 2>&1)
     after=$(cpu_ticks "$PROXY_PID")
     local rps total mean
     rps=$(awk '/^finished in/ {gsub(",","",$4); print $4}' <<<"$out")
@@ -189,7 +238,7 @@ PY
   else
     local cpus=1 threads=1
     [ "$1" = workers2 ] && cpus=0,1 threads=2
-    out=$(taskset -c "$cpus" wrk -t"$threads" -c"$CONNS" -d"${DURATION}s" --latency "${headers[@]}" "http://127.0.0.1:$2$path")
+    out=$(taskset -c "$cpus" wrk -t"$threads" -c"$CONNS" -d"${DURATION}s" --latency "${headers[@]}" "$scheme://127.0.0.1:$port$path")
     after=$(cpu_ticks "$PROXY_PID")
     python3 - "$before" "$after" "$TICKS" <<PY
 import re, sys
@@ -260,8 +309,10 @@ if [ "${MODE:-throughput}" = instructions ]; then
   echo "| scenario | gateway instructions/request | nginx (no plugins, same body and protocol) | ratio |"
   echo "|---|---|---|---|"
   for scenario in $SCENARIOS; do
-    # callgrind runs one thread at a time: a per-thread count says nothing new.
+    # callgrind runs one thread at a time: a per-thread count says nothing new. HTTPS is
+    # measured in throughput mode only.
     [ "$scenario" = workers2 ] && continue
+    is_tls "$scenario" && continue
     ir=$(instructions gateway "$scenario")
     reference=$nginx_small
     [ "$scenario" = big ] && reference=$nginx_big
@@ -285,16 +336,19 @@ for scenario in $SCENARIOS; do
   done
 done
 
-# Memory: idle, and with 1,000 idle keep-alive connections.
-for proxy in gateway nginx; do
+# Memory: idle, and with 1,000 idle keep-alive connections (cleartext, then HTTPS).
+for run in gateway nginx gateway:tls nginx:tls; do
   [ "$MEMORY" = 1 ] || break
+  proxy=${run%:tls}; tls=; [ "$run" != "$proxy" ] && tls=tls
   # Once before measuring, so the plugins come from the compiled cache as they do in
   # production, not from a compilation that leaves the compiler's pages resident.
   [ "$proxy" = gateway ] && { start_proxy "$proxy" chain; stop_proxy; }
   start_proxy "$proxy" chain
   sleep 0.5
   idle=$(rss_kb "$PROXY_PID")
-  python3 "$ROOT/bench/idle_conns.py" "$PORT" 1000 "$WORK/held" &
+  conn_port=$PORT
+  [ -n "$tls" ] && conn_port=$(target_port tls "$PORT")
+  python3 "$ROOT/bench/idle_conns.py" "$conn_port" 1000 "$WORK/held" $tls &
   holder=$!
   for _ in $(seq 300); do [ -e "$WORK/held" ] && break; sleep 0.1; done
   # The gateway parks a keep-alive connection once it has idled through a 1 s check (1.5-2.5
@@ -309,7 +363,7 @@ for proxy in gateway nginx; do
     [ "$steady" -ge 2 ] && break
   done
   kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true; rm -f "$WORK/held"
-  echo "memory $proxy $idle $held" | tee -a "$RESULTS" >&2
+  echo "memory $run $idle $held" | tee -a "$RESULTS" >&2
   stop_proxy
 done
 

@@ -8,4 +8,8 @@ names = {
     "big": "no plugins, 16 KiB body",
     "h2": "HTTP/2 (h2load 64 conns x 10 streams), no plugins",
     "workers2": "2 workers each, no plugins, both CPUs shared with wrk and the backend",
+    "tls": "HTTPS keep-alive (TLS 1.3, ECDSA P-256), HTTP/1.1, no plugins",
+    "tls-h2": "HTTPS keep-alive, HTTP/2 by ALPN (h2load 64 conns x 10 streams), no plugins",
+    "handshake": "new TLS 1.3 handshake per request (ECDSA P-256, no resumption), no plugins",
+    "resume": "resumed TLS handshakes (openssl s_time -reuse), no request",
 }
