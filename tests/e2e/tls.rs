@@ -327,6 +327,22 @@ async fn client_certificates_with_mtls_auth_and_acl() {
             .map(|(_, reply)| reply.status)
     };
     assert_eq!(get(Some(&alice)).await, Ok(200));
+    // curl presents the same certificate with --cert/--key.
+    let url = format!("https://localhost:{}/admin", addr.port());
+    let with_cert = curl(&[
+        "--cacert",
+        ca.cert.to_str().unwrap(),
+        "--cert",
+        alice.cert.to_str().unwrap(),
+        "--key",
+        alice.key.to_str().unwrap(),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{response_code}",
+        &url,
+    ]);
+    assert_eq!(with_cert, "200");
     let seen = up.seen();
     assert_eq!(seen.last().unwrap().headers["x-consumer-id"], "alice");
     assert_eq!(get(Some(&bob)).await, Ok(403), "bob is no admin (acl)");
@@ -340,7 +356,7 @@ async fn client_certificates_with_mtls_auth_and_acl() {
         "no certificate: handshake refused"
     );
     assert!(get(Some(&mallory)).await.is_err(), "another CA: refused");
-    assert_eq!(up.count(), 1);
+    assert_eq!(up.count(), 2);
 
     let optional = Gateway::start(&config("optional"));
     let addr = optional.listener("https");
@@ -612,4 +628,23 @@ async fn the_example_tls_config_is_accepted_and_serves_https() {
         .get(&format!("http://{}/api/x", gw.listener("redirect")), &[])
         .await;
     assert_eq!(redirect.status, 308);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ocsp_response_in_the_certificate_set_is_stapled() {
+    let dir = scratch_dir("tls-ocsp");
+    let ca = Ca::new(&dir, "test");
+    let server = ca.server("server", &["localhost"], 30);
+    let response = ca.ocsp_response(&server);
+    let up = Upstream::echo("up").await;
+    let block =
+        tls_block(&[&server], "") + &format!("ocsp = {:?}\n", response.display().to_string());
+    let gw = Gateway::start(&format!("{}{block}{}", base_server(), route_to(&up, "")));
+    let out = s_client(
+        gw.listener("https"),
+        &["-servername", "localhost", "-status"],
+        "",
+    );
+    assert!(out.contains("OCSP Response Status: successful"), "{out}");
+    assert!(out.contains("Cert Status: good"), "{out}");
 }

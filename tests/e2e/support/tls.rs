@@ -25,6 +25,8 @@ pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     /// The CA certificate's PEM file.
     pub cert: PathBuf,
+    /// Its private key's PEM file (to sign OCSP responses with `openssl ocsp`).
+    pub key: PathBuf,
     dir: PathBuf,
 }
 
@@ -54,9 +56,12 @@ impl Ca {
         let cert = params.self_signed(&key).unwrap();
         let path = dir.join(format!("{name}-ca.pem"));
         std::fs::write(&path, cert.pem()).unwrap();
+        let key_path = dir.join(format!("{name}-ca.key"));
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
         Ca {
             issuer: Issuer::new(params, key),
             cert: path,
+            key: key_path,
             dir: dir.to_path_buf(),
         }
     }
@@ -109,6 +114,69 @@ impl Ca {
             serial,
             sha256: sha256_hex(cert.der()),
         }
+    }
+}
+
+impl Ca {
+    /// A DER OCSP response, signed by this CA with `openssl ocsp`, saying `issued` is good.
+    pub fn ocsp_response(&self, issued: &Issued) -> PathBuf {
+        let dir = &self.dir;
+        let index = dir.join("ocsp-index.txt");
+        let at = OffsetDateTime::now_utc() + Days::days(30);
+        let expiry = format!(
+            "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+            at.year() % 100,
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second()
+        );
+        // openssl keys its index by the serial as BN_bn2hex prints it: upper case, even length.
+        let mut serial = format!("{:X}", issued.serial);
+        if serial.len() % 2 == 1 {
+            serial.insert(0, '0');
+        }
+        std::fs::write(&index, format!("V\t{expiry}\t\t{serial}\tunknown\t/CN=x\n")).unwrap();
+        let request = dir.join("ocsp-request.der");
+        let response = dir.join("ocsp-response.der");
+        let run = |args: &[&std::ffi::OsStr]| {
+            let out = std::process::Command::new("openssl")
+                .arg("ocsp")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "-issuer".as_ref(),
+            self.cert.as_os_str(),
+            "-cert".as_ref(),
+            issued.cert.as_os_str(),
+            "-reqout".as_ref(),
+            request.as_os_str(),
+        ]);
+        run(&[
+            "-index".as_ref(),
+            index.as_os_str(),
+            "-rsigner".as_ref(),
+            self.cert.as_os_str(),
+            "-rkey".as_ref(),
+            self.key.as_os_str(),
+            "-CA".as_ref(),
+            self.cert.as_os_str(),
+            "-reqin".as_ref(),
+            request.as_os_str(),
+            "-respout".as_ref(),
+            response.as_os_str(),
+            "-ndays".as_ref(),
+            "1".as_ref(),
+        ]);
+        response
     }
 }
 
