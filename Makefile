@@ -10,7 +10,8 @@ setup:
 
 # What the end-to-end tests drive: Debian's redis-server (started and killed by the tests
 # themselves), PyJWT (the independent JOSE library that makes the test tokens), grpcio and
-# websockets (real gRPC and WebSocket clients and servers), curl and openssl (TLS clients).
+# websockets (real gRPC and WebSocket clients and servers), curl and openssl (TLS clients),
+# prometheus-client (the reference parser `/metrics` is checked with).
 test-deps:
 	command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	command -v curl >/dev/null && command -v openssl >/dev/null || \
@@ -21,6 +22,8 @@ test-deps:
 		python3 -m pip install --quiet --disable-pip-version-check "grpcio==1.85.1"
 	python3 -c "import websockets" 2>/dev/null || \
 		python3 -m pip install --quiet --disable-pip-version-check "websockets==15.0.1"
+	python3 -c "import prometheus_client" 2>/dev/null || \
+		python3 -m pip install --quiet --disable-pip-version-check "prometheus-client==0.26.0"
 
 ## Serve config/gateway.toml (in-memory defaults; nothing else needed).
 run: setup

@@ -6,6 +6,7 @@
 // The library's only surface: the binary's entry point, and what the micro-benchmarks
 // (`benches/micro.rs`: router lookups and plugin calls) and the fuzz targets (`fuzz/`) drive.
 // Every module is private, so the dead-code lint sees whatever nothing uses.
+mod admin;
 mod body;
 mod cli;
 mod compile;

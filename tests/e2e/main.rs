@@ -21,6 +21,7 @@ mod isolation;
 mod jwt;
 mod kv;
 mod limits;
+mod observability;
 mod policies;
 mod python;
 mod quotas;

@@ -1,7 +1,11 @@
-//! The command line: `gateway run`, `gateway check`, `gateway plugin inspect`.
+//! The command line: `gateway run`, `gateway check`, `gateway status`, `gateway plugin inspect`.
 
+mod status;
+
+use crate::admin::{self, Admin};
 use crate::plugin::{Engines, inspect};
-use crate::telemetry::{self, LogFormat};
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::{self, LogFormat, metrics};
 use crate::{compile, server};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -34,6 +38,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask a running gateway's admin listener how it is: readiness, config, routes, plugins.
+    Status {
+        /// The admin listener's address (`[admin] listen`); its token, if one is required,
+        /// comes from `GATEWAY_ADMIN_TOKEN`.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: String,
+        /// Print the admin API's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Plugin tools.
     Plugin {
         #[command(subcommand)]
@@ -60,6 +74,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config } => check(&config),
+        Command::Status { admin, json } => {
+            control_runtime().and_then(|rt| rt.block_on(status::status(&admin, json)))
+        }
         Command::Plugin {
             command: PluginCommand::Inspect { module, json },
         } => plugin_inspect(&module, json),
@@ -113,12 +130,24 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         };
-        let runtime = Arc::new(compiled.runtime);
+        let mut runtime = compiled.runtime;
         let settings = compiled.server;
         let workers = settings.workers;
         for warning in &settings.warnings {
             tracing::warn!("{warning}");
         }
+        if let Some(log) = &settings.access_log {
+            let started = AccessLog::start(log.destination.clone(), log.sample)
+                .with_context(|| format!("cannot open the access log {:?}", log.destination))?;
+            runtime.observe.access_log = Some(Arc::new(started));
+        }
+        if settings.admin.as_ref().is_some_and(|admin| admin.metrics) {
+            metrics::enable();
+            metrics::metrics()
+                .config_loaded
+                .set(compiled.view.loaded_at);
+        }
+        let runtime = Arc::new(runtime);
         let listeners = server::bind(&settings.listen, &settings.tls, workers)?;
         for (local, listener) in &listeners.addresses {
             let serves = listener.describe();
@@ -126,11 +155,55 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             // Tests and scripts read these lines to learn ephemeral ports.
             println!("listening on {local} ({serves})");
         }
+        let mut background = Vec::new();
+        if let Some(admin) = &settings.admin {
+            let listener = tokio::net::TcpListener::bind(admin.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (admin)", admin.listen))?;
+            let local = listener.local_addr()?;
+            tracing::info!(address = %local, "admin listening");
+            println!("listening on {local} (admin)");
+            let served = Admin::new(runtime.clone(), compiled.view, admin.token.as_deref());
+            background.push(tokio::spawn(admin::serve(listener, Arc::new(served))));
+        }
+        if let Some(log) = &runtime.observe.access_log {
+            background.push(tokio::spawn(reopen_on_user1(log.clone())));
+        }
+        telemetry::set_ready(true);
         println!("ready");
         let connections = Arc::new(server::ConnectionSettings::new(&settings));
-        server::serve(listeners, runtime, connections, settings.shutdown_grace).await?;
+        let served = server::serve(
+            listeners,
+            runtime.clone(),
+            connections,
+            settings.shutdown_grace,
+        )
+        .await;
+        for task in background {
+            task.abort();
+        }
+        if let Some(log) = &runtime.observe.access_log {
+            log.flush();
+        }
+        served?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// On SIGUSR1, reopen the access log file (after a rotation tool moved it).
+async fn reopen_on_user1(log: Arc<AccessLog>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut user1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while user1.recv().await.is_some() {
+            log.reopen();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = log;
 }
 
 fn plugin_inspect(module: &str, json: bool) -> anyhow::Result<ExitCode> {

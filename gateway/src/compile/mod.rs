@@ -13,7 +13,7 @@
 mod tests;
 pub mod validate;
 
-pub use validate::Serves;
+pub use validate::{AdminSettings, Serves};
 
 use crate::config::{
     self, Config, ConfigError, ConfigErrors, Http2Config, KeyPath, LoadedConfig, PluginUse,
@@ -30,9 +30,11 @@ use crate::plugin::loader::{self, LoadedPlugin};
 use crate::plugin::pool::InstancePool;
 use crate::plugin::{Engines, WasmFilter};
 use crate::proxy::filter::Filter;
+use crate::proxy::record::Observe;
 use crate::proxy::{Route, Runtime};
 use crate::router::Router;
 use crate::services::Services;
+use crate::telemetry::access_log::Destination;
 use crate::tls::TlsListener;
 use crate::upstream::Upstream;
 use std::collections::HashMap;
@@ -47,6 +49,44 @@ pub struct Compiled {
     pub runtime: Runtime,
     /// Listeners, workers, timeouts.
     pub server: ServerSettings,
+    /// The config as the admin API shows it.
+    pub view: ConfigView,
+}
+
+/// The config as `GET /config` shows it: redacted, with the file's hash and load time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConfigView {
+    /// The config file.
+    pub file: String,
+    /// Hex SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// When it was compiled (Unix seconds).
+    pub loaded_at: f64,
+    /// Its TOML as JSON, every secret redacted.
+    pub config: serde_json::Value,
+}
+
+impl ConfigView {
+    fn of(loaded: &LoadedConfig) -> Self {
+        let text = loaded.source.text();
+        ConfigView {
+            file: loaded.source.file().to_string(),
+            sha256: cache::sha256_hex(text.as_bytes()),
+            loaded_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            config: config::redact::redacted_json(text),
+        }
+    }
+}
+
+/// `[access_log]`, typed.
+#[derive(Debug, Clone)]
+pub struct AccessLogSettings {
+    /// Where lines go.
+    pub destination: Destination,
+    /// Share of requests logged.
+    pub sample: f64,
 }
 
 /// `[server]`, typed.
@@ -80,6 +120,10 @@ pub struct ServerSettings {
     pub max_uri_bytes: usize,
     /// `[server.http2]`.
     pub http2: Http2Config,
+    /// `[admin]`.
+    pub admin: Option<AdminSettings>,
+    /// `[access_log]`, unless off.
+    pub access_log: Option<AccessLogSettings>,
 }
 
 /// Read, parse and compile the config file at `path`.
@@ -132,6 +176,18 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
         max_header_bytes: config.server.http.max_header_bytes,
         max_uri_bytes: config.server.http.max_uri_bytes,
         http2: config.server.http2.clone(),
+        admin: checked.admin.clone(),
+        access_log: config.access_log.as_ref().and_then(|log| {
+            let destination = match log.to.as_str() {
+                "off" => return None,
+                "stdout" => Destination::Stdout,
+                path => Destination::File(loaded.base_dir.join(path)),
+            };
+            Some(AccessLogSettings {
+                destination,
+                sample: log.sample,
+            })
+        }),
     };
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
@@ -194,8 +250,14 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
             runtime: Runtime {
                 router: Router::new(routes),
                 edge: compile_edge(config, checked.trusted.clone()),
+                observe: Observe {
+                    log_query: config.access_log.as_ref().is_some_and(|log| log.query),
+                    trace: config.tracing.traceparent,
+                    ..Observe::default()
+                },
             },
             server,
+            view: ConfigView::of(loaded),
         })
     } else {
         Err(ConfigErrors(errors))

@@ -42,7 +42,23 @@ pub struct Checked {
     pub listen: Vec<(SocketAddr, Serves)>,
     /// `server.trusted_proxies`.
     pub trusted: Arc<TrustedProxies>,
+    /// `[admin]`, typed.
+    pub admin: Option<AdminSettings>,
 }
+
+/// `[admin]`, typed: the token resolved.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Where the admin listener listens.
+    pub listen: SocketAddr,
+    /// Bearer token, if one is required.
+    pub token: Option<String>,
+    /// Whether metrics are counted and served.
+    pub metrics: bool,
+}
+
+/// Shortest admin token accepted: 16 characters (a guessable token is no protection).
+const MIN_TOKEN_CHARS: usize = 16;
 
 /// Check `config` and build its typed values, or every static problem in it.
 pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigError>> {
@@ -60,6 +76,8 @@ pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigE
     let matchers = check_routes(config, &mut c);
     check_instance_shares(config, &mut c);
     check_state(config, &mut c);
+    let admin = check_admin(config, &listen, &mut c);
+    check_access_log(config, &mut c);
     for unit in crate::plugin::host::UNITS {
         for (path, message) in unit.check_config(config) {
             c.fail(path, message);
@@ -70,8 +88,98 @@ pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigE
             matchers,
             listen,
             trusted: Arc::new(trusted),
+            admin,
         }),
         _ => Err(c.errors),
+    }
+}
+
+/// `[admin]`: a valid address that no proxy listener uses, and a token from one source.
+fn check_admin(
+    config: &Config,
+    listen: &[(SocketAddr, Serves)],
+    c: &mut Checker<'_>,
+) -> Option<AdminSettings> {
+    let admin = config.admin.as_ref()?;
+    let at = key_path!["admin"];
+    let address = match admin.listen.parse::<SocketAddr>() {
+        Ok(address) if address.port() != 0 && listen.iter().any(|(a, _)| *a == address) => {
+            c.fail(
+                at.key("listen"),
+                format!(
+                    "`{}` is also a proxy listener; the admin API is never served on a public listener",
+                    admin.listen
+                ),
+            );
+            None
+        }
+        Ok(address) => Some(address),
+        Err(_) => {
+            c.fail(
+                at.key("listen"),
+                format!(
+                    "`{}` is not an IP:port address (e.g. 127.0.0.1:9901)",
+                    admin.listen
+                ),
+            );
+            None
+        }
+    };
+    let token = match (&admin.token, &admin.token_env) {
+        (Some(_), Some(_)) => {
+            c.fail(at.key("token_env"), "set `token` or `token_env`, not both");
+            None
+        }
+        (Some(token), None) => Some((at.key("token"), token.clone())),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(token) => Some((at.key("token_env"), token)),
+            Err(_) => {
+                c.fail(
+                    at.key("token_env"),
+                    format!("environment variable `{var}` is not set (or not UTF-8)"),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let token = match token {
+        Some((path, token)) if token.chars().count() < MIN_TOKEN_CHARS => {
+            c.fail(
+                path,
+                format!("the admin token must have at least {MIN_TOKEN_CHARS} characters"),
+            );
+            None
+        }
+        Some((_, token)) => Some(token),
+        None => None,
+    };
+    Some(AdminSettings {
+        listen: address?,
+        token,
+        metrics: admin.metrics,
+    })
+}
+
+/// `[access_log]`: a destination and a sampling share in range.
+fn check_access_log(config: &Config, c: &mut Checker<'_>) {
+    let Some(log) = &config.access_log else {
+        return;
+    };
+    if !(log.sample > 0.0 && log.sample <= 1.0) {
+        c.fail(
+            key_path!["access_log", "sample"],
+            format!(
+                "must be greater than 0 and at most 1 (the share of requests logged), not {}",
+                log.sample
+            ),
+        );
+    }
+    if log.to.trim().is_empty() {
+        c.fail(
+            key_path!["access_log", "to"],
+            "must be `stdout`, `off` or a file path",
+        );
     }
 }
 

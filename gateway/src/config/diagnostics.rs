@@ -144,6 +144,15 @@ impl SourceMap {
     /// Index `text` (the contents of `file`). A document that does not parse still gives
     /// line numbers from byte offsets.
     pub fn new(file: &str, text: &str) -> Self {
+        Self::index(file, text)
+    }
+
+    /// The file's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn index(file: &str, text: &str) -> Self {
         // `toml_edit` 0.23 panics on some malformed documents (found by the `config_check`
         // fuzz target: `={[]` then `.` on the next line), so it only indexes text that `toml`
         // has accepted as TOML.

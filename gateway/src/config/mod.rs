@@ -6,10 +6,13 @@
 //! the same [`SourceMap`], so every error names file, line, column and key path.
 
 pub mod diagnostics;
+pub mod observe;
+pub mod redact;
 pub mod schema;
 pub mod tls;
 
 pub use diagnostics::{ConfigError, ConfigErrors, KeyPath, SourceMap};
+pub use observe::*;
 pub use schema::*;
 pub use tls::*;
 

@@ -81,6 +81,15 @@ pub struct Config {
     /// Named key sets the `crypto` capability verifies tokens against.
     #[serde(default)]
     pub keys: BTreeMap<String, KeySetConfig>,
+    /// The admin listener; none unless configured.
+    #[serde(default)]
+    pub admin: Option<super::AdminConfig>,
+    /// The access log; none unless configured.
+    #[serde(default)]
+    pub access_log: Option<super::AccessLogConfig>,
+    /// Trace context.
+    #[serde(default)]
+    pub tracing: super::TracingConfig,
 }
 
 /// `[state]`: the backend of the `counters` and `kv` capabilities.

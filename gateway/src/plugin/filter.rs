@@ -122,6 +122,38 @@ impl Filter for WasmFilter {
         self.needs
     }
 
+    fn inventory(&self) -> Option<serde_json::Value> {
+        let pool = &self.pool;
+        let plugin = pool.plugin();
+        let limits = pool.limits();
+        let alive = pool.alive();
+        let warm = pool.warm();
+        Some(serde_json::json!({
+            "plugin": &*plugin.name,
+            "module": plugin.audit.module,
+            "sha256": plugin.audit.sha256,
+            "imports": plugin.audit.imports,
+            "granted": plugin.audit.granted,
+            "isolation": format!("{:?}", plugin.isolation).to_lowercase(),
+            "limits": {
+                "timeout_ms": limits.timeout.as_millis() as u64,
+                "fuel": limits.fuel,
+                "memory_bytes": limits.memory_bytes,
+                "max_headers": limits.output.max_headers,
+                "max_header_bytes": limits.output.max_header_bytes,
+                "max_body_bytes": limits.output.max_body_bytes,
+                "on_error": format!("{:?}", limits.on_error).to_lowercase(),
+                "error_status": limits.error_status.as_u16(),
+            },
+            "instances": {
+                "max": plugin.max_instances,
+                "alive": alive,
+                "warm": warm,
+                "busy": alive.saturating_sub(warm),
+            },
+        }))
+    }
+
     fn on_request<'a>(
         &'a self,
         request: &'a request::Parts,

@@ -27,7 +27,7 @@ pub struct Report {
 }
 
 /// One import.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ImportReport {
     /// Full import name with version.
     pub name: String,
@@ -37,6 +37,26 @@ pub struct ImportReport {
     pub grant: String,
 }
 
+impl ImportReport {
+    /// Import `name`, classified.
+    pub fn of(name: String) -> Self {
+        let grant = match capabilities::classify(&name) {
+            ImportClass::Baseline => "baseline".to_string(),
+            ImportClass::Needs(cap) => format!("capability:{cap}"),
+            ImportClass::WrongVersion => "wrong-version".to_string(),
+            ImportClass::Unknown => "unavailable".to_string(),
+        };
+        let kind = if name.starts_with("gateway:") {
+            "gateway"
+        } else if name.starts_with("wasi:") {
+            "wasi"
+        } else {
+            "other"
+        };
+        ImportReport { name, kind, grant }
+    }
+}
+
 /// Inspect a module reference (`builtin:NAME` or a path).
 pub fn inspect(module: &str, engines: &Engines) -> Result<Report, String> {
     let bytes = loader::read_module(module, Path::new("."))?;
@@ -44,31 +64,18 @@ pub fn inspect(module: &str, engines: &Engines) -> Result<Report, String> {
     let engine = engines.engine(false, crate::config::Isolation::Pooled);
     let component = wasmtime::component::Component::new(engine, &bytes)
         .map_err(|e| format!("`{module}` is not a valid component: {e:#}"))?;
-    let mut required = Vec::new();
-    let imports = capabilities::imports(&component, engine)
+    let imports: Vec<ImportReport> = capabilities::imports(&component, engine)
         .into_iter()
-        .map(|name| {
-            let grant = match capabilities::classify(&name) {
-                ImportClass::Baseline => "baseline".to_string(),
-                ImportClass::Needs(cap) => {
-                    if !required.contains(&cap.name().to_string()) {
-                        required.push(cap.name().to_string());
-                    }
-                    format!("capability:{cap}")
-                }
-                ImportClass::WrongVersion => "wrong-version".to_string(),
-                ImportClass::Unknown => "unavailable".to_string(),
-            };
-            let kind = if name.starts_with("gateway:") {
-                "gateway"
-            } else if name.starts_with("wasi:") {
-                "wasi"
-            } else {
-                "other"
-            };
-            ImportReport { name, kind, grant }
-        })
+        .map(ImportReport::of)
         .collect();
+    let mut required: Vec<String> = Vec::new();
+    for import in &imports {
+        if let Some(cap) = import.grant.strip_prefix("capability:")
+            && !required.iter().any(|r| r == cap)
+        {
+            required.push(cap.to_string());
+        }
+    }
     let exports = capabilities::exports(&component, engine);
     let is_gateway_filter = exports
         .iter()

@@ -42,6 +42,21 @@ pub struct LoadedPlugin {
     pub namespace: Arc<Namespace>,
     /// Kept awake by every call, for the epoch deadline.
     pub ticker: Ticker,
+    /// What a security review needs: module, hash, imports, grants.
+    pub audit: Audit,
+}
+
+/// A loaded plugin as the admin API's `/plugins` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Audit {
+    /// The module (`builtin:NAME` or its path).
+    pub module: String,
+    /// Hex SHA-256 of the module's bytes.
+    pub sha256: String,
+    /// Capabilities granted in the config.
+    pub granted: Vec<String>,
+    /// Each import and what grants it (`baseline` or `capability:NAME`).
+    pub imports: Vec<super::inspect::ImportReport>,
 }
 
 /// Where a load problem sits in the plugin's table, with the reason.
@@ -175,6 +190,15 @@ pub fn load(
         )
     })?;
     tracing::debug!(plugin = name, sha256 = %hash, ?imports, "plugin loaded");
+    let audit = Audit {
+        module: label,
+        sha256: hash,
+        granted: granted.iter().map(|c| c.name().to_string()).collect(),
+        imports: imports
+            .into_iter()
+            .map(super::inspect::ImportReport::of)
+            .collect(),
+    };
     Ok(LoadedPlugin {
         name: Arc::from(name),
         engine,
@@ -195,5 +219,6 @@ pub fn load(
             },
         ),
         ticker: engines.ticker().clone(),
+        audit,
     })
 }

@@ -35,6 +35,7 @@ use super::loader::LoadedPlugin;
 use super::offload;
 use super::state::StoreState;
 use crate::config::Isolation;
+use crate::telemetry::metrics;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -75,12 +76,16 @@ impl Instance {
     }
 }
 
-/// Counts an instance among its use's live ones while it exists.
-struct Alive(Arc<AtomicUsize>);
+/// Counts an instance among its use's live ones while it exists, and in
+/// `gateway_plugin_instances_total{event="discarded"}` when it goes.
+struct Alive(Arc<AtomicUsize>, Option<prometheus::IntCounter>);
 
 impl Drop for Alive {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Some(discarded) = &self.1 {
+            discarded.inc();
+        }
     }
 }
 
@@ -184,6 +189,16 @@ impl InstancePool {
     /// Instances of this use alive now.
     pub fn alive(&self) -> usize {
         self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Instances of this use kept warm (idle) now.
+    pub fn warm(&self) -> usize {
+        self.lock_idle().len()
+    }
+
+    /// The plugin this is a use of.
+    pub fn plugin(&self) -> &LoadedPlugin {
+        &self.plugin
     }
 
     /// Run one guest call on `lease` (the request's own, kept from an earlier phase) or on
@@ -457,7 +472,7 @@ impl Fresh {
             let _ = store.set_fuel(u64::MAX);
         }
         let alive = self.alive.fetch_add(1, Ordering::Relaxed) + 1;
-        let alive = Alive(self.alive.clone()).with_count(alive, &plugin.name);
+        let alive = Alive(self.alive.clone(), None).with_count(alive, &plugin.name);
         let failure = |what, e: &wasmtime::Error, store: &Store<StoreState>| {
             InitFailure::Stopped(
                 what,
@@ -507,8 +522,13 @@ impl InitFailure {
 
 impl Alive {
     /// Log the count this instance made (the coming metrics export it).
-    fn with_count(self, alive: usize, plugin: &str) -> Self {
+    fn with_count(mut self, alive: usize, plugin: &str) -> Self {
         tracing::debug!(plugin, alive, "plugin instance created");
+        // Counted whether metrics are on yet or not (the instances `init` made at load come
+        // before the admin listener): an instance costs far more than two label lookups.
+        let counters = &metrics::metrics().plugin_instances_total;
+        counters.with_label_values(&[plugin, "created"]).inc();
+        self.1 = Some(counters.with_label_values(&[plugin, "discarded"]));
         self
     }
 }

@@ -110,6 +110,12 @@ pub trait Filter: Send + Sync {
     /// What this filter needs from the pipeline.
     fn needs(&self) -> FilterNeeds;
 
+    /// What the admin API's `/plugins` shows of this use (module, limits, instances), if
+    /// anything.
+    fn inventory(&self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// Decide about the request. `body` is `Some` only if `needs().request_body`.
     fn on_request<'a>(
         &'a self,

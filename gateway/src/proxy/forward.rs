@@ -7,6 +7,7 @@
 //! HTTP version, never the upstream's, and hyper's own length or chunking.
 
 use super::headers;
+use super::record::Record;
 use super::route::Route;
 use super::websocket::{self, Tunnel};
 use crate::body::{Body, Streamed};
@@ -22,6 +23,7 @@ pub(super) async fn forward(
     mut parts: request::Parts,
     body: Body,
     deadline: RouteDeadline,
+    record: &mut Record,
 ) -> Result<(response::Parts, Body), GatewayError> {
     let upstream = route.upstream.as_ref().ok_or_else(|| {
         GatewayError::new(
@@ -35,16 +37,24 @@ pub(super) async fn forward(
     })?;
     let tunnel = parts.extensions.remove::<Tunnel>();
     prepare_upstream_request(route, &mut parts);
+    let sent = record.on().then(std::time::Instant::now);
     let response = upstream
-        .send(Request::from_parts(parts, body), deadline)
-        .await
-        .map_err(|e| {
-            if e.kind() == ErrorKind::RouteTimeout {
-                super::route_timeout(route)
-            } else {
-                e
-            }
-        })?;
+        .send(
+            Request::from_parts(parts, body),
+            deadline,
+            &mut record.target,
+        )
+        .await;
+    if let Some(sent) = sent {
+        record.add_upstream_time(sent.elapsed());
+    }
+    let response = response.map_err(|e| {
+        if e.kind() == ErrorKind::RouteTimeout {
+            super::route_timeout(route)
+        } else {
+            e
+        }
+    })?;
     let (mut parts, body) = response.into_parts();
     // `Transfer-Encoding` is hop-by-hop: a response without any has nothing to check.
     if headers::has_hop_by_hop(&parts.headers) {

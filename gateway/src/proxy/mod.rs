@@ -32,9 +32,11 @@ mod forward;
 pub mod grpc;
 pub mod headers;
 pub mod pipeline;
+pub mod record;
 pub mod route;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 pub mod websocket;
 
 use crate::edge::{self, Edge, client_ip};
@@ -47,10 +49,12 @@ use http::{HeaderValue, Request, Response, StatusCode, Version, header, request}
 use http_body_util::Either;
 use hyper::body::Incoming;
 use pipeline::{ChainOutcome, Exchange};
+use record::Record;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
+use trace::TraceContext;
 
 pub use crate::body::Body;
 pub use filter::Filter;
@@ -71,15 +75,35 @@ pub async fn handle(
     // For the log line of a failure; cloning a method or URI shares its bytes.
     let method = parts.method.clone();
     let uri = parts.uri.clone();
+    let mut record = runtime.observe.begin();
+    let bytes_in = if record.on() {
+        record::content_length(&parts.headers)
+    } else {
+        None
+    };
+    record.trace = TraceContext::of(&parts.headers, runtime.observe.trace);
     let result = match edge::request::check(&mut parts, &runtime.edge.request) {
-        Ok(()) => proxy(&runtime, client, scheme, parts, body, &request_id).await,
+        Ok(()) => {
+            proxy(
+                &runtime,
+                client,
+                scheme,
+                parts,
+                body,
+                &request_id,
+                &mut record,
+            )
+            .await
+        }
         Err(error) => Err(error),
     };
     let id_text = request_id.to_str().unwrap_or_default();
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
-            tracing::warn!(request_id = %id_text, %method, path = uri.path(), culprit = %error.culprit(), code = error.kind().code(), "{}", error.message());
+            let trace_id = record.trace.map(|t| t.trace_id_hex()).unwrap_or_default();
+            tracing::warn!(request_id = %id_text, trace_id, %method, path = uri.path(), culprit = %error.culprit(), code = error.kind().code(), "{}", error.message());
+            record.error = Some(error.kind().code());
             let close = error.closes_connection() && version < Version::HTTP_2;
             let mut response = error.into_response(id_text).map(Either::Right);
             if close {
@@ -93,6 +117,22 @@ pub async fn handle(
     };
     if grpc {
         response = grpc::answer(response);
+    }
+    if record.on() {
+        let bytes_out = hyper::body::Body::size_hint(response.body()).exact();
+        let arrived = record::Arrived {
+            method: &method,
+            uri: &uri,
+            bytes_in,
+            peer: &client.addr_text,
+            request_id: id_text,
+        };
+        record.finish(
+            &runtime.observe,
+            &arrived,
+            response.status().as_u16(),
+            bytes_out,
+        );
     }
     // Unique per response: kept out of HTTP/2's HPACK table ("never indexed"), where each id
     // would be inserted only to evict the fields that do repeat and lengthen every lookup.
@@ -112,10 +152,19 @@ async fn proxy(
     mut parts: request::Parts,
     body: Incoming,
     request_id: &HeaderValue,
+    record: &mut Record,
 ) -> Result<Response<Body>, GatewayError> {
     let route = route_phase(runtime, &parts)?;
+    if record.on() {
+        record.route = Some(route.clone());
+    }
     let body = bodies::bounded_request(&route, body, runtime.edge.body_idle)?;
     let resolved = client_ip::resolve(peer.addr.ip(), &parts.headers, &runtime.edge.trusted);
+    if record.on()
+        && let Some(resolved) = &resolved
+    {
+        record.client = Some(resolved.client.to_string());
+    }
     let tunnel = match route.websocket {
         Some(idle_timeout) if websocket::is_upgrade(&parts) => {
             Some(websocket::Tunnel { idle_timeout })
@@ -130,6 +179,9 @@ async fn proxy(
         request_id,
         &runtime.edge,
     );
+    if let Some(trace) = &record.trace {
+        trace.propagate(&mut parts.headers);
+    }
     if let Some(tunnel) = tunnel {
         websocket::restore_upgrade(&mut parts.headers);
         // Marks the request for `forward`, which marks a 101 for the connection layer.
@@ -139,7 +191,7 @@ async fn proxy(
         // Nothing to filter: no exchange, slots or chains to set up, and the upstream call's
         // own timer keeps the route's deadline (one timer and clock read per request).
         let deadline = RouteDeadline::Within(route.timeout);
-        let (parts, body) = forward::forward(&route, parts, body, deadline).await?;
+        let (parts, body) = forward::forward(&route, parts, body, deadline, record).await?;
         return Ok(Response::from_parts(parts, body));
     }
     let client = match resolved {
@@ -151,7 +203,9 @@ async fn proxy(
     let id = request_id.to_str().unwrap_or_default();
     // Boxed: the chains' state is most of this future's size, and every request's future
     // (a route without plugins too) is moved whole a few times on its way into hyper.
-    let phases = Box::pin(filtered(&route, &client, scheme, id, parts, body, deadline));
+    let phases = Box::pin(filtered(
+        &route, &client, scheme, id, parts, body, deadline, record,
+    ));
     match tokio::time::timeout_at(deadline, phases).await {
         Ok(result) => result,
         Err(_) => Err(route_timeout(&route)),
@@ -172,6 +226,7 @@ pub(crate) fn route_timeout(route: &Route) -> GatewayError {
 }
 
 /// Request chain, forward, response chain: a route with filters.
+#[allow(clippy::too_many_arguments)]
 async fn filtered(
     route: &Route,
     client: &Peer,
@@ -180,10 +235,15 @@ async fn filtered(
     mut parts: request::Parts,
     body: Body,
     deadline: Instant,
+    record: &mut Record,
 ) -> Result<Response<Body>, GatewayError> {
     let mut exchange = Exchange::new(route, client, scheme, request_id);
     let body = bodies::RequestBody::read(route, body).await?;
-    let (response, request_head) = match exchange.request_chain(&mut parts, body).await? {
+    let outcome = exchange.request_chain(&mut parts, body, record).await?;
+    if record.on() {
+        record.consumer = exchange.ctx.get("consumer").map(str::to_string);
+    }
+    let (response, request_head) = match outcome {
         ChainOutcome::Respond(local) => {
             let (response, bytes) = local.into_parts();
             let request_head = route.needs.response_phase.then(|| clone_parts(&parts));
@@ -196,7 +256,7 @@ async fn filtered(
             let request_head = route.needs.response_phase.then(|| clone_parts(&parts));
             let body = body.into_upstream(&mut parts.headers);
             let (response, body) =
-                forward::forward(route, parts, body, RouteDeadline::At(deadline)).await?;
+                forward::forward(route, parts, body, RouteDeadline::At(deadline), record).await?;
             (
                 (response, bodies::ResponseBody::Streaming(body)),
                 request_head,
@@ -204,7 +264,7 @@ async fn filtered(
         }
     };
     let (mut response, body) = exchange
-        .response_chain(request_head.as_ref(), response.0, response.1)
+        .response_chain(request_head.as_ref(), response.0, response.1, record)
         .await?;
     let body = body.into_client(&mut response.headers);
     Ok(Response::from_parts(response, body))

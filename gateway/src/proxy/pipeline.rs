@@ -7,11 +7,14 @@ use super::filter::{
     FilterFailure, LocalResponse, RequestContext, RequestVerdict, ResponseVerdict, Slot,
 };
 use super::headers::{HeaderEdits, Peer};
+use super::record::Record;
 use super::route::Route;
 use crate::config::OnError;
 use crate::error::{Culprit, ErrorKind, GatewayError};
+use crate::telemetry::metrics::{self, CallOutcome, PhaseSeries};
 use http::{request, response};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// How the request chain ended.
 pub enum ChainOutcome {
@@ -60,12 +63,27 @@ impl<'r> Exchange<'r> {
         &mut self,
         parts: &mut request::Parts,
         mut body: RequestBody,
+        record: &mut Record,
     ) -> Result<ChainOutcome, GatewayError> {
         let chain = &self.route.chain;
         for (position, (filter, slot)) in chain.iter().zip(self.slots.iter_mut()).enumerate() {
             let needs = filter.needs();
             let given = body.buffered().filter(|_| needs.request_body);
-            match filter.on_request(parts, given, &self.ctx, slot).await {
+            let timer = record.on().then(Instant::now);
+            let verdict = filter.on_request(parts, given, &self.ctx, slot).await;
+            if let Some(timer) = timer {
+                let series = &self.route.plugin_series[position];
+                let outcome = match &verdict {
+                    Ok(RequestVerdict::Continue(_)) => CallOutcome::Passed,
+                    Ok(RequestVerdict::Respond(_)) => {
+                        record.answered_by = Some(series.plugin.clone());
+                        CallOutcome::Answered
+                    }
+                    Err(failure) => CallOutcome::Failed(failure.label),
+                };
+                note_call(record, &series.request, outcome, timer);
+            }
+            match verdict {
                 Ok(RequestVerdict::Continue(edit)) => {
                     let (new_body, response_headers) = edit.apply(parts, &mut self.ctx);
                     if needs.request_body
@@ -80,7 +98,7 @@ impl<'r> Exchange<'r> {
                 Ok(RequestVerdict::Respond(response)) => {
                     return Ok(ChainOutcome::Respond(response));
                 }
-                Err(failure) => fail_or_skip(failure, &self.ctx)?,
+                Err(failure) => fail_or_skip(failure, &self.ctx, record)?,
             }
             self.passed += 1;
         }
@@ -96,6 +114,7 @@ impl<'r> Exchange<'r> {
         request: Option<&request::Parts>,
         mut parts: response::Parts,
         mut body: ResponseBody,
+        record: &mut Record,
     ) -> Result<(response::Parts, ResponseBody), GatewayError> {
         let chain = &self.route.chain[..self.passed];
         let body_wanted = chain.iter().any(|f| {
@@ -118,10 +137,21 @@ impl<'r> Exchange<'r> {
                 _ => None,
             };
             let slot = &mut self.slots[position];
-            match filter
+            let timer = record.on().then(Instant::now);
+            let verdict = filter
                 .on_response(request, &parts, given, &self.ctx, slot)
-                .await
+                .await;
+            if let Some(timer) = timer
+                && let Some(series) = &self.route.plugin_series[position].response
             {
+                let outcome = match &verdict {
+                    Ok(ResponseVerdict::Continue(_)) => CallOutcome::Passed,
+                    Ok(ResponseVerdict::Replace(_)) => CallOutcome::Answered,
+                    Err(failure) => CallOutcome::Failed(failure.label),
+                };
+                note_call(record, series, outcome, timer);
+            }
+            match verdict {
                 Ok(ResponseVerdict::Continue(edit)) => {
                     if let Some(bytes) = edit.apply(&mut parts)
                         && needs.response_body
@@ -134,10 +164,19 @@ impl<'r> Exchange<'r> {
                     parts = new_parts;
                     body = ResponseBody::Buffered(bytes);
                 }
-                Err(failure) => fail_or_skip(failure, &self.ctx)?,
+                Err(failure) => fail_or_skip(failure, &self.ctx, record)?,
             }
         }
         Ok((parts, body))
+    }
+}
+
+/// Count a call that started at `timer` (metrics, and the request's plugin time).
+fn note_call(record: &mut Record, series: &PhaseSeries, outcome: CallOutcome<'_>, timer: Instant) {
+    let took = timer.elapsed();
+    record.add_plugin_time(took);
+    if metrics::enabled() {
+        series.call(outcome, took);
     }
 }
 
@@ -148,8 +187,14 @@ impl<'r> Exchange<'r> {
 /// when there is something to log, not for every request: entering a span per request cost
 /// ≈ 5k instructions with the default `info` log level (2.6% of the 3-plugin chain), for
 /// lines that only failures write. (A plugin's own `log` lines carry the same fields.)
-fn fail_or_skip(failure: FilterFailure, ctx: &RequestContext) -> Result<(), GatewayError> {
-    let span = tracing::warn_span!("request", route = %ctx.route, request_id = %ctx.request_id);
+fn fail_or_skip(
+    failure: FilterFailure,
+    ctx: &RequestContext,
+    record: &Record,
+) -> Result<(), GatewayError> {
+    let trace_id = record.trace.map(|t| t.trace_id_hex()).unwrap_or_default();
+    let span =
+        tracing::warn_span!("request", route = %ctx.route, request_id = %ctx.request_id, trace_id);
     let _in_request = span.enter();
     tracing::warn!(
         plugin = %failure.plugin,

@@ -3,8 +3,10 @@
 //! the pipeline depends on nothing above it (`crate::compile` builds them from a config).
 
 use super::filter::{Filter, FilterNeeds};
+use super::record::Observe;
 use crate::edge::Edge;
 use crate::router::Router;
+use crate::telemetry::metrics::{PluginSeries, RouteSeries};
 use crate::upstream::Upstream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,10 @@ pub struct Route {
     pub timeout: Duration,
     /// Union of the chain's needs.
     pub needs: FilterNeeds,
+    /// Its request metrics.
+    pub series: RouteSeries,
+    /// Each chain entry's call metrics, in chain order.
+    pub plugin_series: Vec<PluginSeries>,
 }
 
 impl Route {
@@ -48,8 +54,15 @@ impl Route {
                 response_phase: acc.response_phase || n.response_phase,
             }
         });
+        let name: Arc<str> = Arc::from(name);
+        let plugin_series = chain
+            .iter()
+            .map(|filter| PluginSeries::new(filter.name(), &name, filter.needs().response_phase))
+            .collect();
         Route {
-            name: Arc::from(name),
+            series: RouteSeries::new(name.clone()),
+            plugin_series,
+            name,
             upstream,
             chain,
             strip_prefix: None,
@@ -68,4 +81,6 @@ pub struct Runtime {
     pub router: Router<Arc<Route>>,
     /// How requests are checked before routing, and who their clients are.
     pub edge: Edge,
+    /// Metrics, access log and trace context.
+    pub observe: Observe,
 }

@@ -231,7 +231,13 @@ async fn run(
     let mut exchange = Exchange::new(route, &peer, "http", "id-1");
     let mut parts = request_parts();
     let body = RequestBody::read(route, full(request_body)).await?;
-    let (response, body) = match exchange.request_chain(&mut parts, body).await? {
+    // Recording on: the chains' timing and counting paths run too.
+    let mut record = super::record::Record::default();
+    record.started = Some(std::time::Instant::now());
+    let (response, body) = match exchange
+        .request_chain(&mut parts, body, &mut record)
+        .await?
+    {
         ChainOutcome::Respond(local) => {
             let (response, bytes) = local.into_parts();
             (response, ResponseBody::Buffered(bytes))
@@ -242,7 +248,9 @@ async fn run(
         ),
     };
     let head = request_parts();
-    let (mut response, body) = exchange.response_chain(Some(&head), response, body).await?;
+    let (mut response, body) = exchange
+        .response_chain(Some(&head), response, body, &mut record)
+        .await?;
     let body = body.into_client(&mut response.headers);
     let bytes = http_body_util::BodyExt::collect(body)
         .await

@@ -120,6 +120,37 @@ impl Matcher {
                 .all(|(name, value)| request.headers.get_all(name).iter().any(|v| v == value))
     }
 
+    /// The conditions as the admin API's `/routes` shows them.
+    pub fn describe(&self) -> serde_json::Value {
+        let path = match &self.path {
+            PathMatch::Any => serde_json::json!({ "any": true }),
+            PathMatch::Exact(path) => serde_json::json!({ "exact": path }),
+            PathMatch::Prefix(prefix) => serde_json::json!({ "prefix": prefix }),
+        };
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| match h {
+                HostMatch::Exact(host) => host.clone(),
+                HostMatch::Suffix(suffix) => format!("*{suffix}"),
+            })
+            .collect();
+        let headers: Vec<serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                serde_json::json!({ "name": name.as_str(), "value": String::from_utf8_lossy(value.as_bytes()) })
+            })
+            .collect();
+        serde_json::json!({
+            "path": path,
+            "methods": self.methods.iter().map(Method::as_str).collect::<Vec<_>>(),
+            "hosts": hosts,
+            "headers": headers,
+            "priority": self.priority,
+        })
+    }
+
     fn host_rank(&self) -> u8 {
         if self.hosts.is_empty() {
             0
@@ -221,6 +252,11 @@ impl<T> Router<T> {
         .flatten()
         .min()?;
         Some(&self.routes[best].1)
+    }
+
+    /// Every route in match order (most specific first), with its conditions.
+    pub fn iter(&self) -> impl Iterator<Item = (&Matcher, &T)> {
+        self.routes.iter().map(|(matcher, route)| (matcher, route))
     }
 
     /// Number of routes.

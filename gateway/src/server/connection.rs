@@ -21,6 +21,7 @@ use crate::edge::{proxy_protocol, redirect};
 use crate::proxy::Runtime;
 use crate::proxy::websocket::Tunnel;
 use crate::proxy::{self, Peer};
+use crate::telemetry::metrics::ListenerSeries;
 use crate::tls::facts;
 use http::{HeaderValue, header};
 use hyper::body::Body as _;
@@ -212,8 +213,13 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
     admitted: Admitted,
     listener: Arc<Listener>,
+    series: Arc<ListenerSeries>,
 ) {
     let _admitted = admitted;
+    let _open = series.opened();
+    // Held until the connection ends: the server's drain waits for every holder (`stopped`
+    // below lets its own receiver go as soon as it has seen the stop).
+    let _draining = stop.clone();
     // Both live as long as the connection, so waiting on them registers once, not per request.
     let mut stopping = pin!(stopped(stop));
     let mut idle = pin!(tokio::time::sleep(settings.idle_timeout));
@@ -251,23 +257,31 @@ pub async fn serve(
             () = idle.as_mut() => return,
             () = stopping.as_mut() => return,
         };
+        series.protocol(http2);
         return serve_http(stream, http2, shared, runtime, &settings, idle, stopping).await;
     };
     let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor().accept(stream));
     let stream = tokio::select! {
         accepted = handshake => match accepted {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return tracing::debug!(%client, "TLS handshake failed: {e}"),
-            Err(_) => return tracing::debug!(
+            Ok(Err(e)) => {
+                series.tls_failed(false);
+                return tracing::debug!(%client, "TLS handshake failed: {e}");
+            }
+            Err(_) => {
+                series.tls_failed(true);
+                return tracing::debug!(
                 %client,
                 "TLS handshake not complete within {:?}",
                 tls.handshake_timeout
-            ),
+                );
+            }
         },
         () = stopping.as_mut() => return,
     };
     let connection = stream.get_ref().1;
     let http2 = connection.alpn_protocol() == Some(b"h2");
+    series.protocol(http2);
     let peer = Peer::new(client).with_attributes(facts::of(connection));
     let shared = Shared::new(peer, answers);
     serve_http(stream, http2, shared, runtime, &settings, idle, stopping).await;

@@ -23,6 +23,8 @@ pub use connection::ConnectionSettings;
 
 use crate::compile::Serves;
 use crate::proxy::Runtime;
+use crate::telemetry;
+use crate::telemetry::metrics::{self, ListenerSeries};
 use crate::tls::TlsListener;
 use std::io;
 use std::net::SocketAddr;
@@ -84,7 +86,7 @@ impl Listeners {
 /// One worker before it starts: its runtime and its socket for each address.
 struct Worker {
     runtime: tokio::runtime::Runtime,
-    listeners: Vec<(TcpListener, Arc<Listener>)>,
+    listeners: Vec<(TcpListener, Arc<Listener>, Arc<ListenerSeries>)>,
 }
 
 /// Build `workers` runtimes and bind each of `addresses` once per worker. An address with
@@ -148,8 +150,11 @@ fn bind_all(
         target = listener.local_addr()?;
         sockets.push(listener);
     }
+    let series = Arc::new(ListenerSeries::new(&target.to_string()));
     for (worker, socket) in workers.iter_mut().zip(sockets) {
-        worker.listeners.push((socket, listener.clone()));
+        worker
+            .listeners
+            .push((socket, listener.clone(), series.clone()));
     }
     Ok(target)
 }
@@ -197,6 +202,8 @@ pub async fn serve(
     let reloader = tokio::spawn(reload_certificates_on_hangup(listeners_tls));
 
     shutdown_signal().await;
+    // Load balancers polling `/ready` learn first; the listeners stop right after.
+    telemetry::set_ready(false);
     tracing::info!("shutting down: no new connections, draining for up to {grace:?}");
     let _ = stop_tx.send(true);
     if tokio::time::timeout(grace, stop_tx.closed()).await.is_err() {
@@ -230,10 +237,11 @@ fn run_worker(
         listeners,
     } = worker;
     tokio_runtime.block_on(async move {
-        for (socket, listener) in listeners {
+        for (socket, listener, series) in listeners {
             tokio::spawn(accept_loop(
                 socket,
                 listener,
+                series,
                 runtime.clone(),
                 settings.clone(),
                 stop.clone(),
@@ -248,6 +256,7 @@ fn run_worker(
 async fn accept_loop(
     socket: TcpListener,
     listener: Arc<Listener>,
+    series: Arc<ListenerSeries>,
     runtime: Arc<Runtime>,
     settings: Arc<ConnectionSettings>,
     mut stop: watch::Receiver<bool>,
@@ -271,6 +280,12 @@ async fn accept_loop(
             Err(refused) => {
                 // Closed before a byte is read: a flood costs an accept and a close each.
                 tracing::debug!(%client, cap = refused.reason(), "connection refused");
+                if metrics::enabled() {
+                    metrics::metrics()
+                        .connections_refused
+                        .with_label_values(&[refused.reason()])
+                        .inc();
+                }
                 continue;
             }
         };
@@ -283,6 +298,7 @@ async fn accept_loop(
             stop.clone(),
             admitted,
             listener.clone(),
+            series.clone(),
         ));
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::config::{KeyPath, KeySetConfig, PemKeyConfig, SecretConfig};
 use crate::key_path;
+use crate::telemetry::metrics;
 use crate::tls::upstream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -333,6 +334,12 @@ impl RemoteJwks {
         config: &KeySetConfig,
         roots: Arc<rustls::RootCertStore>,
     ) -> Result<Self, String> {
+        // Both outcomes exported from the start (at 0), so dashboards and alerts find them.
+        for outcome in ["ok", "error"] {
+            metrics::metrics()
+                .jwks_fetches
+                .with_label_values(&[set_name, outcome]);
+        }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(config.fetch_timeout_ms)));
         connector.enforce_http(false);
@@ -375,7 +382,13 @@ impl RemoteJwks {
             return Some(keys);
         }
         if self.may_attempt() {
-            match self.fetch().await {
+            let fetched = self.fetch().await;
+            let outcome = if fetched.is_ok() { "ok" } else { "error" };
+            metrics::metrics()
+                .jwks_fetches
+                .with_label_values(&[&*self.set_name, outcome])
+                .inc();
+            match fetched {
                 Ok(keys) => {
                     tracing::info!(key_set = %self.set_name, keys = keys.len(), "JWKS fetched");
                     let keys = Arc::new(keys);

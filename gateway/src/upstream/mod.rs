@@ -10,6 +10,7 @@ use crate::body::{Body, BodyFault};
 use crate::config::{KeyPath, UpstreamConfig};
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use crate::key_path;
+use crate::telemetry::metrics::{self, AttemptOutcome, TargetSeries};
 use crate::tls::upstream::UpstreamTls;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
@@ -18,6 +19,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use pool::{SendError, TargetOptions, TargetPool};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -26,6 +28,8 @@ use tokio::time::Instant;
 pub struct Upstream {
     name: String,
     targets: Vec<TargetPool>,
+    /// Each target's `host:port` (the `target` label) and metrics, as `targets`.
+    series: Vec<(Arc<str>, TargetSeries)>,
     next: AtomicUsize,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -68,9 +72,18 @@ impl Upstream {
                 .map_err(|e| (at.key("targets").index(i), e))?;
             targets.push(pool);
         }
+        let series = targets
+            .iter()
+            .map(|pool| {
+                let label = pool.authority().to_string();
+                let series = TargetSeries::new(name, &label);
+                (Arc::from(label), series)
+            })
+            .collect();
         Ok(Upstream {
             name: name.to_string(),
             targets,
+            series,
             next: AtomicUsize::new(0),
             connect_timeout,
             response_timeout: Duration::from_millis(config.response_timeout_ms),
@@ -89,13 +102,15 @@ impl Upstream {
     }
 
     /// Send `request` (origin-form URI) to the next target, retrying connection failures on
-    /// further targets when the body can be replayed.
+    /// further targets when the body can be replayed; `answered` is set to the target that
+    /// sent the response head.
     /// No response head by `deadline` (the route's) is a `RouteTimeout`; none within the
     /// upstream's own `response_timeout_ms` of an attempt, an `UpstreamTimeout`.
     pub async fn send(
         &self,
         request: Request<Body>,
         mut deadline: RouteDeadline,
+        answered: &mut Option<Arc<str>>,
     ) -> Result<Response<Incoming>, GatewayError> {
         let (mut parts, body) = request.into_parts();
         parts.version = Version::HTTP_11;
@@ -125,7 +140,8 @@ impl Upstream {
         let mut parts = Some(parts);
         let mut last_error = None;
         for attempt in 0..attempts {
-            let target = &self.targets[(start + attempt) % self.targets.len()];
+            let index = (start + attempt) % self.targets.len();
+            let target = &self.targets[index];
             // The head is copied only while a later attempt may still need it.
             let mut attempt_parts = match parts.take() {
                 Some(head) if attempt + 1 < attempts => {
@@ -146,11 +162,15 @@ impl Upstream {
                 .send_once(
                     Request::from_parts(attempt_parts, attempt_body),
                     target,
+                    &self.series[index].1,
                     deadline,
                 )
                 .await
             {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    *answered = Some(self.series[index].0.clone());
+                    return Ok(response);
+                }
                 Err(error) if error.is_retryable() => {
                     let target = target.authority();
                     tracing::warn!(upstream = %self.name, %target, "{}", error.message());
@@ -168,6 +188,7 @@ impl Upstream {
         &self,
         request: Request<Body>,
         target: &TargetPool,
+        series: &TargetSeries,
         deadline: RouteDeadline,
     ) -> Result<Response<Incoming>, GatewayError> {
         let authority = target.authority();
@@ -175,7 +196,18 @@ impl Upstream {
         let now = Instant::now();
         let own = now + self.response_timeout;
         let deadline = deadline.instant(now);
-        match tokio::time::timeout_at(own.min(deadline), target.send(request)).await {
+        let result = tokio::time::timeout_at(own.min(deadline), target.send(request)).await;
+        if metrics::enabled() {
+            let outcome = match &result {
+                Err(_) => AttemptOutcome::Timeout,
+                Ok(Ok(_)) => AttemptOutcome::Ok,
+                Ok(Err(SendError::Connect(_))) => AttemptOutcome::ConnectFailure,
+                Ok(Err(SendError::Tls(_))) => AttemptOutcome::TlsFailure,
+                Ok(Err(SendError::Exchange(_))) => AttemptOutcome::Error,
+            };
+            series.attempt(outcome, now.elapsed());
+        }
+        match result {
             Err(_) if deadline < own => Err(self.error(
                 ErrorKind::RouteTimeout,
                 format!("the route's deadline passed waiting for {authority}"),

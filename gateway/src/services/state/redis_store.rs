@@ -10,6 +10,7 @@
 
 use super::{Count, Increment, StateError};
 use crate::config::StateConfig;
+use crate::telemetry::metrics;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -137,7 +138,19 @@ impl RedisStore {
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StateError> {
-        match tokio::time::timeout(self.timeout, call).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, call).await;
+        if metrics::enabled() {
+            let m = metrics::metrics();
+            m.state_duration.observe(started.elapsed().as_secs_f64());
+            let outcome = if matches!(result, Ok(Ok(_))) {
+                "ok"
+            } else {
+                "error"
+            };
+            m.state_calls.with_label_values(&[outcome]).inc();
+        }
+        match result {
             Ok(Ok(value)) => {
                 self.outage.ended();
                 Ok(value)
@@ -209,6 +222,9 @@ impl Outage {
     fn started(&self, reason: &str) {
         if !self.down.swap(true, Ordering::AcqRel) {
             let outages = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+            let m = metrics::metrics();
+            m.state_outages.inc();
+            m.state_up.set(0);
             self.since_ms.store(super::now_ms(), Ordering::Relaxed);
             tracing::warn!(
                 outages,
@@ -220,6 +236,7 @@ impl Outage {
     fn ended(&self) {
         if self.down.swap(false, Ordering::AcqRel) {
             let lasted_ms = super::now_ms().saturating_sub(self.since_ms.load(Ordering::Relaxed));
+            metrics::metrics().state_up.set(1);
             tracing::info!(lasted_ms, "state backend (redis) available again");
         }
     }

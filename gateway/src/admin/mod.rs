@@ -1,0 +1,168 @@
+//! The admin listener: what an operator (and a load balancer, and Prometheus) asks a running
+//! gateway. Its own address, never a proxy listener's; served on the control runtime, so a
+//! saturated worker never delays a health check or a scrape.
+//!
+//! | path       | answers                                                               |
+//! |------------|-----------------------------------------------------------------------|
+//! | `/health`  | 200 while the process serves (no token needed)                        |
+//! | `/ready`   | 200 when config and plugins are loaded, 503 while draining (no token) |
+//! | `/metrics` | Prometheus text format                                                |
+//! | `/config`  | the effective config as JSON, secrets redacted, with SHA-256 and load time |
+//! | `/routes`  | the compiled route table in match order                               |
+//! | `/plugins` | every plugin use: module, hash, imports, grants, limits, instances, calls |
+//!
+//! With `[admin] token` set, everything but `/health` and `/ready` needs
+//! `Authorization: Bearer TOKEN` (401 otherwise).
+
+mod inventory;
+
+use crate::compile::ConfigView;
+use crate::proxy::Runtime;
+use crate::telemetry::{self, metrics};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::{Digest, Sha256};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long an admin client may take to send a request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the admin listener serves from.
+pub struct Admin {
+    /// The snapshot being served.
+    pub runtime: Arc<Runtime>,
+    /// The config as `/config` shows it.
+    pub view: ConfigView,
+    /// SHA-256 of the bearer token, when one is required.
+    token_sha256: Option<[u8; 32]>,
+}
+
+impl Admin {
+    /// Serve `runtime` and `view`; require `token` when given.
+    pub fn new(runtime: Arc<Runtime>, view: ConfigView, token: Option<&str>) -> Self {
+        Admin {
+            runtime,
+            view,
+            token_sha256: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+        }
+    }
+
+    /// Whether `request` carries the token (or none is required). Hashes are compared, so
+    /// the comparison's time says nothing about the token's bytes.
+    fn authorized(&self, request: &Request<Incoming>) -> bool {
+        let Some(expected) = &self.token_sha256 else {
+            return true;
+        };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|token| <[u8; 32]>::from(Sha256::digest(token.trim().as_bytes())));
+        presented.is_some_and(|presented| presented == *expected)
+    }
+
+    fn answer(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        let path = request.uri().path();
+        match path {
+            "/health" => return text(StatusCode::OK, "ok\n"),
+            "/ready" if telemetry::is_ready() => return text(StatusCode::OK, "ready\n"),
+            "/ready" => return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+            _ => {}
+        }
+        if !self.authorized(request) {
+            let mut response = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gateway admin\""),
+            );
+            return response;
+        }
+        match path {
+            "/metrics" if metrics::enabled() => {
+                inventory::update_instance_gauges(&self.runtime);
+                let mut response = text(StatusCode::OK, metrics::render());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            "/metrics" => text(
+                StatusCode::NOT_FOUND,
+                "metrics are off ([admin] metrics = false)\n",
+            ),
+            "/config" => json(&serde_json::to_value(&self.view).unwrap_or_default()),
+            "/routes" => json(&inventory::routes(&self.runtime)),
+            "/plugins" => json(&inventory::plugins(&self.runtime)),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: /health /ready /metrics /config /routes /plugins\n",
+            ),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Accept admin connections on `listener` until the task is dropped; each is served by
+/// hyper's HTTP/1.1 on a task of its own.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("admin accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let response = admin.answer(&request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!("admin connection closed: {e}");
+            }
+        });
+    }
+}
