@@ -77,7 +77,7 @@ fuzz: setup fuzz-deps
 
 ## The benchmark end to end, one second per run (CI): `bench/run.sh` must install what it
 ## needs, run both proxies and print the table with a ratio for every scenario asked for.
-BENCH_CHECK_SCENARIOS = none plugin h2 tls
+BENCH_CHECK_SCENARIOS = none metrics access-log plugin h2 tls
 bench-check:
 	mkdir -p target
 	DURATION=1 ROUNDS=1 SCENARIOS="$(BENCH_CHECK_SCENARIOS)" BENCH_TIMEOUT_S=1200 \

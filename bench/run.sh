@@ -28,11 +28,11 @@ ROOT=$PWD
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-none plugin chain chain-request big h2 workers2 tls tls-h2 handshake resume}
+SCENARIOS=${SCENARIOS:-none metrics access-log plugin chain chain-request big h2 workers2 tls tls-h2 handshake resume}
 MEMORY=${MEMORY:-1}
 WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
 BACKEND_PORT=18081 NGINX_PORT=18082 GATEWAY_PORT=18083 NGINX_H2_PORT=18084
-NGINX_TLS_PORT=18085 GATEWAY_TLS_PORT=18086
+NGINX_TLS_PORT=18085 GATEWAY_TLS_PORT=18086 GATEWAY_ADMIN_PORT=18087
 PIDS=()
 cleanup() {
   # Children first: the time-limit watchdog is a subshell whose `sleep` holds our stdout.
@@ -113,8 +113,17 @@ nginx_conf nginx2 "$proxy_block" > "$WORK/nginx2.conf"
 SECRET="bench-only-hmac-secret-of-at-least-32-bytes!"
 TOKEN=$(python3 -c "import jwt,time; print(jwt.encode({'sub':'bench','exp':int(time.time())+86400}, '$SECRET', algorithm='HS256'))")
 gateway_config() { # $1 = scenario
-  local plugins="" isolation="pooled" workers=1
+  local plugins="" isolation="pooled" workers=1 observe=""
   [ "$1" = workers2 ] && workers=2
+  # `metrics`: the admin listener on, so every request is counted (nginx: its access log off,
+  # as in every scenario). `access-log`: one JSON line per request to a file (nginx logs
+  # nothing: this row's ratio against `none`'s is the log's cost).
+  case "$1" in
+    metrics) observe="[admin]
+listen = \"127.0.0.1:$GATEWAY_ADMIN_PORT\"" ;;
+    access-log) observe="[access_log]
+to = \"$WORK/access.log\"" ;;
+  esac
   case "$1" in
     plugin) plugins='{ use = "rt", config = {} }' ;;
     chain|chain-request)
@@ -137,6 +146,8 @@ key = "$WORK/tls.key"
 
 [upstreams.backend]
 targets = ["127.0.0.1:$BACKEND_PORT"]
+
+$observe
 
 [keys.bench]
 secrets = [ { value = "$SECRET" } ]

@@ -2,6 +2,8 @@
 
 names = {
     "none": "no plugins, small body",
+    "metrics": "no plugins, metrics on (admin listener)",
+    "access-log": "no plugins, JSON access log to a file",
     "plugin": "1 pooled plugin (request-transformer, empty config)",
     "chain": "3-plugin chain (jwt-auth HS256 + rate-limit local + request-transformer), pooled",
     "chain-request": "3-plugin chain, isolation = \"request\"",
