@@ -30,10 +30,13 @@ pub fn routes(runtime: &Runtime) -> Value {
     Value::Array(routes)
 }
 
+/// Plugin uses, each with the routes it runs on.
+type Uses = Vec<(Arc<dyn Filter>, Vec<Arc<str>>)>;
+
 /// Each plugin use once (a global plugin's use is shared by every route), with the routes
 /// it runs on.
-fn uses(runtime: &Runtime) -> Vec<(Arc<dyn Filter>, Vec<Arc<str>>)> {
-    let mut uses: Vec<(Arc<dyn Filter>, Vec<Arc<str>>)> = Vec::new();
+fn uses(runtime: &Runtime) -> Uses {
+    let mut uses = Uses::new();
     for (_, route) in runtime.router.iter() {
         for filter in &route.chain {
             match uses.iter_mut().find(|(seen, _)| Arc::ptr_eq(seen, filter)) {

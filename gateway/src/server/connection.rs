@@ -205,6 +205,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Serve one accepted connection until it closes, idles out, or `stop` turns true (then
 /// in-flight requests finish first). `admitted` counts it against the caps until it ends;
 /// `listener` says what the address serves.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     mut stream: TcpStream,
     mut client: SocketAddr,

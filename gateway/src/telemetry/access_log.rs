@@ -108,7 +108,7 @@ impl AccessLog {
 
     /// Whether this request is to be logged (sampling).
     pub fn wants(&self) -> bool {
-        self.sample_one_in <= 1 || super::fast_random() % self.sample_one_in == 0
+        self.sample_one_in <= 1 || super::fast_random().is_multiple_of(self.sample_one_in)
     }
 
     /// Queue `entry` without waiting; dropped and counted if the writer is behind.
