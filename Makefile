@@ -12,18 +12,20 @@ setup:
 # themselves), PyJWT (the independent JOSE library that makes the test tokens), grpcio and
 # websockets (real gRPC and WebSocket clients and servers), curl and openssl (TLS clients),
 # prometheus-client (the reference parser `/metrics` is checked with).
+# Debian's own python3 refuses `pip install` outside a venv (PEP 668); the pinned test clients
+# then go in with --break-system-packages (they only add modules, nothing of Debian's changes).
+PIP = python3 -m pip install --quiet --disable-pip-version-check
+pip_install = $(PIP) $(1) 2>/dev/null || $(PIP) --break-system-packages $(1)
 test-deps:
 	command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	command -v curl >/dev/null && command -v openssl >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq curl openssl; }
-	python3 -c "import jwt, cryptography" 2>/dev/null || \
-		python3 -m pip install --quiet --disable-pip-version-check "pyjwt[crypto]==2.15.1"
-	python3 -c "import grpc" 2>/dev/null || \
-		python3 -m pip install --quiet --disable-pip-version-check "grpcio==1.85.1"
-	python3 -c "import websockets" 2>/dev/null || \
-		python3 -m pip install --quiet --disable-pip-version-check "websockets==15.0.1"
-	python3 -c "import prometheus_client" 2>/dev/null || \
-		python3 -m pip install --quiet --disable-pip-version-check "prometheus-client==0.26.0"
+	python3 -m pip --version >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq python3-pip; }
+	python3 -c "import jwt, cryptography" 2>/dev/null || $(call pip_install,"pyjwt[crypto]==2.15.1")
+	python3 -c "import grpc" 2>/dev/null || $(call pip_install,"grpcio==1.85.1")
+	python3 -c "import websockets" 2>/dev/null || $(call pip_install,"websockets==15.0.1")
+	python3 -c "import prometheus_client" 2>/dev/null || $(call pip_install,"prometheus-client==0.26.0")
 
 ## Serve config/gateway.toml (in-memory defaults; nothing else needed).
 run: setup

@@ -4,9 +4,10 @@
 //! `/ready` turning 503 at shutdown, access log lines as JSON with nothing lost to a rotation,
 //! an inbound `traceparent` continued upstream, and a Redis outage on the gauges.
 
+use crate::ratelimit::rate_limited_config;
 use crate::support::redis::RedisServer;
 use crate::support::upstream::Behaviour;
-use crate::support::wasm::test_plugin;
+use crate::support::wasm::misbehave_config;
 use crate::support::{
     Gateway, HttpClient, Reply, Upstream, check_config, gateway_cli, root, scratch_dir,
     server_section,
@@ -120,19 +121,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Routes with a plain upstream, a pooled plugin that continues, one that loops past its
 /// timeout, one that traps, and key-auth answering 401 without a key.
 fn counted_config(up: &Upstream) -> String {
-    let module = test_plugin("test-misbehave");
+    let head = misbehave_config(up, &[("misbehave", "timeout_ms = 2000")]);
     format!(
-        r#"{server}
+        r#"{head}
 [admin]
 listen = "127.0.0.1:0"
-
-[upstreams.up]
-targets = [{target}]
-
-[plugins.misbehave]
-module = {module:?}
-capabilities = ["log", "clock", "kv", "counters"]
-timeout_ms = 2000
 
 [plugins.keys]
 module = "builtin:key-auth"
@@ -169,9 +162,7 @@ name = "auth"
 match = {{ path = "/auth" }}
 upstream = "up"
 plugins = [ {{ use = "keys", config = {{ consumers = [] }} }} ]
-"#,
-        server = server_section(),
-        target = up.target(),
+"#
     )
 }
 
@@ -412,34 +403,41 @@ fn dashboard_metrics(dashboard: &Value) -> Vec<String> {
 
 const TOKEN: &str = "s3cret-admin-token-0123";
 
+/// `[server]`, the `extra` tables, upstream `up`, plugin `keys` (key-auth) and `routes`, in
+/// which `ALICE` stands for a use of `keys` that knows consumer `alice` by key `alice-key`.
+fn key_auth_config(up: &Upstream, extra: &str, routes: &str) -> String {
+    let alice = format!(
+        r#"{{ use = "keys", config = {{ consumers = [{{ id = "alice", key_sha256 = "{}" }}] }} }}"#,
+        sha256_hex(b"alice-key")
+    );
+    format!(
+        "{server}\n{extra}\n[upstreams.up]\ntargets = [{target}]\n\n[plugins.keys]\nmodule = \"builtin:key-auth\"\n\n{routes}",
+        server = server_section(),
+        target = up.target(),
+        routes = routes.replace("ALICE", &alice),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_token_guards_everything_but_health_and_config_shows_no_secret() {
     let up = Upstream::echo("up").await;
     let key_hash = sha256_hex(b"alice-key");
-    let config = format!(
-        r#"{server}
-[admin]
+    let extra = format!(
+        r#"[admin]
 listen = "127.0.0.1:0"
 token = "{TOKEN}"
 
 [keys.hs]
 secrets = [{{ kid = "k1", value = "hmac-secret-do-not-show-0123456789" }}]
-
-[upstreams.up]
-targets = [{target}]
-
-[plugins.keys]
-module = "builtin:key-auth"
-
-[[routes]]
-name = "r"
-match = {{ path_prefix = "/" }}
-upstream = "up"
-plugins = [ {{ use = "keys", config = {{ consumers = [{{ id = "alice", key_sha256 = "{key_hash}" }}] }} }} ]
-"#,
-        server = server_section(),
-        target = up.target(),
+"#
     );
+    let routes = r#"[[routes]]
+name = "r"
+match = { path_prefix = "/" }
+upstream = "up"
+plugins = [ ALICE ]
+"#;
+    let config = key_auth_config(&up, &extra, routes);
     let gw = Gateway::start(&config);
     let admin = gw.listener("admin");
     assert_eq!(admin_get(admin, "/health", None).await.status, 200);
@@ -587,33 +585,19 @@ async fn access_log_lines_are_json_a_rotation_loses_none_and_traces_continue() {
     let up = Upstream::echo("up").await;
     let dir = scratch_dir("access-log");
     let log_path = dir.join("access.log");
-    let key_hash = sha256_hex(b"alice-key");
-    let config = format!(
-        r#"{server}
-[access_log]
-to = "{log}"
-
-[upstreams.up]
-targets = [{target}]
-
-[plugins.keys]
-module = "builtin:key-auth"
-
-[[routes]]
+    let extra = format!("[access_log]\nto = \"{}\"\n", log_path.display());
+    let routes = r#"[[routes]]
 name = "open"
-match = {{ path_prefix = "/open" }}
+match = { path_prefix = "/open" }
 upstream = "up"
 
 [[routes]]
 name = "keyed"
-match = {{ path_prefix = "/keyed" }}
+match = { path_prefix = "/keyed" }
 upstream = "up"
-plugins = [ {{ use = "keys", config = {{ consumers = [{{ id = "alice", key_sha256 = "{key_hash}" }}] }} }} ]
-"#,
-        server = server_section(),
-        target = up.target(),
-        log = log_path.display(),
-    );
+plugins = [ ALICE ]
+"#;
+    let config = key_auth_config(&up, &extra, routes);
     let mut gw = Gateway::start(&config);
     let client = HttpClient::http1();
     let inbound = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -707,34 +691,12 @@ plugins = [ {{ use = "keys", config = {{ consumers = [{{ id = "alice", key_sha25
 async fn a_redis_outage_shows_as_a_counter_and_a_gauge() {
     let mut redis = RedisServer::start();
     let up = Upstream::echo("up").await;
-    let config = format!(
-        r#"{server}
-[admin]
-listen = "127.0.0.1:0"
-
-[state]
-backend = "redis"
-url = "{url}"
-timeout_ms = 50
-
-[upstreams.up]
-targets = [{target}]
-
-[plugins.rl]
-module = "builtin:rate-limit"
-capabilities = ["counters", "log"]
-timeout_ms = 500
-
-[[routes]]
-name = "api"
-match = {{ path_prefix = "/" }}
-upstream = "up"
-plugins = [ {{ use = "rl", config = {{ minute = 1000, limit_by = "route" }} }} ]
-"#,
-        server = server_section(),
-        url = redis.url(),
-        target = up.target(),
+    let state = format!(
+        "backend = \"redis\"\nurl = \"{}\"\ntimeout_ms = 50",
+        redis.url()
     );
+    let config = rate_limited_config(&up.target(), &state, "minute = 1000")
+        + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
     let gw = Gateway::start(&config);
     let admin = gw.listener("admin");
     let client = HttpClient::http1();

@@ -7,7 +7,7 @@
 
 use super::route::Route;
 use super::trace::{TraceContext, TraceMode};
-use crate::telemetry::access_log::{self, AccessLog, Entry};
+use crate::telemetry::access_log::{AccessLog, Entry};
 use crate::telemetry::metrics::{self, RouteSeries};
 use http::{HeaderMap, Method, Uri, header};
 use std::sync::Arc;
@@ -149,7 +149,8 @@ impl Record {
         };
         let millis = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         log.log(Entry {
-            time: access_log::now_rfc3339(),
+            time: String::new(),
+            at: std::time::SystemTime::now(),
             request_id: arrived.request_id.to_string(),
             trace_id: self.trace.map(|t| t.trace_id_hex()),
             route: self.route.as_ref().map(|r| r.name.to_string()),
