@@ -76,11 +76,8 @@ pub async fn handle(
     let method = parts.method.clone();
     let uri = parts.uri.clone();
     let mut record = runtime.observe.begin();
-    let bytes_in = if record.on() {
-        record::content_length(&parts.headers)
-    } else {
-        None
-    };
+    // hyper has read the declared length already: a chunked body has none.
+    let bytes_in = hyper::body::Body::size_hint(&body).exact();
     record.trace = TraceContext::of(&parts.headers, runtime.observe.trace);
     let result = match edge::request::check(&mut parts, &runtime.edge.request) {
         Ok(()) => {

@@ -9,7 +9,7 @@ use super::route::Route;
 use super::trace::{TraceContext, TraceMode};
 use crate::telemetry::access_log::{AccessLog, Entry};
 use crate::telemetry::metrics::{self, RouteSeries};
-use http::{HeaderMap, Method, Uri, header};
+use http::{Method, Uri};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,14 +105,6 @@ pub struct Arrived<'a> {
     pub peer: &'a str,
     /// Request id.
     pub request_id: &'a str,
-}
-
-/// The declared body length of a message.
-pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 impl Record {
