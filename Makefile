@@ -11,7 +11,8 @@ setup:
 # What the end-to-end tests drive: Debian's redis-server (started and killed by the tests
 # themselves), PyJWT (the independent JOSE library that makes the test tokens), grpcio and
 # websockets (real gRPC and WebSocket clients and servers), curl and openssl (TLS clients),
-# prometheus-client (the reference parser `/metrics` is checked with).
+# prometheus-client (the reference parser `/metrics` is checked with), opentelemetry-proto (the
+# official OTLP protobuf classes the test collector decodes exported spans with).
 # Debian's own python3 refuses `pip install` outside a venv (PEP 668); the pinned test clients
 # then go in with --break-system-packages (they only add modules, nothing of Debian's changes).
 PIP = python3 -m pip install --quiet --disable-pip-version-check
@@ -26,6 +27,8 @@ test-deps:
 	python3 -c "import grpc" 2>/dev/null || $(call pip_install,"grpcio==1.85.1")
 	python3 -c "import websockets" 2>/dev/null || $(call pip_install,"websockets==15.0.1")
 	python3 -c "import prometheus_client" 2>/dev/null || $(call pip_install,"prometheus-client==0.26.0")
+	python3 -c "import opentelemetry.proto.trace.v1.trace_pb2" 2>/dev/null || \
+		$(call pip_install,"opentelemetry-proto==1.45.2")
 
 ## Serve config/gateway.toml (in-memory defaults; nothing else needed).
 run: setup

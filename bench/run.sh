@@ -28,7 +28,7 @@ ROOT=$PWD
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-none metrics access-log plugin chain chain-request big h2 workers2 tls tls-h2 handshake resume}
+SCENARIOS=${SCENARIOS:-none metrics access-log plugin tracing chain chain-request big h2 workers2 tls tls-h2 handshake resume}
 MEMORY=${MEMORY:-1}
 WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
 BACKEND_PORT=18081 NGINX_PORT=18082 GATEWAY_PORT=18083 NGINX_H2_PORT=18084
@@ -80,7 +80,7 @@ $2
 }
 CONF
 }
-nginx_conf backend "  server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; location / { default_type text/plain; } }" \
+nginx_conf backend "  server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; location / { default_type text/plain; } location = /v1/traces { return 200; } }" \
   > "$WORK/backend.conf"
 taskset -c 1 nginx -c "$WORK/backend.conf" -e "$WORK/logs/backend.err" &
 PIDS+=($!)
@@ -123,9 +123,15 @@ gateway_config() { # $1 = scenario
 listen = \"127.0.0.1:$GATEWAY_ADMIN_PORT\"" ;;
     access-log) observe="[access_log]
 to = \"$WORK/access.log\"" ;;
+    # `tracing`: every request starts a sampled trace whose spans (request, plugin call,
+    # upstream call) are exported over OTLP/HTTP to the backend nginx, which discards them; against
+    # `plugin`'s row its ratio is the export's cost.
+    tracing) observe="[tracing]
+traceparent = \"always\"
+otlp_endpoint = \"http://127.0.0.1:$BACKEND_PORT/v1/traces\"" ;;
   esac
   case "$1" in
-    plugin) plugins='{ use = "rt", config = {} }' ;;
+    plugin|tracing) plugins='{ use = "rt", config = {} }' ;;
     chain|chain-request)
       plugins='{ use = "jwt", config = { key_set = "bench", algorithms = ["HS256"] } },
   { use = "rl", config = { second = 100000000, limit_by = "consumer" } },

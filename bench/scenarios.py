@@ -5,6 +5,7 @@ names = {
     "metrics": "no plugins, metrics on (admin listener)",
     "access-log": "no plugins, JSON access log to a file",
     "plugin": "1 pooled plugin (request-transformer, empty config)",
+    "tracing": "1 pooled plugin, every request traced, spans exported over OTLP/HTTP",
     "chain": "3-plugin chain (jwt-auth HS256 + rate-limit local + request-transformer), pooled",
     "chain-request": "3-plugin chain, isolation = \"request\"",
     "big": "no plugins, 16 KiB body",

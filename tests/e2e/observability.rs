@@ -2,7 +2,8 @@
 //! parsed by the reference Python Prometheus parser and checked against exactly the requests
 //! sent (misbehaving plugins included), the admin token, a `/config` without secrets,
 //! `/ready` turning 503 at shutdown, access log lines as JSON with nothing lost to a rotation,
-//! an inbound `traceparent` continued upstream, and a Redis outage on the gauges.
+//! an inbound `traceparent` continued upstream, spans of request, plugins and upstream decoded
+//! by a real OTLP receiver (flushed at shutdown), and a Redis outage on the gauges.
 
 use crate::ratelimit::rate_limited_config;
 use crate::support::redis::RedisServer;
@@ -418,6 +419,13 @@ fn key_auth_config(up: &Upstream, extra: &str, routes: &str) -> String {
     )
 }
 
+/// A route `name` for `prefix` to upstream `up` behind `ALICE` (see [`key_auth_config`]).
+fn alice_route(name: &str, prefix: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"{name}\"\nmatch = {{ path_prefix = \"{prefix}\" }}\nupstream = \"up\"\nplugins = [ ALICE ]\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_token_guards_everything_but_health_and_config_shows_no_secret() {
     let up = Upstream::echo("up").await;
@@ -431,13 +439,7 @@ token = "{TOKEN}"
 secrets = [{{ kid = "k1", value = "hmac-secret-do-not-show-0123456789" }}]
 "#
     );
-    let routes = r#"[[routes]]
-name = "r"
-match = { path_prefix = "/" }
-upstream = "up"
-plugins = [ ALICE ]
-"#;
-    let config = key_auth_config(&up, &extra, routes);
+    let config = key_auth_config(&up, &extra, &alice_route("r", "/"));
     let gw = Gateway::start(&config);
     let admin = gw.listener("admin");
     assert_eq!(admin_get(admin, "/health", None).await.status, 200);
@@ -499,7 +501,7 @@ plugins = [ ALICE ]
 }
 
 #[test]
-fn check_refuses_an_admin_listener_on_a_proxy_address_and_a_short_token() {
+fn check_refuses_an_admin_listener_on_a_proxy_address_a_short_token_and_bad_tracing() {
     let out = check_config(
         "admin.toml",
         r#"[server]
@@ -512,6 +514,11 @@ token = "short"
 [access_log]
 sample = 0
 
+[tracing]
+sample = 1.5
+otlp_endpoint = "https://collector:4318/v1/traces"
+queue = 0
+
 [[routes]]
 name = "r"
 match = { path_prefix = "/" }
@@ -522,6 +529,9 @@ match = { path_prefix = "/" }
         "DIR/admin.toml:5:10: admin.listen: `127.0.0.1:18443` is also a proxy listener",
         "DIR/admin.toml:6:9: admin.token: the admin token must have at least 16 characters",
         "DIR/admin.toml:9:10: access_log.sample: must be greater than 0 and at most 1",
+        "DIR/admin.toml:12:10: tracing.sample: must be between 0 and 1",
+        "DIR/admin.toml:13:17: tracing.otlp_endpoint: must be an http:// URL",
+        "DIR/admin.toml:14:9: tracing.queue: must be at least 1",
     ] {
         assert!(out.stderr.contains(expected), "{expected}\n{}", out.stderr);
     }
@@ -743,4 +753,239 @@ async fn a_redis_outage_shows_as_a_counter_and_a_gauge() {
         assert!(Instant::now() < deadline, "the gauge never recovered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// An OTLP/HTTP collector: `tests/observability/otlp_receiver.py`, which decodes what it is
+/// sent with OpenTelemetry's own protobuf classes and writes each span as a JSON line.
+struct Collector {
+    child: std::process::Child,
+    port: u16,
+    spans: std::path::PathBuf,
+}
+
+impl Collector {
+    fn start(name: &str) -> Collector {
+        let spans = scratch_dir(name).join("spans.jsonl");
+        let mut child = Command::new("python3")
+            .arg(root().join("tests/observability/otlp_receiver.py"))
+            .arg(&spans)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("the OTLP receiver did not start (is opentelemetry-proto installed?): {line:?}")
+        });
+        Collector { child, port, spans }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/traces", self.port)
+    }
+
+    /// Every span received so far.
+    fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.spans)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The spans of `trace_id`, once `count` of them arrived (within 10 seconds).
+    async fn trace(&self, trace_id: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let spans: Vec<Value> = self
+                .received()
+                .into_iter()
+                .filter(|s| s["trace_id"] == trace_id)
+                .collect();
+            if spans.len() >= count {
+                assert_eq!(spans.len(), count, "{spans:#?}");
+                return spans;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{count} spans of {trace_id} never arrived: {spans:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The one span of `spans` whose name starts with `prefix`.
+fn span<'a>(spans: &'a [Value], prefix: &str) -> &'a Value {
+    let found: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().starts_with(prefix))
+        .collect();
+    assert_eq!(found.len(), 1, "one span named {prefix}…: {spans:#?}");
+    found[0]
+}
+
+/// OTLP span kinds.
+const INTERNAL: i64 = 1;
+const SERVER: i64 = 2;
+const CLIENT: i64 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_of_the_request_its_plugins_and_its_upstream_reach_an_otlp_collector() {
+    let collector = Collector::start("otlp");
+    let up = Upstream::echo("up").await;
+    let routes = &alice_route("keyed", "/keyed");
+    let tracing = |delay_ms: u64| {
+        format!(
+            "[tracing]\notlp_endpoint = \"{}\"\nservice_name = \"edge-gw\"\nbatch_delay_ms = {delay_ms}\n",
+            collector.endpoint()
+        )
+    };
+    let mut gw = Gateway::start(&key_auth_config(&up, &tracing(50), routes));
+    let client = HttpClient::http1();
+    let key = ("x-api-key", "alice-key");
+
+    // A sampled trace, continued: the request span is the caller's child, the plugin and
+    // upstream spans are the request span's, and the upstream's parent is the client span.
+    let passed = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let inbound = format!("00-{passed}-00f067aa0ba902b7-01");
+    let reply = client
+        .get(&gw.url("/keyed/x"), &[key, ("traceparent", &inbound)])
+        .await;
+    assert_eq!(reply.status, 200);
+    let outbound = up.seen().pop().unwrap().headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // The caller decided not to sample: nothing is exported.
+    let unsampled = "0af7651916cd43dd8448eb211c80319c";
+    let reply = client
+        .get(
+            &gw.url("/keyed/x"),
+            &[
+                key,
+                (
+                    "traceparent",
+                    &format!("00-{unsampled}-b7ad6b7169203331-00"),
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    // Denied by the plugin: no upstream span.
+    let denied = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let reply = client
+        .get(
+            &gw.url("/keyed/x"),
+            &[("traceparent", &format!("00-{denied}-00f067aa0ba902b8-01"))],
+        )
+        .await;
+    assert_eq!(reply.status, 401);
+
+    let spans = collector.trace(passed, 3).await;
+    for s in &spans {
+        assert_eq!(s["service"], "edge-gw");
+        assert_eq!(s["scope"], "gateway");
+    }
+    let server = span(&spans, "GET keyed");
+    let plugin = span(&spans, "plugin keys ");
+    let upstream = span(&spans, "upstream up");
+    assert_eq!(server["kind"], SERVER);
+    assert_eq!(server["parent_id"], "00f067aa0ba902b7");
+    assert_eq!(server["attributes"]["http.route"], "keyed");
+    assert_eq!(server["attributes"]["http.request.method"], "GET");
+    assert_eq!(server["attributes"]["url.path"], "/keyed/x");
+    assert_eq!(server["attributes"]["http.response.status_code"], 200);
+    assert!(
+        server["attributes"]["gateway.request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    let server_id = server["span_id"].as_str().unwrap();
+    assert_eq!(plugin["kind"], INTERNAL);
+    assert_eq!(plugin["parent_id"], server_id);
+    assert_eq!(plugin["attributes"]["gateway.plugin"], "keys");
+    assert_eq!(plugin["attributes"]["gateway.outcome"], "continue");
+    assert_eq!(upstream["kind"], CLIENT);
+    assert_eq!(upstream["parent_id"], server_id);
+    assert_eq!(upstream["attributes"]["http.response.status_code"], 200);
+    assert_eq!(
+        outbound,
+        format!("00-{passed}-{}-01", upstream["span_id"].as_str().unwrap()),
+        "the upstream's parent is the gateway's client span"
+    );
+    for child in [plugin, upstream] {
+        assert!(
+            child["start"].as_u64() >= server["start"].as_u64(),
+            "{spans:#?}"
+        );
+        assert!(
+            child["end"].as_u64() <= server["end"].as_u64(),
+            "{spans:#?}"
+        );
+        assert!(child["end"].as_u64() >= child["start"].as_u64());
+    }
+    assert!(
+        plugin["end"].as_u64() <= upstream["start"].as_u64(),
+        "the plugin ran before the upstream call"
+    );
+
+    let spans = collector.trace(denied, 2).await;
+    let server = span(&spans, "GET keyed");
+    assert_eq!(server["attributes"]["http.response.status_code"], 401);
+    assert_eq!(
+        span(&spans, "plugin keys ")["attributes"]["gateway.outcome"],
+        "respond"
+    );
+
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        collector
+            .received()
+            .iter()
+            .all(|s| s["trace_id"] != unsampled),
+        "an unsampled trace was exported"
+    );
+
+    // Spans still queued at shutdown are sent before the gateway exits.
+    let mut gw = Gateway::start(&key_auth_config(&up, &tracing(600_000), routes));
+    let last = "6bf92f3577b34da6a3ce929d0e0e4738";
+    let reply = client
+        .get(
+            &gw.url("/keyed/x"),
+            &[
+                key,
+                ("traceparent", &format!("00-{last}-00f067aa0ba902b9-01")),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        collector.received().iter().all(|s| s["trace_id"] != last),
+        "sent before the batch delay"
+    );
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        collector
+            .received()
+            .iter()
+            .filter(|s| s["trace_id"] == last)
+            .count(),
+        3,
+        "the queue is flushed at shutdown"
+    );
 }

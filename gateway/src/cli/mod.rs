@@ -5,6 +5,7 @@ mod status;
 use crate::admin::{self, Admin};
 use crate::plugin::{Engines, inspect};
 use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::spans::SpanExport;
 use crate::telemetry::{self, LogFormat, metrics};
 use crate::{compile, server};
 use anyhow::Context as _;
@@ -141,6 +142,11 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot open the access log {:?}", log.destination))?;
             runtime.observe.access_log = Some(Arc::new(started));
         }
+        if let Some(export) = &settings.span_export {
+            let started = SpanExport::start(export)
+                .with_context(|| format!("cannot export spans to {}", export.endpoint))?;
+            runtime.observe.spans = Some(Arc::new(started));
+        }
         if settings.admin.as_ref().is_some_and(|admin| admin.metrics) {
             metrics::enable();
             metrics::metrics()
@@ -184,6 +190,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
         if let Some(log) = &runtime.observe.access_log {
             log.flush();
+        }
+        if let Some(spans) = runtime.observe.spans.clone() {
+            // The processor's flush blocks on its export thread.
+            let _ = tokio::task::spawn_blocking(move || spans.shutdown()).await;
         }
         served?;
         Ok(ExitCode::SUCCESS)

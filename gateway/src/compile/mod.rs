@@ -35,6 +35,7 @@ use crate::proxy::{Route, Runtime};
 use crate::router::Router;
 use crate::services::Services;
 use crate::telemetry::access_log::Destination;
+use crate::telemetry::spans::ExportSettings;
 use crate::tls::TlsListener;
 use crate::upstream::Upstream;
 use std::collections::HashMap;
@@ -124,6 +125,8 @@ pub struct ServerSettings {
     pub admin: Option<AdminSettings>,
     /// `[access_log]`, unless off.
     pub access_log: Option<AccessLogSettings>,
+    /// `[tracing]` span export, when an endpoint is set.
+    pub span_export: Option<ExportSettings>,
 }
 
 /// Read, parse and compile the config file at `path`.
@@ -188,6 +191,16 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
                 sample: log.sample,
             })
         }),
+        span_export: config
+            .tracing
+            .otlp_endpoint
+            .as_ref()
+            .map(|endpoint| ExportSettings {
+                endpoint: endpoint.clone(),
+                service_name: config.tracing.service_name.clone(),
+                queue: config.tracing.queue,
+                batch_delay: Duration::from_millis(config.tracing.batch_delay_ms),
+            }),
     };
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
@@ -253,6 +266,7 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
                 observe: Observe {
                     log_query: config.access_log.as_ref().is_some_and(|log| log.query),
                     trace: config.tracing.traceparent,
+                    sample: config.tracing.sample,
                     ..Observe::default()
                 },
             },

@@ -78,6 +78,7 @@ pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigE
     check_state(config, &mut c);
     let admin = check_admin(config, &listen, &mut c);
     check_access_log(config, &mut c);
+    check_tracing(config, &mut c);
     for unit in crate::plugin::host::UNITS {
         for (path, message) in unit.check_config(config) {
             c.fail(path, message);
@@ -180,6 +181,41 @@ fn check_access_log(config: &Config, c: &mut Checker<'_>) {
             key_path!["access_log", "to"],
             "must be `stdout`, `off` or a file path",
         );
+    }
+}
+
+/// `[tracing]`: a sampling share in range, an `http://` OTLP endpoint, a queue.
+fn check_tracing(config: &Config, c: &mut Checker<'_>) {
+    let tracing = &config.tracing;
+    if !(0.0..=1.0).contains(&tracing.sample) {
+        c.fail(
+            key_path!["tracing", "sample"],
+            format!(
+                "must be between 0 and 1 (the share of started traces sampled), not {}",
+                tracing.sample
+            ),
+        );
+    }
+    if let Some(endpoint) = &tracing.otlp_endpoint {
+        let valid = endpoint
+            .parse::<http::Uri>()
+            .is_ok_and(|uri| uri.scheme_str() == Some("http") && uri.host().is_some());
+        if !valid {
+            c.fail(
+                key_path!["tracing", "otlp_endpoint"],
+                format!(
+                    "must be an http:// URL of an OTLP/HTTP traces endpoint \
+                     (e.g. `http://127.0.0.1:4318/v1/traces`; a local collector or agent \
+                     forwards over TLS), not {endpoint:?}"
+                ),
+            );
+        }
+    }
+    if tracing.queue == 0 {
+        c.fail(key_path!["tracing", "queue"], "must be at least 1");
+    }
+    if tracing.batch_delay_ms == 0 {
+        c.fail(key_path!["tracing", "batch_delay_ms"], "must be at least 1");
     }
 }
 

@@ -49,14 +49,56 @@ fn one() -> f64 {
     1.0
 }
 
-/// `[tracing]`: W3C trace context.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[tracing]`: W3C trace context, and span export over OTLP/HTTP.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TracingConfig {
     /// `continue` (default: an inbound `traceparent` is continued to the upstream with the
     /// gateway's span as parent), `always` (start a trace for requests without one), `off`.
     #[serde(default)]
     pub traceparent: TraceMode,
+    /// Share of the traces the gateway starts that are sampled, 0 ≤ sample ≤ 1 (default 1).
+    /// A continued trace keeps its caller's decision.
+    #[serde(default = "one")]
+    pub sample: f64,
+    /// Export spans of sampled requests to this OTLP/HTTP traces endpoint
+    /// (`http://host:4318/v1/traces`); none without it.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `gateway`).
+    #[serde(default = "service_name")]
+    pub service_name: String,
+    /// Spans waiting for export at most; beyond it new ones are dropped (default 2048).
+    #[serde(default = "span_queue")]
+    pub queue: usize,
+    /// Spans are sent in batches at least this often, in milliseconds (default 1000).
+    #[serde(default = "batch_delay_ms")]
+    pub batch_delay_ms: u64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            traceparent: TraceMode::default(),
+            sample: one(),
+            otlp_endpoint: None,
+            service_name: service_name(),
+            queue: span_queue(),
+            batch_delay_ms: batch_delay_ms(),
+        }
+    }
+}
+
+fn service_name() -> String {
+    "gateway".to_string()
+}
+
+fn span_queue() -> usize {
+    2048
+}
+
+fn batch_delay_ms() -> u64 {
+    1000
 }
 
 /// What the gateway does with trace context.

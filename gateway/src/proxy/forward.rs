@@ -46,7 +46,10 @@ pub(super) async fn forward(
         )
         .await;
     if let Some(sent) = sent {
-        record.add_upstream_time(sent.elapsed());
+        let took = sent.elapsed();
+        record.add_upstream_time(took);
+        let status = response.as_ref().ok().map(|r| r.status().as_u16());
+        record.note_upstream(upstream.name(), sent, took, status);
     }
     let response = response.map_err(|e| {
         if e.kind() == ErrorKind::RouteTimeout {

@@ -54,7 +54,6 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
-use trace::TraceContext;
 
 pub use crate::body::Body;
 pub use filter::Filter;
@@ -75,10 +74,9 @@ pub async fn handle(
     // For the log line of a failure; cloning a method or URI shares its bytes.
     let method = parts.method.clone();
     let uri = parts.uri.clone();
-    let mut record = runtime.observe.begin();
+    let mut record = runtime.observe.begin(&parts.headers);
     // hyper has read the declared length already: a chunked body has none.
     let bytes_in = hyper::body::Body::size_hint(&body).exact();
-    record.trace = TraceContext::of(&parts.headers, runtime.observe.trace);
     let result = match edge::request::check(&mut parts, &runtime.edge.request) {
         Ok(()) => {
             proxy(

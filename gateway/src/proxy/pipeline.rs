@@ -171,10 +171,17 @@ impl<'r> Exchange<'r> {
     }
 }
 
-/// Count a call that started at `timer` (metrics, and the request's plugin time).
+/// Count a call that started at `timer` (metrics, the request's plugin time, its span).
 fn note_call(record: &mut Record, series: &PhaseSeries, outcome: CallOutcome<'_>, timer: Instant) {
     let took = timer.elapsed();
     record.add_plugin_time(took);
+    record.note_call(
+        series.plugin(),
+        series.phase(),
+        series.outcome_label(outcome),
+        timer,
+        took,
+    );
     if metrics::enabled() {
         series.call(outcome, took);
     }

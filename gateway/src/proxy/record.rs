@@ -1,17 +1,21 @@
 //! What one request did, gathered on its way through the phases and written out once at its
 //! end: its metrics and its access log line ([`Record::finish`]).
 //!
-//! A request is recorded only when someone looks ([`Observe::begin`]: metrics are on or the
-//! access log wants it); otherwise the phases skip their clock reads and the record stays
-//! empty.
+//! A request is recorded only when someone looks ([`Observe::begin`]: metrics are on, the
+//! access log wants it, or its trace is sampled for export); otherwise the phases skip their
+//! clock reads and the record stays empty.
 
 use super::route::Route;
-use super::trace::{TraceContext, TraceMode};
+use super::trace::{TraceContext, TraceMode, new_span_id};
 use crate::telemetry::access_log::{AccessLog, Entry};
 use crate::telemetry::metrics::{self, RouteSeries};
-use http::{Method, Uri};
+use crate::telemetry::spans::{Span, SpanExport};
+use http::{HeaderMap, Method, Uri};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How requests are observed, per config.
 pub struct Observe {
@@ -21,6 +25,10 @@ pub struct Observe {
     pub log_query: bool,
     /// What happens to trace context.
     pub trace: TraceMode,
+    /// Share of the traces the gateway starts that are sampled.
+    pub sample: f64,
+    /// Span export, when `[tracing] otlp_endpoint` is set.
+    pub spans: Option<Arc<SpanExport>>,
     /// The series of requests no route matched (`route="-"`).
     pub unrouted: RouteSeries,
 }
@@ -31,21 +39,71 @@ impl Default for Observe {
             access_log: None,
             log_query: false,
             trace: TraceMode::default(),
+            sample: 1.0,
+            spans: None,
             unrouted: RouteSeries::new(Arc::from("-")),
         }
     }
 }
 
 impl Observe {
-    /// A record for a request whose head was just read: recording (clock started) when
-    /// metrics are on or the access log wants this request, empty otherwise.
-    pub fn begin(&self) -> Record {
+    /// A record for a request whose head (`headers`) was just read, with its trace:
+    /// recording (clock started) when metrics are on, the access log wants this request or
+    /// its spans are exported; empty otherwise.
+    pub fn begin(&self, headers: &HeaderMap) -> Record {
         let log = self.access_log.as_ref().is_some_and(|log| log.wants());
+        let trace = TraceContext::of(headers, self.trace, self.sample);
+        let spans = (self.spans.is_some() && trace.is_some_and(|t| t.sampled()))
+            .then(|| Box::new(SpanNotes::new()));
         Record {
-            started: (log || metrics::enabled()).then(Instant::now),
+            started: (log || spans.is_some() || metrics::enabled()).then(Instant::now),
             log,
+            trace,
+            spans,
             ..Record::default()
         }
+    }
+}
+
+/// What a sampled request's spans are made of, noted as it goes.
+pub struct SpanNotes {
+    /// Wall-clock time of the request's start (the others are placed from their `Instant`s).
+    wall: SystemTime,
+    /// When the record's clock started.
+    at: Instant,
+    /// Plugin calls.
+    calls: Vec<CallNote>,
+    /// The upstream call.
+    upstream: Option<UpstreamNote>,
+}
+
+struct CallNote {
+    plugin: Arc<str>,
+    phase: &'static str,
+    outcome: String,
+    start: Instant,
+    took: Duration,
+}
+
+struct UpstreamNote {
+    upstream: Arc<str>,
+    start: Instant,
+    took: Duration,
+    status: Option<u16>,
+}
+
+impl SpanNotes {
+    fn new() -> Self {
+        SpanNotes {
+            wall: SystemTime::now(),
+            at: Instant::now(),
+            calls: Vec::new(),
+            upstream: None,
+        }
+    }
+
+    fn wall(&self, at: Instant) -> SystemTime {
+        self.wall + at.saturating_duration_since(self.at)
     }
 }
 
@@ -74,6 +132,8 @@ pub struct Record {
     pub consumer: Option<String>,
     /// The gateway's error code, when it answered an error itself.
     pub error: Option<&'static str>,
+    /// Span notes, when the request's trace is exported.
+    spans: Option<Box<SpanNotes>>,
 }
 
 impl Record {
@@ -90,6 +150,45 @@ impl Record {
     /// Add `took` to the time spent waiting on upstreams.
     pub fn add_upstream_time(&mut self, took: Duration) {
         *self.upstream_time.get_or_insert(Duration::ZERO) += took;
+    }
+
+    /// A plugin call, for the request's spans (when they are exported).
+    pub fn note_call(
+        &mut self,
+        plugin: &Arc<str>,
+        phase: &'static str,
+        outcome: &str,
+        start: Instant,
+        took: Duration,
+    ) {
+        if let Some(notes) = &mut self.spans {
+            notes.calls.push(CallNote {
+                plugin: plugin.clone(),
+                phase,
+                outcome: outcome.to_string(),
+                start,
+                took,
+            });
+        }
+    }
+
+    /// The upstream call to `upstream` (answered with `status`, if it answered), for the
+    /// request's spans.
+    pub fn note_upstream(
+        &mut self,
+        upstream: &str,
+        start: Instant,
+        took: Duration,
+        status: Option<u16>,
+    ) {
+        if let Some(notes) = &mut self.spans {
+            notes.upstream = Some(UpstreamNote {
+                upstream: Arc::from(upstream),
+                start,
+                took,
+                status,
+            });
+        }
     }
 }
 
@@ -120,6 +219,10 @@ impl Record {
             return;
         };
         let took = started.elapsed();
+        if let (Some(notes), Some(export), Some(trace)) = (&self.spans, &observe.spans, &self.trace)
+        {
+            export_spans(export, trace, notes, &self, arrived, status, took);
+        }
         if metrics::enabled() {
             let series = self.route.as_ref().map_or(&observe.unrouted, |r| &r.series);
             series.count(
@@ -165,4 +268,95 @@ impl Record {
             answered_by: self.answered_by.map(|p| p.to_string()),
         });
     }
+}
+
+/// The request's spans: a server span (the gateway's span id of `trace`), its plugin calls
+/// and its upstream call (the span the upstream's `traceparent` names) below it.
+fn export_spans(
+    export: &SpanExport,
+    trace: &TraceContext,
+    notes: &SpanNotes,
+    record: &Record,
+    arrived: &Arrived<'_>,
+    status: u16,
+    took: Duration,
+) {
+    let route = record.route.as_ref().map(|r| r.name.clone());
+    let child = |span_id, kind, name: String, start: Instant, took, attributes, failed| Span {
+        trace_id: trace.trace_id,
+        span_id,
+        parent_id: Some(trace.span_id),
+        parent_is_remote: false,
+        kind,
+        name: Cow::Owned(name),
+        start: notes.wall(start),
+        took,
+        attributes,
+        failed,
+    };
+    for call in &notes.calls {
+        let failed = !matches!(call.outcome.as_str(), "continue" | "respond" | "replace");
+        export.end(child(
+            new_span_id(),
+            SpanKind::Internal,
+            format!("plugin {} {}", call.plugin, call.phase),
+            call.start,
+            call.took,
+            vec![
+                KeyValue::new("gateway.plugin", call.plugin.to_string()),
+                KeyValue::new("gateway.phase", call.phase),
+                KeyValue::new("gateway.outcome", call.outcome.clone()),
+            ],
+            failed,
+        ));
+    }
+    if let Some(call) = &notes.upstream {
+        let mut attributes = vec![KeyValue::new("gateway.upstream", call.upstream.to_string())];
+        if let Some(target) = &record.target {
+            attributes.push(KeyValue::new("server.address", target.to_string()));
+        }
+        if let Some(status) = call.status {
+            attributes.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+        }
+        export.end(child(
+            trace.upstream_span_id,
+            SpanKind::Client,
+            format!("upstream {}", call.upstream),
+            call.start,
+            call.took,
+            attributes,
+            call.status.is_none_or(|s| s >= 500),
+        ));
+    }
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", arrived.method.to_string()),
+        KeyValue::new("url.path", arrived.uri.path().to_string()),
+        KeyValue::new("http.response.status_code", i64::from(status)),
+        KeyValue::new("client.address", arrived.peer.to_string()),
+        KeyValue::new("gateway.request_id", arrived.request_id.to_string()),
+    ];
+    if let Some(route) = &route {
+        attributes.push(KeyValue::new("http.route", route.to_string()));
+    }
+    if let Some(code) = record.error {
+        attributes.push(KeyValue::new("error.type", code));
+    }
+    export.end(Span {
+        trace_id: trace.trace_id,
+        span_id: trace.span_id,
+        parent_id: trace.parent_id,
+        parent_is_remote: trace.parent_id.is_some(),
+        kind: SpanKind::Server,
+        name: Cow::Owned(match &route {
+            Some(route) => format!("{} {route}", arrived.method),
+            None => arrived.method.to_string(),
+        }),
+        start: notes.wall,
+        took,
+        attributes,
+        failed: status >= 500,
+    });
 }

@@ -1,9 +1,12 @@
 //! W3C Trace Context: continue a client's trace (`traceparent`) or start one, and tell the
-//! upstream. The gateway is one hop of the trace: the upstream's parent is a span id of the
-//! gateway's own, its trace id and flags the client's. `tracestate` is passed on untouched
+//! upstream. The gateway is one hop of the trace, with two spans: the request's (a child of
+//! the client's span) and the upstream call's (its child, and the upstream's parent). The
+//! trace id and flags are the client's; a trace the gateway starts is sampled at
+//! `[tracing] sample`. `tracestate` is passed on untouched
 //! (the gateway adds no vendor entry), as the recommendation allows.
 
 pub use crate::config::TraceMode;
+use crate::telemetry::spans::sample_root;
 use http::{HeaderMap, HeaderValue};
 
 /// `traceparent`.
@@ -16,6 +19,8 @@ pub struct TraceContext {
     pub trace_id: u128,
     /// The gateway's span for this request (never zero).
     pub span_id: u64,
+    /// The gateway's span for the upstream call: the upstream's parent (never zero).
+    pub upstream_span_id: u64,
     /// The caller's span, when the trace was continued.
     pub parent_id: Option<u64>,
     /// Trace flags (bit 0: sampled).
@@ -23,8 +28,9 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// The request's trace under `mode`: the client's continued, or a new one (`Always`).
-    pub fn of(headers: &HeaderMap, mode: TraceMode) -> Option<TraceContext> {
+    /// The request's trace under `mode`: the client's continued, or a new one (`Always`),
+    /// sampled at `sample`.
+    pub fn of(headers: &HeaderMap, mode: TraceMode, sample: f64) -> Option<TraceContext> {
         if mode == TraceMode::Off {
             return None;
         }
@@ -38,17 +44,27 @@ impl TraceContext {
             Some((trace_id, parent, flags)) => Some(TraceContext {
                 trace_id,
                 span_id: new_span_id(),
+                upstream_span_id: new_span_id(),
                 parent_id: Some(parent),
                 flags,
             }),
-            None if mode == TraceMode::Always => Some(TraceContext {
-                trace_id: (u128::from(new_span_id()) << 64) | u128::from(new_span_id()),
-                span_id: new_span_id(),
-                parent_id: None,
-                flags: 1,
-            }),
+            None if mode == TraceMode::Always => {
+                let trace_id = (u128::from(new_span_id()) << 64) | u128::from(new_span_id());
+                Some(TraceContext {
+                    trace_id,
+                    span_id: new_span_id(),
+                    upstream_span_id: new_span_id(),
+                    parent_id: None,
+                    flags: u8::from(sample_root(trace_id, sample)),
+                })
+            }
             None => None,
         }
+    }
+
+    /// Whether the trace is sampled (flag bit 0).
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
     }
 
     /// The trace id as 32 lowercase hex digits.
@@ -56,11 +72,12 @@ impl TraceContext {
         format!("{:032x}", self.trace_id)
     }
 
-    /// `traceparent` for the upstream: this trace, the gateway's span as parent.
+    /// `traceparent` for the upstream: this trace, the gateway's upstream-call span as
+    /// parent.
     pub fn traceparent(&self) -> HeaderValue {
         let text = format!(
             "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
+            self.trace_id, self.upstream_span_id, self.flags
         );
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
@@ -71,7 +88,8 @@ impl TraceContext {
     }
 }
 
-fn new_span_id() -> u64 {
+/// A random span id (never zero).
+pub(crate) fn new_span_id() -> u64 {
     loop {
         let id = crate::telemetry::fast_random();
         if id != 0 {
@@ -127,7 +145,7 @@ mod tests {
 
     #[test]
     fn an_inbound_trace_is_continued_with_a_span_of_our_own() {
-        let trace = TraceContext::of(&headers(&[INBOUND]), TraceMode::Continue).unwrap();
+        let trace = TraceContext::of(&headers(&[INBOUND]), TraceMode::Continue, 1.0).unwrap();
         assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(trace.parent_id, Some(0x00f0_67aa_0ba9_02b7));
         assert_ne!(trace.span_id, 0x00f0_67aa_0ba9_02b7);
@@ -139,6 +157,9 @@ mod tests {
         );
         assert!(out.ends_with("-01"));
         assert_eq!(out.len(), 55);
+        // The upstream's parent is the gateway's upstream-call span, below its request span.
+        assert!(out.contains(&format!("-{:016x}-", trace.upstream_span_id)));
+        assert_ne!(trace.upstream_span_id, trace.span_id);
     }
 
     #[test]
@@ -152,20 +173,34 @@ mod tests {
             "garbage",
         ] {
             assert_eq!(
-                TraceContext::of(&headers(&[bad]), TraceMode::Continue),
+                TraceContext::of(&headers(&[bad]), TraceMode::Continue, 1.0),
                 None,
                 "{bad}"
             );
-            let started = TraceContext::of(&headers(&[bad]), TraceMode::Always).unwrap();
+            let started = TraceContext::of(&headers(&[bad]), TraceMode::Always, 1.0).unwrap();
             assert_eq!(started.parent_id, None, "{bad}");
         }
         assert_eq!(
-            TraceContext::of(&headers(&[INBOUND, INBOUND]), TraceMode::Continue),
+            TraceContext::of(&headers(&[INBOUND, INBOUND]), TraceMode::Continue, 1.0),
             None
         );
-        assert_eq!(TraceContext::of(&headers(&[INBOUND]), TraceMode::Off), None);
+        assert_eq!(
+            TraceContext::of(&headers(&[INBOUND]), TraceMode::Off, 1.0),
+            None
+        );
+        // Traces the gateway starts are sampled at the ratio; continued ones keep their flags.
+        assert!(
+            !TraceContext::of(&headers(&[]), TraceMode::Always, 0.0)
+                .unwrap()
+                .sampled()
+        );
+        assert!(
+            TraceContext::of(&headers(&[INBOUND]), TraceMode::Continue, 0.0)
+                .unwrap()
+                .sampled()
+        );
         // A later version may append fields; its first four are used.
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever";
-        assert!(TraceContext::of(&headers(&[later]), TraceMode::Continue).is_some());
+        assert!(TraceContext::of(&headers(&[later]), TraceMode::Continue, 1.0).is_some());
     }
 }

@@ -404,13 +404,19 @@ pub struct PhaseSeries {
     plugin: Arc<str>,
     route: Arc<str>,
     phase: &'static str,
+    answered_label: &'static str,
     passed: IntCounter,
     answered: IntCounter,
     duration: Histogram,
 }
 
 impl PhaseSeries {
-    fn new(plugin: &Arc<str>, route: &Arc<str>, phase: &'static str, answered: &str) -> Self {
+    fn new(
+        plugin: &Arc<str>,
+        route: &Arc<str>,
+        phase: &'static str,
+        answered: &'static str,
+    ) -> Self {
         let m = metrics();
         PhaseSeries {
             passed: m
@@ -425,6 +431,26 @@ impl PhaseSeries {
             plugin: plugin.clone(),
             route: route.clone(),
             phase,
+            answered_label: answered,
+        }
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &Arc<str> {
+        &self.plugin
+    }
+
+    /// `request` or `response`.
+    pub fn phase(&self) -> &'static str {
+        self.phase
+    }
+
+    /// The `outcome` label of `outcome`.
+    pub fn outcome_label<'a>(&self, outcome: CallOutcome<'a>) -> &'a str {
+        match outcome {
+            CallOutcome::Passed => "continue",
+            CallOutcome::Answered => self.answered_label,
+            CallOutcome::Failed(label) => label,
         }
     }
 

@@ -2,11 +2,12 @@
 //! the level comes from `RUST_LOG` (default `info`). Plugin `log` calls arrive here under the
 //! `plugin` target, tagged with plugin, route and request id.
 //!
-//! Beside the log: Prometheus [`metrics`], the [`access_log`], and whether the gateway is ready
+//! Beside the log: Prometheus [`metrics`], the [`access_log`], exported [`spans`], and whether the gateway is ready
 //! (`/ready` on the admin listener).
 
 pub mod access_log;
 pub mod metrics;
+pub mod spans;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::EnvFilter;
