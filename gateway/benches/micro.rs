@@ -84,7 +84,7 @@ fn noop_filter(rt: &tokio::runtime::Runtime, isolation: &str) -> WasmFilter {
         .unwrap();
     // Engines stop their epoch ticker on drop; keep them for the whole run.
     std::mem::forget(engines);
-    WasmFilter::new(pool)
+    WasmFilter::new(pool, "bench")
 }
 
 fn request_with_headers(count: usize) -> http::request::Parts {
@@ -103,6 +103,7 @@ fn call(rt: &tokio::runtime::Runtime, filter: Option<&WasmFilter>, request: &htt
     let mut ctx = RequestContext {
         route: Arc::from("bench"),
         request_id: Arc::from("req-1"),
+        trace_id: None,
         client_addr: Arc::from("127.0.0.1:5000"),
         scheme: "http",
         attributes: Arc::from([]),

@@ -572,6 +572,7 @@ pub fn request_action(input: RequestActionInput) {
     let mut ctx = RequestContext {
         route: Arc::from("fuzz"),
         request_id: Arc::from("fuzz-1"),
+        trace_id: None,
         client_addr: Arc::from("127.0.0.1:1"),
         scheme: "http",
         attributes: Arc::from([]),

@@ -163,6 +163,24 @@ name = "auth"
 match = {{ path = "/auth" }}
 upstream = "up"
 plugins = [ {{ use = "keys", config = {{ consumers = [] }} }} ]
+
+[[routes]]
+name = "metered"
+match = {{ path = "/metered" }}
+upstream = "up"
+plugins = [ {{ use = "misbehave", config = {{ mode = "ok" }}, fuel = 100000000 }} ]
+
+[[routes]]
+name = "burn"
+match = {{ path = "/burn" }}
+upstream = "up"
+plugins = [ {{ use = "misbehave", config = {{ mode = "loop" }}, fuel = 1000000 }} ]
+
+[[routes]]
+name = "counting"
+match = {{ path = "/counting" }}
+upstream = "up"
+plugins = [ {{ use = "misbehave", config = {{ mode = "counter-flood" }} }} ]
 "#
     )
 }
@@ -202,6 +220,15 @@ async fn metrics_count_exactly_the_requests_sent_and_every_plugin_violation() {
     for _ in 0..2 {
         assert_eq!(get("/nowhere").await.status, 404);
     }
+    for _ in 0..3 {
+        assert_eq!(get("/metered").await.status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(get("/burn").await.status, 500);
+    }
+    for _ in 0..2 {
+        assert_eq!(get("/counting").await.status, 200);
+    }
     let (text, m) = scrape(admin, None).await;
     let requests = "gateway_requests_total";
     let at = |route, method, status| [("route", route), ("method", method), ("status", status)];
@@ -216,7 +243,7 @@ async fn metrics_count_exactly_the_requests_sent_and_every_plugin_violation() {
     assert_eq!(value(&m, requests, &at("panic", "GET", "500")), 3.0);
     assert_eq!(value(&m, requests, &at("auth", "GET", "401")), 4.0);
     assert_eq!(value(&m, requests, &at("-", "GET", "404")), 2.0);
-    assert_eq!(sum(&m, requests, &[]), 26.0, "nothing else counted");
+    assert_eq!(sum(&m, requests, &[]), 33.0, "nothing else counted");
     let errors = "gateway_errors_total";
     assert_eq!(
         value(&m, errors, &[("route", "-"), ("code", "no_route")]),
@@ -255,6 +282,34 @@ async fn metrics_count_exactly_the_requests_sent_and_every_plugin_violation() {
     assert_eq!(value(&m, durations, &looping), 2.0);
     let looped = value(&m, "gateway_plugin_call_duration_seconds_sum", &looping);
     assert!(looped >= 0.1, "two 50 ms timeouts took {looped} s");
+    // Fuel: only uses with a budget have the histogram; a call that ran out burnt all of it.
+    let fuel = |route| {
+        [
+            ("plugin", "misbehave"),
+            ("route", route),
+            ("phase", "request"),
+        ]
+    };
+    let fuel_count = "gateway_plugin_fuel_consumed_count";
+    let fuel_sum = "gateway_plugin_fuel_consumed_sum";
+    assert_eq!(value(&m, fuel_count, &fuel("metered")), 3.0, "{text}");
+    let metered = value(&m, fuel_sum, &fuel("metered"));
+    assert!(metered > 0.0 && metered < 3e8, "{metered}");
+    assert_eq!(value(&m, fuel_count, &fuel("burn")), 2.0);
+    assert_eq!(value(&m, fuel_sum, &fuel("burn")), 2e6);
+    assert_eq!(value(&m, calls, &call("misbehave", "burn", "fuel")), 2.0);
+    assert!(
+        !m.iter()
+            .any(|s| s.name == fuel_count && s.labels["route"] == "ok"),
+        "no fuel series for a use without a budget"
+    );
+    // Host-call time: the counters calls of `counting` waited in the host, `ok` never did.
+    let host = "gateway_plugin_host_call_duration_seconds";
+    assert_eq!(value(&m, &format!("{host}_count"), &fuel("counting")), 2.0);
+    assert!(value(&m, &format!("{host}_sum"), &fuel("counting")) > 0.0);
+    assert_eq!(value(&m, &format!("{host}_count"), &fuel("ok")), 5.0);
+    assert_eq!(value(&m, &format!("{host}_sum"), &fuel("ok")), 0.0);
+
     // Trapped instances are discarded (and new ones made).
     assert!(
         value(
@@ -289,14 +344,29 @@ async fn metrics_count_exactly_the_requests_sent_and_every_plugin_violation() {
         "gateway_upstream_attempts_total",
         &[("upstream", "up"), ("target", &target), ("outcome", "ok")],
     );
-    assert_eq!(attempts, 15.0, "{text}");
+    assert_eq!(attempts, 20.0, "{text}");
     assert_eq!(
         value(
             &m,
             "gateway_upstream_response_duration_seconds_count",
             &[("upstream", "up")]
         ),
-        15.0
+        20.0
+    );
+    // One request at a time, each response read before the next: the upstream connections
+    // (one per worker that served) are back in the pool, idle, and none is active.
+    let pooled = |state| {
+        [
+            ("upstream", "up"),
+            ("target", target.as_str()),
+            ("state", state),
+        ]
+    };
+    let idle = value(&m, "gateway_upstream_connections", &pooled("idle"));
+    assert!((1.0..=2.0).contains(&idle), "{text}");
+    assert_eq!(
+        value(&m, "gateway_upstream_connections", &pooled("active")),
+        0.0
     );
     let listener = gw.addr.to_string();
     assert!(
@@ -329,9 +399,14 @@ async fn metrics_count_exactly_the_requests_sent_and_every_plugin_violation() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     // Exact paths by length (ties in config order), then prefixes.
-    assert_eq!(order, ["plain", "loop", "auth", "ok", "panic"]);
-    assert_eq!(routes[4]["match"]["path"]["prefix"], "/panic");
-    assert_eq!(routes[3]["plugins"], serde_json::json!(["misbehave"]));
+    assert_eq!(
+        order,
+        [
+            "counting", "metered", "plain", "loop", "auth", "burn", "ok", "panic"
+        ]
+    );
+    assert_eq!(routes[7]["match"]["path"]["prefix"], "/panic");
+    assert_eq!(routes[6]["plugins"], serde_json::json!(["misbehave"]));
     let plugins = admin_get(admin, "/plugins", None).await.json();
     let looping = plugins
         .as_array()

@@ -89,12 +89,23 @@ async fn a_log_flood_writes_its_budget_and_one_summary_and_the_request_succeeds(
     let gw = Gateway::start(&config(&up, &["log-flood"]));
     let client = HttpClient::http1();
     let started = std::time::Instant::now();
-    let reply = client.get(&gw.url("/log-flood"), &[]).await;
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let reply = client
+        .get(&gw.url("/log-flood"), &[("traceparent", trace)])
+        .await;
     eprintln!("a flooding call took {:?}", started.elapsed());
     assert_eq!(reply.status, 200, "{}", reply.text());
     let log = gw.log();
     let flood_line = "f".repeat(100);
     let written = log.lines().filter(|l| l.contains(&flood_line)).count();
+    // Each of the plugin's lines names its request and trace.
+    let request_id = reply.header("x-request-id").unwrap();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains(&flood_line))
+            .all(|l| l.contains(request_id) && l.contains("4bf92f3577b34da6a3ce929d0e0e4736")),
+        "{log}"
+    );
     let summaries: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("over its log budget"))

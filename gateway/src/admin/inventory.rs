@@ -123,6 +123,29 @@ fn call_counts() -> CallCounts {
     counts
 }
 
+/// `gateway_upstream_connections{upstream,target,state}`: idle and active connections of
+/// every routed upstream's targets now.
+pub fn update_connection_gauges(runtime: &Runtime) {
+    let gauges = &metrics::metrics().upstream_connections;
+    let mut seen: Vec<&Arc<crate::upstream::Upstream>> = Vec::new();
+    for (_, route) in runtime.router.iter() {
+        let Some(upstream) = &route.upstream else {
+            continue;
+        };
+        if seen.iter().any(|u| Arc::ptr_eq(u, upstream)) {
+            continue;
+        }
+        seen.push(upstream);
+        for (target, idle, active) in upstream.connections() {
+            let labels = |state| [upstream.name(), target, state];
+            gauges.with_label_values(&labels("idle")).set(idle as i64);
+            gauges
+                .with_label_values(&labels("active"))
+                .set(active as i64);
+        }
+    }
+}
+
 /// `gateway_plugin_instances{plugin,route,state}`: warm and busy instances of every use now.
 pub fn update_instance_gauges(runtime: &Runtime) {
     let gauges = &metrics::metrics().plugin_instances;

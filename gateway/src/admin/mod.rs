@@ -95,6 +95,7 @@ impl Admin {
         match path {
             "/metrics" if metrics::enabled() => {
                 inventory::update_instance_gauges(&self.runtime);
+                inventory::update_connection_gauges(&self.runtime);
                 let mut response = text(StatusCode::OK, metrics::render());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,

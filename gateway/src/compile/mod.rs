@@ -411,7 +411,7 @@ async fn build_filter(
     }
     let config_json = serde_json::Value::Object(table).to_string();
     match InstancePool::new(plugin, config_json, limits).await {
-        Ok(pool) => Some(Arc::new(WasmFilter::new(pool))),
+        Ok(pool) => Some(Arc::new(WasmFilter::new(pool, route))),
         Err(violation) => {
             let message = match violation {
                 Violation::Init(message) => message,

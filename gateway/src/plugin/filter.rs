@@ -15,6 +15,7 @@ use crate::proxy::filter::{
 };
 use crate::proxy::headers::{Attributes, HeaderEdits};
 use crate::proxy::local_response;
+use crate::telemetry::metrics::{self, CostSeries};
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -31,6 +32,8 @@ pub struct WasmFilter {
     request_headers: Option<Vec<HeaderName>>,
     /// Response headers the plugin reads (`None`: all).
     response_headers: Option<Vec<HeaderName>>,
+    /// Fuel and host-call time of the request phase's calls, and the response phase's.
+    costs: (CostSeries, Option<CostSeries>),
 }
 
 /// Valid header names of a plugin's declaration; a name that is not a header name cannot
@@ -45,10 +48,19 @@ fn declared(names: &Option<Vec<String>>) -> Option<Vec<HeaderName>> {
 }
 
 impl WasmFilter {
-    /// Wrap an instance pool.
-    pub fn new(pool: Arc<InstancePool>) -> Self {
+    /// Wrap an instance pool of a use on `route`.
+    pub fn new(pool: Arc<InstancePool>, route: &str) -> Self {
         let settings = pool.settings();
+        let plugin = pool.plugin_name();
+        let fueled = pool.limits().fuel.is_some();
+        let costs = (
+            CostSeries::new(plugin, route, "request", fueled),
+            settings
+                .response_phase
+                .then(|| CostSeries::new(plugin, route, "response", fueled)),
+        );
         WasmFilter {
+            costs,
             needs: FilterNeeds {
                 request_body: settings.request_body,
                 response_body: settings.response_body,
@@ -78,15 +90,25 @@ impl WasmFilter {
             .map(|lease| *lease)
     }
 
-    /// After a call: check its answer against the output caps (`check`), put the instance
-    /// back ([`Self::put_back`]), and turn a violation into this use's failure.
+    /// After a call: count its cost in `costs`, check its answer against the output caps
+    /// (`check`), put the instance back ([`Self::put_back`]), and turn a violation into this
+    /// use's failure.
     fn settle<T>(
         &self,
         slot: &mut Slot,
-        (lease, result): Outcome<T>,
+        (lease, result, cost): Outcome<T>,
+        costs: Option<&CostSeries>,
         keep: bool,
         check: fn(&T, &Limits) -> Result<(), Violation>,
     ) -> Result<T, FilterFailure> {
+        if let Some(costs) = costs.filter(|_| metrics::enabled()) {
+            // A call that ran out of fuel burnt the whole budget.
+            let fuel = match &result {
+                Err(Violation::Fuel) => self.pool.limits().fuel,
+                _ => cost.fuel,
+            };
+            costs.observe(fuel, cost.host_time);
+        }
         let result = result.and_then(|answer| check(&answer, self.pool.limits()).map(|()| answer));
         if let Some(lease) = lease {
             self.put_back(slot, lease, &result, keep);
@@ -165,12 +187,10 @@ impl Filter for WasmFilter {
             let args = RequestArgs::new(request, ctx, self.request_headers.as_deref(), body);
             let lease = Self::kept_lease(slot);
             let call = OnRequest(args);
-            let outcome = self
-                .pool
-                .call(lease, &ctx.route, &ctx.request_id, call)
-                .await;
+            let outcome = self.pool.call(lease, ctx.call_names(), call).await;
             let keep = self.needs.response_phase;
-            let action = self.settle(slot, outcome, keep, limits::check_request_action)?;
+            let costs = Some(&self.costs.0);
+            let action = self.settle(slot, outcome, costs, keep, limits::check_request_action)?;
             request_verdict(action, request).map_err(|v| self.failure(&v))
         }
         .boxed()
@@ -191,11 +211,9 @@ impl Filter for WasmFilter {
                 fields: Fields::select(&response.headers, self.response_headers.as_deref()),
             };
             let lease = Self::kept_lease(slot);
-            let outcome = self
-                .pool
-                .call(lease, &ctx.route, &ctx.request_id, call)
-                .await;
-            let action = self.settle(slot, outcome, false, limits::check_response_action)?;
+            let outcome = self.pool.call(lease, ctx.call_names(), call).await;
+            let costs = self.costs.1.as_ref();
+            let action = self.settle(slot, outcome, costs, false, limits::check_response_action)?;
             response_verdict(action).map_err(|v| self.failure(&v))
         }
         .boxed()

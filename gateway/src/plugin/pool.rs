@@ -110,8 +110,28 @@ pub trait GuestCall: Send + 'static {
 }
 
 /// What a call hands back: the lease (`None` when it was lost with a call that ran out of
-/// time on a guest thread) and the call's result.
-pub type Outcome<T> = (Option<Lease>, Result<T, Violation>);
+/// time on a guest thread), the call's result and its cost.
+pub type Outcome<T> = (Option<Lease>, Result<T, Violation>, CallCost);
+
+/// What one call cost, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CallCost {
+    /// Fuel the guest burnt, when the use has a fuel budget (and the call came back).
+    pub fuel: Option<u64>,
+    /// Time spent in host calls that can wait (state backend, key sets).
+    pub host_time: Duration,
+}
+
+/// What names a call in the plugin's log lines.
+#[derive(Debug, Clone, Copy)]
+pub struct CallNames<'a> {
+    /// The route.
+    pub route: &'a Arc<str>,
+    /// The request id.
+    pub request_id: &'a str,
+    /// The request's trace, if it has one.
+    pub trace_id: Option<u128>,
+}
 
 /// The instances of one plugin use.
 pub struct InstancePool {
@@ -202,30 +222,24 @@ impl InstancePool {
     }
 
     /// Run one guest call on `lease` (the request's own, kept from an earlier phase) or on
-    /// an instance leased now; `route` and `request_id` name the call in the plugin's log
-    /// lines.
+    /// an instance leased now; `names` name the call in the plugin's log lines.
     pub async fn call<C: GuestCall>(
         &self,
         lease: Option<Lease>,
-        route: &Arc<str>,
-        request_id: &str,
+        names: CallNames<'_>,
         call: C,
     ) -> Outcome<C::Answer> {
         let (mut lease, start) = match lease {
             Some(lease) => (lease, Instant::now()),
             None => match self.lease().await {
                 Ok(leased) => leased,
-                Err(violation) => return (None, Err(violation)),
+                Err(violation) => return (None, Err(violation), CallCost::default()),
             },
         };
         let deadline = start + self.limits.timeout;
-        lease.instance.prepare(
-            deadline,
-            &self.limits,
-            self.plugin.metered,
-            route,
-            request_id,
-        );
+        lease
+            .instance
+            .prepare(deadline, &self.limits, self.plugin.metered, names);
         let ticked = lease.instance.ticked.clone();
         let running = self.plugin.ticker.running();
         // Boxed where it is made: moved by pointer from here on, whichever thread finishes it.
@@ -236,11 +250,20 @@ impl InstancePool {
         });
         match self.drive(start, deadline, &ticked, call).await {
             Some((lease, result)) => {
-                let exceeded = lease.instance.store.data().limiter.exceeded;
+                let store = &lease.instance.store;
+                let exceeded = store.data().limiter.exceeded;
+                let cost = CallCost {
+                    fuel: self
+                        .limits
+                        .fuel
+                        .filter(|_| self.plugin.metered)
+                        .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0))),
+                    host_time: store.data().host_time,
+                };
                 let result = result.map_err(|e| Violation::from_call_error(&e, exceeded));
-                (Some(lease), result)
+                (Some(lease), result, cost)
             }
-            None => (None, Err(Violation::Timeout)),
+            None => (None, Err(Violation::Timeout), CallCost::default()),
         }
     }
 
@@ -413,24 +436,23 @@ fn on_epoch_tick(state: &StoreState) -> wasmtime::Result<UpdateDeadline> {
 }
 
 impl Instance {
-    fn prepare(
-        &mut self,
-        deadline: Instant,
-        limits: &Limits,
-        metered: bool,
-        route: &Arc<str>,
-        request_id: &str,
-    ) {
+    fn prepare(&mut self, deadline: Instant, limits: &Limits, metered: bool, names: CallNames<'_>) {
         self.uses += 1;
         self.ticked.store(false, Ordering::Relaxed);
         let data = self.store.data_mut();
         data.deadline = deadline;
         data.limiter.exceeded = false;
-        if *data.route != **route {
-            data.route = route.clone();
+        data.host_time = Duration::ZERO;
+        if *data.route != **names.route {
+            data.route = names.route.clone();
         }
         data.request_id.clear();
-        data.request_id.push_str(request_id);
+        data.request_id.push_str(names.request_id);
+        data.trace_id.clear();
+        if let Some(trace_id) = names.trace_id {
+            use std::fmt::Write as _;
+            let _ = write!(data.trace_id, "{trace_id:032x}");
+        }
         self.store.set_epoch_deadline(1);
         if metered {
             // A metered engine always needs fuel; a use without a budget gets plenty.

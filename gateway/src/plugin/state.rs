@@ -6,7 +6,7 @@ use crate::services::Services;
 use crate::services::state::Namespace;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -25,6 +25,11 @@ pub struct StoreState {
     pub route: Arc<str>,
     /// Request id of the current call, for log lines.
     pub request_id: String,
+    /// Trace id of the current call (hex; empty without a trace), for log lines.
+    pub trace_id: String,
+    /// Time the current call spent in host calls that can wait (state backend, key sets),
+    /// so the plugin's own time and its waiting show apart.
+    pub host_time: Duration,
     /// Key sets and shared state behind `crypto`, `counters` and `kv`.
     pub services: Arc<Services>,
     /// The plugin's namespace in that shared state, with its quotas.
@@ -59,6 +64,8 @@ impl StoreState {
             plugin,
             route: Arc::from(""),
             request_id: String::new(),
+            trace_id: String::new(),
+            host_time: Duration::ZERO,
             log: CallLog::new(log),
             services,
             namespace,
@@ -69,6 +76,11 @@ impl StoreState {
 }
 
 impl StoreState {
+    /// Count the time since `start` as host-call time of the current call.
+    pub fn note_host_time(&mut self, start: Instant) {
+        self.host_time += start.elapsed();
+    }
+
     /// The resource table, for the `wasi:io` bindings.
     pub fn table_mut(&mut self) -> &mut ResourceTable {
         &mut self.table

@@ -8,6 +8,7 @@
 use super::edit::{RequestEdit, ResponseEdit};
 use super::headers::Attributes;
 use crate::config::OnError;
+use crate::plugin::pool::CallNames;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{StatusCode, request, response};
@@ -25,6 +26,8 @@ pub struct RequestContext {
     pub route: Arc<str>,
     /// Request id (propagated or generated); shared, since every plugin call takes it along.
     pub request_id: Arc<str>,
+    /// The request's trace id, if it has a trace (for the plugins' log lines).
+    pub trace_id: Option<u128>,
     /// The client's address as text (`ip:port`), formatted once per connection.
     pub client_addr: Arc<str>,
     /// `http` or `https`.
@@ -38,6 +41,15 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// What names a plugin call of this request in the plugin's log lines.
+    pub fn call_names(&self) -> CallNames<'_> {
+        CallNames {
+            route: &self.route,
+            request_id: &self.request_id,
+            trace_id: self.trace_id,
+        }
+    }
+
     /// Set `key` to `value`, replacing an earlier value (both strings taken: a plugin's
     /// values arrive owned, and are not copied again).
     pub fn set(&mut self, key: String, value: String) {

@@ -232,7 +232,8 @@ async fn filtered(
     deadline: Instant,
     record: &mut Record,
 ) -> Result<Response<Body>, GatewayError> {
-    let mut exchange = Exchange::new(route, client, scheme, request_id);
+    let trace_id = record.trace.map(|t| t.trace_id);
+    let mut exchange = Exchange::new(route, client, scheme, request_id, trace_id);
     let body = bodies::RequestBody::read(route, body).await?;
     let outcome = exchange.request_chain(&mut parts, body, record).await?;
     if record.on() {

@@ -38,13 +38,20 @@ pub struct Exchange<'r> {
 }
 
 impl<'r> Exchange<'r> {
-    /// A new exchange on `route`.
-    pub fn new(route: &'r Route, client: &Peer, scheme: &'static str, request_id: &str) -> Self {
+    /// A new exchange on `route`, of a request in trace `trace_id` if it has one.
+    pub fn new(
+        route: &'r Route,
+        client: &Peer,
+        scheme: &'static str,
+        request_id: &str,
+        trace_id: Option<u128>,
+    ) -> Self {
         Exchange {
             route,
             ctx: RequestContext {
                 route: route.name.clone(),
                 request_id: Arc::from(request_id),
+                trace_id,
                 client_addr: client.addr_text.clone(),
                 scheme,
                 attributes: client.attributes.clone(),

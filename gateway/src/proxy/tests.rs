@@ -228,7 +228,7 @@ async fn run(
     upstream_body: &'static str,
 ) -> Result<(u16, http::HeaderMap, Bytes), crate::error::GatewayError> {
     let peer = peer();
-    let mut exchange = Exchange::new(route, &peer, "http", "id-1");
+    let mut exchange = Exchange::new(route, &peer, "http", "id-1", None);
     let mut parts = request_parts();
     let body = RequestBody::read(route, full(request_body)).await?;
     // Recording on: the chains' timing and counting paths run too.

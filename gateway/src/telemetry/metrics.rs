@@ -45,6 +45,12 @@ const PLUGIN_BUCKETS: &[f64] = &[
     1.0,
 ];
 
+/// Fuel burnt by a plugin call: from a thousand units (a header check) to a billion (past
+/// any sensible budget), by powers of ten with a half step.
+const FUEL_BUCKETS: &[f64] = &[
+    1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8, 3e8, 1e9,
+];
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -62,6 +68,11 @@ pub struct Metrics {
     pub plugin_calls: IntCounterVec,
     /// `gateway_plugin_call_duration_seconds{plugin,route,phase}`.
     pub plugin_duration: HistogramVec,
+    /// `gateway_plugin_fuel_consumed{plugin,route,phase}`: for uses with a fuel budget.
+    pub plugin_fuel: HistogramVec,
+    /// `gateway_plugin_host_call_duration_seconds{plugin,route,phase}`: time a call spent
+    /// waiting in host calls.
+    pub plugin_host_duration: HistogramVec,
     /// `gateway_plugin_instances_total{plugin,event}`: instances created and discarded.
     pub plugin_instances_total: IntCounterVec,
     /// `gateway_plugin_instances{plugin,route,state}`: warm and busy, set at each scrape.
@@ -70,6 +81,9 @@ pub struct Metrics {
     pub upstream_attempts: IntCounterVec,
     /// `gateway_upstream_response_duration_seconds{upstream,target}`: to the response head.
     pub upstream_duration: HistogramVec,
+    /// `gateway_upstream_connections{upstream,target,state}`: idle and active, set at each
+    /// scrape.
+    pub upstream_connections: IntGaugeVec,
     /// `gateway_connections_accepted_total{listener,protocol}`.
     pub connections_accepted: IntCounterVec,
     /// `gateway_connections_open{listener}`.
@@ -235,11 +249,31 @@ impl Metrics {
                 &["plugin", "route", "phase"],
                 PLUGIN_BUCKETS,
             ),
+            plugin_fuel: histogram_vec(
+                &r,
+                "gateway_plugin_fuel_consumed",
+                "Fuel burnt per plugin call, for uses with a fuel budget (calls that ran out burnt all of it).",
+                &["plugin", "route", "phase"],
+                FUEL_BUCKETS,
+            ),
+            plugin_host_duration: histogram_vec(
+                &r,
+                "gateway_plugin_host_call_duration_seconds",
+                "Time per plugin call spent in host calls that can wait (state backend, key sets); the rest of the call's duration is the plugin's own.",
+                &["plugin", "route", "phase"],
+                PLUGIN_BUCKETS,
+            ),
             plugin_instances_total: counter_vec(
                 &r,
                 "gateway_plugin_instances_total",
                 "Plugin instances created and discarded.",
                 &["plugin", "event"],
+            ),
+            upstream_connections: gauge_vec(
+                &r,
+                "gateway_upstream_connections",
+                "Pooled upstream connections by state: idle (ready for a request) or active.",
+                &["upstream", "target", "state"],
             ),
             plugin_instances: gauge_vec(
                 &r,
@@ -477,6 +511,33 @@ pub enum CallOutcome<'a> {
     Answered,
     /// It failed with this violation (`timeout`, `fuel`, `memory`, `trap`, …).
     Failed(&'a str),
+}
+
+/// A plugin use's cost in one phase on one route: fuel (when it has a budget) and host-call
+/// time, resolved when the config is compiled.
+pub struct CostSeries {
+    fuel: Option<Histogram>,
+    host_time: Histogram,
+}
+
+impl CostSeries {
+    /// The series of `plugin` on `route` in `phase`; `fueled`: the use has a fuel budget.
+    pub fn new(plugin: &str, route: &str, phase: &str, fueled: bool) -> Self {
+        let m = metrics();
+        let labels = [plugin, route, phase];
+        CostSeries {
+            fuel: fueled.then(|| m.plugin_fuel.with_label_values(&labels)),
+            host_time: m.plugin_host_duration.with_label_values(&labels),
+        }
+    }
+
+    /// Count one call's fuel and host-call time.
+    pub fn observe(&self, fuel: Option<u64>, host_time: Duration) {
+        if let (Some(series), Some(fuel)) = (&self.fuel, fuel) {
+            series.observe(fuel as f64);
+        }
+        self.host_time.observe(host_time.as_secs_f64());
+    }
 }
 
 /// One chain entry's series: its plugin's name, and a [`PhaseSeries`] per phase.

@@ -91,6 +91,17 @@ impl Upstream {
         })
     }
 
+    /// Each target's label with its idle and active pooled connections now.
+    pub fn connections(&self) -> impl Iterator<Item = (&str, usize, usize)> {
+        self.targets
+            .iter()
+            .zip(&self.series)
+            .map(|(pool, (label, _))| {
+                let (idle, active) = pool.connections();
+                (&**label, idle, active)
+            })
+    }
+
     /// The upstream's name.
     pub fn name(&self) -> &str {
         &self.name

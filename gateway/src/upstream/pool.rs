@@ -25,7 +25,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -64,6 +65,24 @@ pub struct TargetPool {
     /// The HTTP/2 connection of each worker, shared by its requests.
     multiplexed: Box<[Mutex<Option<http2::SendRequest<Body>>>]>,
     options: TargetOptions,
+    /// Connections open now, on every worker (each one's task holds an [`OpenConnection`]).
+    open: Arc<AtomicUsize>,
+}
+
+/// Counts a connection among its target's open ones while its I/O task runs.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(open.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Idle {
@@ -99,7 +118,27 @@ impl TargetPool {
             idle: (0..workers).map(|_| Mutex::new(VecDeque::new())).collect(),
             multiplexed: (0..workers).map(|_| Mutex::new(None)).collect(),
             options,
+            open: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Connections now: idle (pooled, ready for a request) and active (the rest of the open
+    /// ones: a request or the rest of a response body on them, or HTTP/2). Takes every
+    /// worker's queue lock briefly: for a scrape, not for the request path.
+    pub fn connections(&self) -> (usize, usize) {
+        let idle: usize = self
+            .idle
+            .iter()
+            .map(|queue| {
+                let queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+                queue
+                    .iter()
+                    .filter(|c| !c.sender.is_closed() && c.sender.is_ready())
+                    .count()
+            })
+            .sum();
+        let open = self.open.load(Ordering::Relaxed);
+        (idle.min(open), open.saturating_sub(idle))
     }
 
     /// The target's `host:port`.
@@ -307,7 +346,9 @@ impl TargetPool {
                 .handshake(TokioIo::new(stream))
                 .await
                 .map_err(SendError::Exchange)?;
+            let open = OpenConnection::new(&self.open);
             tokio::spawn(async move {
+                let _open = open;
                 if let Err(e) = connection.await {
                     tracing::debug!(%target, "upstream HTTP/2 connection ended: {e}");
                 }
@@ -318,7 +359,9 @@ impl TargetPool {
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Exchange)?;
+        let open = OpenConnection::new(&self.open);
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = connection.await {
                 tracing::debug!(%target, "upstream connection ended: {e}");
             }

@@ -7,6 +7,7 @@ use crate::plugin::bindings::gateway::plugin::counters::{
 };
 use crate::plugin::state::StoreState;
 use crate::services::state::{self, StateError};
+use std::time::Instant;
 
 super::gateway_unit!(
     Counters,
@@ -24,8 +25,12 @@ impl Host for StoreState {
                 delta: c.delta,
             })
             .collect();
-        let store = &self.services.state;
-        match store.increment(&self.namespace, &requests).await {
+        let start = Instant::now();
+        let services = self.services.clone();
+        let store = &services.state;
+        let counted = store.increment(&self.namespace, &requests).await;
+        self.note_host_time(start);
+        match counted {
             Ok(counts) => Ok(counts
                 .into_iter()
                 .map(|c| Count {

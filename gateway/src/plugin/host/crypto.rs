@@ -6,6 +6,7 @@ use crate::key_path;
 use crate::plugin::bindings::gateway::plugin::crypto::{Host, Verified, VerifyError};
 use crate::plugin::state::StoreState;
 use crate::services::keys;
+use std::time::Instant;
 
 super::gateway_unit!(
     Crypto,
@@ -96,10 +97,14 @@ impl Host for StoreState {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(VerifyError::Malformed);
         }
-        self.services
+        let start = Instant::now();
+        let verified = self
+            .services
             .keys
             .verify(&key_set, &token, &algorithms)
-            .await
+            .await;
+        self.note_host_time(start);
+        verified
             .map(|v| Verified {
                 algorithm: v.algorithm,
                 key_id: v.key_id,

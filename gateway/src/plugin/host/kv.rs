@@ -4,6 +4,7 @@
 use crate::plugin::bindings::gateway::plugin::kv::{Host, KvError};
 use crate::plugin::state::StoreState;
 use crate::services::state::StateError;
+use std::time::Instant;
 
 super::gateway_unit!(Kv, "kv", crate::plugin::bindings::gateway::plugin::kv);
 
@@ -16,26 +17,27 @@ fn convert(e: StateError) -> KvError {
 
 impl Host for StoreState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
-        self.services
-            .state
-            .get(&self.namespace, &key)
-            .await
-            .map_err(convert)
+        let start = Instant::now();
+        let done = self.services.state.get(&self.namespace, &key).await;
+        self.note_host_time(start);
+        done.map_err(convert)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> Result<(), KvError> {
-        self.services
+        let start = Instant::now();
+        let done = self
+            .services
             .state
             .set(&self.namespace, &key, value, ttl_ms)
-            .await
-            .map_err(convert)
+            .await;
+        self.note_host_time(start);
+        done.map_err(convert)
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, KvError> {
-        self.services
-            .state
-            .delete(&self.namespace, &key)
-            .await
-            .map_err(convert)
+        let start = Instant::now();
+        let done = self.services.state.delete(&self.namespace, &key).await;
+        self.note_host_time(start);
+        done.map_err(convert)
     }
 }

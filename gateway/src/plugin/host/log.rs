@@ -99,12 +99,23 @@ fn emit(state: &StoreState, level: Level, message: &str) {
     let plugin = &*state.plugin;
     let route = &*state.route;
     let request_id = state.request_id.as_str();
+    let trace_id = state.trace_id.as_str();
     match level {
-        Level::Trace => tracing::trace!(target: "plugin", plugin, route, request_id, "{message}"),
-        Level::Debug => tracing::debug!(target: "plugin", plugin, route, request_id, "{message}"),
-        Level::Info => tracing::info!(target: "plugin", plugin, route, request_id, "{message}"),
-        Level::Warn => tracing::warn!(target: "plugin", plugin, route, request_id, "{message}"),
-        Level::Error => tracing::error!(target: "plugin", plugin, route, request_id, "{message}"),
+        Level::Trace => {
+            tracing::trace!(target: "plugin", plugin, route, request_id, trace_id, "{message}")
+        }
+        Level::Debug => {
+            tracing::debug!(target: "plugin", plugin, route, request_id, trace_id, "{message}")
+        }
+        Level::Info => {
+            tracing::info!(target: "plugin", plugin, route, request_id, trace_id, "{message}")
+        }
+        Level::Warn => {
+            tracing::warn!(target: "plugin", plugin, route, request_id, trace_id, "{message}")
+        }
+        Level::Error => {
+            tracing::error!(target: "plugin", plugin, route, request_id, trace_id, "{message}")
+        }
     }
 }
 
@@ -116,6 +127,7 @@ fn summary(state: &StoreState) {
         plugin,
         route = &*state.route,
         request_id = state.request_id.as_str(),
+        trace_id = state.trace_id.as_str(),
         "plugin {plugin} is over its log budget ({}); dropping the rest of this call's log lines",
         state.log.budget()
     );
