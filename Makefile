@@ -48,7 +48,8 @@ lint: setup lint-deps
 	cargo clippy --target wasm32-wasip2 --target-dir target/wasm \
 		-p plugin-sdk -p request-transformer -p response-transformer \
 		-p jwt-auth -p key-auth -p mtls-auth -p acl -p rate-limit -p ip-restriction -p cors \
-		-p test-misbehave -p test-fs-reader -p test-tagger -p test-kv-probe -- -D warnings
+		-p test-misbehave -p test-fs-reader -p test-tagger -p test-kv-probe -p test-metrics-probe \
+		-- -D warnings
 
 ## Every cargo-fuzz target (gateway/fuzz) for FUZZ_SECONDS, each from a scratch copy of its
 ## seed corpus (gateway/fuzz/corpus/TARGET is read, never grown; `cargo fuzz cmin` by hand).

@@ -526,3 +526,123 @@ pub mod kv {
         }
     }
 }
+
+/// Capability `metrics`: the plugin's own counters and histograms, on the gateway's `/metrics`
+/// as `gateway_plugin_NAME{plugin="…", …}`. Declare them in [`crate::Filter::new`] (the
+/// gateway refuses declarations during a call), each label with every value it may take; a
+/// bad declaration fails `init`, so `gateway check` reports it. The rules are
+/// [`crate::rules::metrics`].
+///
+/// ```ignore
+/// let lookups = Counter::declare("cache_lookups_total", "Cache lookups.", &[("result", &["hit", "miss"])])?;
+/// lookups.inc(&["hit"])?;
+/// ```
+pub mod metrics {
+    #[cfg(target_arch = "wasm32")]
+    use crate::bindings::gateway::plugin::metrics as wit;
+    #[cfg(not(target_arch = "wasm32"))]
+    use crate::rules::metrics::Kind;
+    use crate::rules::metrics::Label;
+
+    /// A declared counter.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Counter(u32);
+
+    /// A declared histogram.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Histogram(u32);
+
+    fn labels_of(labels: &[(&str, &[&str])]) -> Vec<Label> {
+        labels
+            .iter()
+            .map(|(name, values)| Label::new(name, values))
+            .collect()
+    }
+
+    fn values_of(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| v.to_string()).collect()
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn labels_to_wit(labels: Vec<Label>) -> Vec<wit::Label> {
+        labels
+            .into_iter()
+            .map(|l| wit::Label {
+                name: l.name,
+                values: l.values,
+            })
+            .collect()
+    }
+
+    impl Counter {
+        /// Declare counter `name` (ending in `_total`) with `labels`, each with every value
+        /// it may take.
+        pub fn declare(
+            name: &str,
+            help: &str,
+            labels: &[(&str, &[&str])],
+        ) -> Result<Counter, String> {
+            let labels = labels_of(labels);
+            #[cfg(target_arch = "wasm32")]
+            {
+                wit::declare_counter(name, help, &labels_to_wit(labels)).map(Counter)
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                crate::testing::fake_declare(Kind::Counter, name, help, labels, &[]).map(Counter)
+            }
+        }
+
+        /// Add `delta` at label `values` (one per declared label, in order).
+        pub fn add(&self, values: &[&str], delta: u64) -> Result<(), String> {
+            let values = values_of(values);
+            #[cfg(target_arch = "wasm32")]
+            {
+                wit::add(self.0, &values, delta)
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                crate::testing::fake_record(self.0, Kind::Counter, values, delta as f64)
+            }
+        }
+
+        /// Add one at label `values`.
+        pub fn inc(&self, values: &[&str]) -> Result<(), String> {
+            self.add(values, 1)
+        }
+    }
+
+    impl Histogram {
+        /// Declare histogram `name` with `labels` and bucket upper bounds `buckets`.
+        pub fn declare(
+            name: &str,
+            help: &str,
+            labels: &[(&str, &[&str])],
+            buckets: &[f64],
+        ) -> Result<Histogram, String> {
+            let labels = labels_of(labels);
+            #[cfg(target_arch = "wasm32")]
+            {
+                wit::declare_histogram(name, help, &labels_to_wit(labels), buckets).map(Histogram)
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                crate::testing::fake_declare(Kind::Histogram, name, help, labels, buckets)
+                    .map(Histogram)
+            }
+        }
+
+        /// Observe `value` at label `values`.
+        pub fn observe(&self, values: &[&str], value: f64) -> Result<(), String> {
+            let values = values_of(values);
+            #[cfg(target_arch = "wasm32")]
+            {
+                wit::observe(self.0, &values, value)
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                crate::testing::fake_record(self.0, Kind::Histogram, values, value)
+            }
+        }
+    }
+}

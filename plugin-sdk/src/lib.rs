@@ -68,7 +68,7 @@ mod testing_host;
 
 pub use config::NoConfig;
 pub use context::Context;
-pub use host::{clock, counters, crypto, kv, log};
+pub use host::{clock, counters, crypto, kv, log, metrics};
 pub use http::{Flow, Reply, Request, Response, Settings, is_valid_header_name};
 
 /// The plugin's global allocator (see the `arena` module): short-lived allocations of a call

@@ -9,6 +9,8 @@
 //! Every function returns the gateway's own message on refusal. Caps are the violation label
 //! `output_cap`; the other rules are `bad_output`.
 
+pub mod metrics;
+
 /// Output caps for one call: a plugin's `max_headers`, `max_header_bytes` and
 /// `max_body_bytes` (see the gateway's README for where they are configured).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

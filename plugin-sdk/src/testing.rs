@@ -64,11 +64,14 @@ mod tests;
 pub use output::{Failure, Limits};
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use crate::testing_host::{
-    fake_increment, fake_kv_delete, fake_kv_get, fake_kv_set, fake_verify,
+pub use crate::testing_host::{
+    MetricValue, metric, reset_state, set_counters_unavailable, set_verifier,
 };
 #[cfg(not(target_arch = "wasm32"))]
-pub use crate::testing_host::{reset_state, set_counters_unavailable, set_verifier};
+pub(crate) use crate::testing_host::{
+    fake_declare, fake_increment, fake_kv_delete, fake_kv_get, fake_kv_set, fake_record,
+    fake_verify,
+};
 
 #[cfg(doc)]
 use crate::Settings;
@@ -94,7 +97,7 @@ pub fn logs() -> Vec<String> {
 
 /// Build a filter from a JSON config, exactly as `init` does.
 pub fn init<F: Filter>(config: serde_json::Value) -> Result<F, String> {
-    glue::build::<F>(&config.to_string())
+    crate::testing_host::initializing(|| glue::build::<F>(&config.to_string()))
 }
 
 /// Header fields as (name, value) pairs, lower-case names.

@@ -71,7 +71,7 @@ fn ungranted_log_import_is_refused() {
     );
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("component imports `gateway:plugin/log@0.2.0`, which needs capability `log` (granted: [clock, kv, counters])"),
+        out.stderr.contains("component imports `gateway:plugin/log@0.2.1`, which needs capability `log` (granted: [clock, kv, counters])"),
         "{}",
         out.stderr
     );

@@ -122,3 +122,18 @@ upstream = "up"
     assert_eq!(seen[0].headers["x-chain"], "G,A");
     assert_eq!(seen[1].headers["x-chain"], "G");
 }
+
+/// A plugin built against the previous patch of the interface (`gateway:plugin@0.2.0`, before
+/// capability `metrics`: `tests/fixtures/tagger-wit-0.2.0.wasm`) loads and runs in a chain
+/// with one built now: a patch bump of `wit/` breaks no plugin.
+#[tokio::test]
+async fn a_plugin_built_against_an_older_patch_of_the_interface_still_runs() {
+    let old = Tagger {
+        module: crate::support::root()
+            .join("tests/fixtures/tagger-wit-0.2.0.wasm")
+            .display()
+            .to_string(),
+        extra: "capabilities = [\"log\"]",
+    };
+    check_chain(old, Tagger::rust()).await;
+}

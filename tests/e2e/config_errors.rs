@@ -75,7 +75,7 @@ fn a_plugin_built_for_another_wit_version_is_refused_by_name() {
     assert!(
         first.starts_with("DIR/old.toml:")
             && first.contains("plugin `old`: component imports `gateway:plugin/")
-            && first.contains("@0.1.0`, but this gateway provides gateway:plugin@0.2.0 (compatible: the same 0.2.x); rebuild the plugin against this gateway's wit/"),
+            && first.contains("@0.1.0`, but this gateway provides gateway:plugin@0.2.1 (compatible: the same 0.2.x); rebuild the plugin against this gateway's wit/"),
         "{}",
         out.stderr
     );

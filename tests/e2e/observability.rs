@@ -1064,3 +1064,147 @@ async fn spans_of_the_request_its_plugins_and_its_upstream_reach_an_otlp_collect
         "the queue is flushed at shutdown"
     );
 }
+
+/// A route to `target` (quoted) through a use of the metrics probe
+/// (`tests/plugins/metrics-probe`) configured with `probe_config`; `grant` lists its
+/// capabilities.
+fn metrics_probe_config(target: &str, grant: &str, probe_config: &str) -> String {
+    let module = crate::support::wasm::test_plugin("test-metrics-probe");
+    format!(
+        r#"{server}
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.up]
+targets = [{target}]
+
+[plugins.probe]
+module = {module:?}
+capabilities = [{grant}]
+
+[[routes]]
+name = "probed"
+match = {{ path_prefix = "/" }}
+upstream = "up"
+plugins = [ {{ use = "probe", config = {probe_config} }} ]
+"#,
+        server = server_section(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_exports_the_metrics_it_declared_and_nothing_it_did_not() {
+    let up = Upstream::echo("up").await;
+    let config = r#"{ results = ["hit", "miss"] }"#;
+    let gw = Gateway::start(&metrics_probe_config(&up.target(), r#""metrics""#, config));
+    let admin = gw.listener("admin");
+    let client = HttpClient::http1();
+    for (result, size) in [("hit", "5"), ("hit", "50"), ("miss", "500")] {
+        let reply = client
+            .get(&gw.url("/x"), &[("x-result", result), ("x-size", size)])
+            .await;
+        assert_eq!(reply.status, 200);
+        assert!(
+            !up.seen()
+                .pop()
+                .unwrap()
+                .headers
+                .contains_key("x-metrics-error")
+        );
+    }
+    // An undeclared label value and a declaration during a call are refused to the plugin.
+    let refused = |headers: &[(&str, &str)]| {
+        let url = gw.url("/x");
+        let client = client.clone();
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let up = &up;
+        async move {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(client.get(&url, &headers).await.status, 200);
+            up.seen().pop().unwrap().headers["x-metrics-error"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let error = refused(&[("x-result", "hot")]).await;
+    assert!(error.contains("\"hot\" is not a declared value"), "{error}");
+    let error = refused(&[("x-declare", "late")]).await;
+    assert!(error.contains("declared in init"), "{error}");
+
+    let (text, m) = scrape(admin, None).await;
+    let lookups = "gateway_plugin_probe_lookups_total";
+    assert_eq!(
+        value(&m, lookups, &[("plugin", "probe"), ("result", "hit")]),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&m, lookups, &[("plugin", "probe"), ("result", "miss")]),
+        1.0
+    );
+    assert!(
+        !text.contains("\"hot\""),
+        "no series for an undeclared value"
+    );
+    assert!(!text.contains("late_total"));
+    let sizes = "gateway_plugin_probe_size_bytes";
+    assert_eq!(
+        value(&m, &format!("{sizes}_count"), &[("plugin", "probe")]),
+        3.0
+    );
+    assert_eq!(
+        value(&m, &format!("{sizes}_sum"), &[("plugin", "probe")]),
+        555.0
+    );
+    let buckets: Vec<(f64, f64)> = m
+        .iter()
+        .filter(|s| s.name == format!("{sizes}_bucket"))
+        .map(|s| (s.labels["le"].parse().unwrap(), s.value))
+        .collect();
+    assert!(buckets.contains(&(10.0, 1.0)), "{buckets:?}");
+    assert!(buckets.contains(&(100.0, 2.0)), "{buckets:?}");
+    assert!(buckets.contains(&(1000.0, 3.0)), "{buckets:?}");
+}
+
+#[test]
+fn check_names_a_bad_metric_declaration_an_unbounded_label_and_a_missing_grant() {
+    // `gateway check` never connects to the upstream.
+    let target = "\"127.0.0.1:9\"";
+    for (grant, probe_config, expected) in [
+        (
+            r#""metrics""#,
+            r#"{ results = ["a"], declare = "bad" }"#,
+            "plugin `probe` rejected its config for route `probed`: metric name \"Probe-Lookups\" must match",
+        ),
+        (
+            r#""metrics""#,
+            &format!(
+                "{{ results = [{}] }}",
+                (0..65)
+                    .map(|i| format!("\"v{i}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "label \"result\" of \"probe_lookups_total\" must list 1 to 64 values, not 65",
+        ),
+        (
+            "",
+            r#"{ results = ["a"] }"#,
+            "component imports `gateway:plugin/metrics@0.2.1`, which needs capability `metrics`",
+        ),
+    ] {
+        let out = check_config(
+            "probe.toml",
+            &metrics_probe_config(target, grant, probe_config),
+        );
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(out.stderr.contains(expected), "{expected}\n{}", out.stderr);
+    }
+}

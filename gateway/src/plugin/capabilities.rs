@@ -25,7 +25,7 @@ use wasmtime_wasi::p2::bindings as wasi;
 use wasmtime_wasi::random::WasiRandom;
 
 /// The version of the `gateway:plugin` package this gateway provides (`wit/plugin.wit`).
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.2.1";
 
 /// One host capability, whole: everything about it lives in its module of [`super::host`].
 pub trait CapabilityUnit: Sync {

@@ -35,6 +35,7 @@ use super::loader::LoadedPlugin;
 use super::offload;
 use super::state::StoreState;
 use crate::config::Isolation;
+use crate::proxy::filter::CallNames;
 use crate::telemetry::metrics;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -120,17 +121,6 @@ pub struct CallCost {
     pub fuel: Option<u64>,
     /// Time spent in host calls that can wait (state backend, key sets).
     pub host_time: Duration,
-}
-
-/// What names a call in the plugin's log lines.
-#[derive(Debug, Clone, Copy)]
-pub struct CallNames<'a> {
-    /// The route.
-    pub route: &'a Arc<str>,
-    /// The request id.
-    pub request_id: &'a str,
-    /// The request's trace, if it has one.
-    pub trace_id: Option<u128>,
 }
 
 /// The instances of one plugin use.
@@ -505,11 +495,13 @@ impl Fresh {
             Ok(bindings) => bindings,
             Err(e) => return Err(failure("instantiation failed", &e, &store)),
         };
-        let settings = match bindings
+        store.data_mut().initializing = true;
+        let init = bindings
             .gateway_plugin_filter()
             .call_init(&mut store, &self.config_json)
-            .await
-        {
+            .await;
+        store.data_mut().initializing = false;
+        let settings = match init {
             Ok(Ok(settings)) => settings,
             Ok(Err(message)) => return Err(InitFailure::Refused(message)),
             Err(e) => return Err(failure("init trapped", &e, &store)),

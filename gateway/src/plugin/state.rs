@@ -27,6 +27,10 @@ pub struct StoreState {
     pub request_id: String,
     /// Trace id of the current call (hex; empty without a trace), for log lines.
     pub trace_id: String,
+    /// Metrics the instance declared in `init`, by handle (capability `metrics`).
+    pub declared_metrics: Vec<crate::telemetry::plugin_metrics::Declared>,
+    /// Whether `init` is running (metrics may be declared only then).
+    pub initializing: bool,
     /// Time the current call spent in host calls that can wait (state backend, key sets),
     /// so the plugin's own time and its waiting show apart.
     pub host_time: Duration,
@@ -66,6 +70,8 @@ impl StoreState {
             request_id: String::new(),
             trace_id: String::new(),
             host_time: Duration::ZERO,
+            declared_metrics: Vec::new(),
+            initializing: false,
             log: CallLog::new(log),
             services,
             namespace,

@@ -8,7 +8,6 @@
 use super::edit::{RequestEdit, ResponseEdit};
 use super::headers::Attributes;
 use crate::config::OnError;
-use crate::plugin::pool::CallNames;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{StatusCode, request, response};
@@ -38,6 +37,17 @@ pub struct RequestContext {
     /// holds it while it runs (without copying it), and a change after the call finds it
     /// unshared again.
     pub values: Arc<Vec<(String, String)>>,
+}
+
+/// What names a plugin call in the plugin's log lines.
+#[derive(Debug, Clone, Copy)]
+pub struct CallNames<'a> {
+    /// The route.
+    pub route: &'a Arc<str>,
+    /// The request id.
+    pub request_id: &'a str,
+    /// The request's trace, if it has one.
+    pub trace_id: Option<u128>,
 }
 
 impl RequestContext {

@@ -336,6 +336,14 @@ impl Metrics {
 }
 
 /// The registry in the Prometheus text exposition format.
+/// Register a family a plugin declared (see [`super::plugin_metrics`]); refused when the
+/// name is taken, the gateway's own names included.
+pub fn register_plugin_family(
+    family: Box<dyn prometheus::core::Collector>,
+) -> Result<(), prometheus::Error> {
+    metrics().registry.register(family)
+}
+
 pub fn render() -> String {
     let families = metrics().registry.gather();
     let mut out = Vec::new();

@@ -2,11 +2,13 @@
 //! the level comes from `RUST_LOG` (default `info`). Plugin `log` calls arrive here under the
 //! `plugin` target, tagged with plugin, route and request id.
 //!
-//! Beside the log: Prometheus [`metrics`], the [`access_log`], exported [`spans`], and whether the gateway is ready
-//! (`/ready` on the admin listener).
+//! Beside the log: Prometheus [`metrics`] (with the families plugins declare,
+//! [`plugin_metrics`]), the [`access_log`], exported [`spans`], and whether the gateway is
+//! ready (`/ready` on the admin listener).
 
 pub mod access_log;
 pub mod metrics;
+pub mod plugin_metrics;
 pub mod spans;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -11,6 +11,7 @@ const TEST_PLUGINS: &[&str] = &[
     "test-fs-reader",
     "test-tagger",
     "test-kv-probe",
+    "test-metrics-probe",
 ];
 
 /// Path of the compiled test plugin `package` (e.g. `test-misbehave`).

@@ -20,6 +20,7 @@ pub mod counters;
 pub mod crypto;
 pub mod kv;
 pub mod log;
+pub mod metrics;
 pub mod wasi;
 
 use super::capabilities::CapabilityUnit;
@@ -31,6 +32,7 @@ pub static UNITS: &[&dyn CapabilityUnit] = &[
     &crypto::UNIT,
     &counters::UNIT,
     &kv::UNIT,
+    &metrics::UNIT,
     &wasi::UNIT,
 ];
 
