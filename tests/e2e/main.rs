@@ -26,6 +26,7 @@ mod policies;
 mod python;
 mod quotas;
 mod ratelimit;
+mod reload;
 mod reports;
 mod routing;
 mod tls;

@@ -242,7 +242,7 @@ async fn sighup_reloads_certificates_and_a_broken_pair_keeps_the_old_one() {
             async |_| {
                 let issued = ca.server("live", &["localhost"], 30);
                 gw.hangup();
-                wait_for_log(&gw, "TLS certificates reloaded", 1);
+                wait_for_log(&gw, "config reloaded", 1);
                 *second.borrow_mut() = Some(issued);
             },
         )

@@ -10,6 +10,7 @@
 //! | `/config`  | the effective config as JSON, secrets redacted, with SHA-256 and load time |
 //! | `/routes`  | the compiled route table in match order                               |
 //! | `/plugins` | every plugin use: module, hash, imports, grants, limits, instances, calls |
+//! | `POST /config/reload` | compile the config file again and serve it, or keep the old one and answer why |
 //!
 //! With `[admin] token` set, everything but `/health` and `/ready` needs
 //! `Authorization: Bearer TOKEN` (401 otherwise).
@@ -17,7 +18,8 @@
 mod inventory;
 
 use crate::compile::ConfigView;
-use crate::proxy::Runtime;
+use crate::proxy::Live;
+use arc_swap::ArcSwap;
 use crate::telemetry::{self, metrics};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -30,27 +32,72 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 
 /// How long an admin client may take to send a request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The config being served as `/config` shows it, and how the last reload went; kept by
+/// the reloader, read by the admin listener.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConfigStatus {
+    /// The serving config.
+    #[serde(flatten)]
+    pub view: ConfigView,
+    /// Diagnostics of the last reload, if it failed (the old config kept serving).
+    pub last_reload_error: Option<String>,
+}
+
+/// Asks the reloader to compile the config file again; the answer says whether the new
+/// config now serves (`Ok`), or why the old one still does.
+pub struct ReloadRequest {
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<String, String>>,
+}
+
 /// What the admin listener serves from.
 pub struct Admin {
     /// The snapshot being served.
-    pub runtime: Arc<Runtime>,
-    /// The config as `/config` shows it.
-    pub view: ConfigView,
+    live: Arc<Live>,
+    /// `/config`.
+    status: Arc<ArcSwap<ConfigStatus>>,
+    /// The reloader, for `POST /config/reload`.
+    reloads: mpsc::Sender<ReloadRequest>,
     /// SHA-256 of the bearer token, when one is required.
     token_sha256: Option<[u8; 32]>,
 }
 
 impl Admin {
-    /// Serve `runtime` and `view`; require `token` when given.
-    pub fn new(runtime: Arc<Runtime>, view: ConfigView, token: Option<&str>) -> Self {
+    /// Serve `live` and `status`, reload through `reloads`; require `token` when given.
+    pub fn new(
+        live: Arc<Live>,
+        status: Arc<ArcSwap<ConfigStatus>>,
+        reloads: mpsc::Sender<ReloadRequest>,
+        token: Option<&str>,
+    ) -> Self {
         Admin {
-            runtime,
-            view,
+            live,
+            status,
+            reloads,
             token_sha256: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+        }
+    }
+
+    /// `POST /config/reload`: 200 with the new config's hash, or 400 with the diagnostics
+    /// (the old config keeps serving); 503 when no reloader listens (shutting down).
+    async fn reload(&self) -> Response<Full<Bytes>> {
+        let (reply, answer) = oneshot::channel();
+        if self.reloads.send(ReloadRequest { reply }).await.is_err() {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "not reloading: shutting down\n");
+        }
+        match answer.await {
+            Ok(Ok(sha256)) => json(&serde_json::json!({"result": "ok", "sha256": sha256})),
+            Ok(Err(errors)) => {
+                let mut response = json(&serde_json::json!({"result": "error", "errors": errors}));
+                *response.status_mut() = StatusCode::BAD_REQUEST;
+                response
+            }
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "not reloading: shutting down\n"),
         }
     }
 
@@ -69,15 +116,25 @@ impl Admin {
         presented.is_some_and(|presented| presented == *expected)
     }
 
-    fn answer(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    async fn answer(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path();
+        let (allowed, allow) = match path {
+            "/config/reload" => (request.method() == Method::POST, "POST"),
+            _ => (
+                request.method() == Method::GET || request.method() == Method::HEAD,
+                "GET, HEAD",
+            ),
+        };
+        if !allowed {
+            let mut response = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("only {allow} here\n"),
+            );
             response
                 .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
             return response;
         }
-        let path = request.uri().path();
         match path {
             "/health" => return text(StatusCode::OK, "ok\n"),
             "/ready" if telemetry::is_ready() => return text(StatusCode::OK, "ready\n"),
@@ -92,10 +149,12 @@ impl Admin {
             );
             return response;
         }
+        let runtime = self.live.current();
         match path {
+            "/config/reload" => self.reload().await,
             "/metrics" if metrics::enabled() => {
-                inventory::update_instance_gauges(&self.runtime);
-                inventory::update_connection_gauges(&self.runtime);
+                inventory::update_instance_gauges(&runtime);
+                inventory::update_connection_gauges(&runtime);
                 let mut response = text(StatusCode::OK, metrics::render());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -107,12 +166,12 @@ impl Admin {
                 StatusCode::NOT_FOUND,
                 "metrics are off ([admin] metrics = false)\n",
             ),
-            "/config" => json(&serde_json::to_value(&self.view).unwrap_or_default()),
-            "/routes" => json(&inventory::routes(&self.runtime)),
-            "/plugins" => json(&inventory::plugins(&self.runtime)),
+            "/config" => json(&serde_json::to_value(&**self.status.load()).unwrap_or_default()),
+            "/routes" => json(&inventory::routes(&runtime)),
+            "/plugins" => json(&inventory::plugins(&runtime)),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: /health /ready /metrics /config /routes /plugins\n",
+                "not found: /health /ready /metrics /config /routes /plugins, POST /config/reload\n",
             ),
         }
     }
@@ -154,8 +213,8 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
         let admin = admin.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
-                let response = admin.answer(&request);
-                async move { Ok::<_, Infallible>(response) }
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.answer(&request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -1,8 +1,12 @@
 //! The command line: `gateway run`, `gateway check`, `gateway status`, `gateway plugin inspect`.
 
+mod reload;
 mod status;
 
-use crate::admin::{self, Admin};
+use crate::admin::{self, Admin, ConfigStatus};
+use crate::config;
+use crate::proxy::Live;
+use arc_swap::ArcSwap;
 use crate::plugin::{Engines, inspect};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::spans::SpanExport;
@@ -124,7 +128,13 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = control_runtime()?;
     rt.block_on(async {
-        let compiled = match compile::compile_file(path, &engines).await {
+        let compiled = match config::load(path) {
+            Ok(loaded) => compile::compile(&loaded, &engines)
+                .await
+                .map(|compiled| (compiled, loaded.source.text().to_string())),
+            Err(errors) => Err(errors),
+        };
+        let (compiled, text) = match compiled {
             Ok(compiled) => compiled,
             Err(errors) => {
                 eprintln!("{errors}");
@@ -153,7 +163,11 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 .config_loaded
                 .set(compiled.view.loaded_at);
         }
-        let runtime = Arc::new(runtime);
+        let live = Live::new(Arc::new(runtime));
+        let status = Arc::new(ArcSwap::from_pointee(ConfigStatus {
+            view: compiled.view,
+            last_reload_error: None,
+        }));
         let listeners = server::bind(&settings.listen, &settings.tls, workers)?;
         for (local, listener) in &listeners.addresses {
             let serves = listener.describe();
@@ -162,6 +176,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             println!("listening on {local} ({serves})");
         }
         let mut background = Vec::new();
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(8);
         if let Some(admin) = &settings.admin {
             let listener = tokio::net::TcpListener::bind(admin.listen)
                 .await
@@ -169,29 +184,45 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             let local = listener.local_addr()?;
             tracing::info!(address = %local, "admin listening");
             println!("listening on {local} (admin)");
-            let served = Admin::new(runtime.clone(), compiled.view, admin.token.as_deref());
+            let served = Admin::new(
+                live.clone(),
+                status.clone(),
+                reload_tx.clone(),
+                admin.token.as_deref(),
+            );
             background.push(tokio::spawn(admin::serve(listener, Arc::new(served))));
         }
-        if let Some(log) = &runtime.observe.access_log {
+        let (access_log, spans) = {
+            let serving = live.current();
+            (serving.observe.access_log.clone(), serving.observe.spans.clone())
+        };
+        if let Some(log) = &access_log {
             background.push(tokio::spawn(reopen_on_user1(log.clone())));
         }
+        let reloader = reload::Reloader::new(
+            path.to_path_buf(),
+            &text,
+            &engines,
+            live.clone(),
+            status,
+            listeners.tls(),
+        );
+        drop(reload_tx);
         telemetry::set_ready(true);
         println!("ready");
         let connections = Arc::new(server::ConnectionSettings::new(&settings));
-        let served = server::serve(
-            listeners,
-            runtime.clone(),
-            connections,
-            settings.shutdown_grace,
-        )
-        .await;
+        // The reloader borrows the engines, so it runs here, beside the server, not as a task.
+        let served = tokio::select! {
+            served = server::serve(listeners, live.clone(), connections, settings.shutdown_grace) => served,
+            () = reloader.run(reload_rx) => Ok(()),
+        };
         for task in background {
             task.abort();
         }
-        if let Some(log) = &runtime.observe.access_log {
+        if let Some(log) = &access_log {
             log.flush();
         }
-        if let Some(spans) = runtime.observe.spans.clone() {
+        if let Some(spans) = spans {
             // The processor's flush blocks on its export thread.
             let _ = tokio::task::spawn_blocking(move || spans.shutdown()).await;
         }

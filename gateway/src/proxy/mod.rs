@@ -31,6 +31,7 @@ pub mod filter;
 mod forward;
 pub mod grpc;
 pub mod headers;
+pub mod live;
 pub mod pipeline;
 pub mod record;
 pub mod route;
@@ -58,6 +59,7 @@ use tokio::time::Instant;
 pub use crate::body::Body;
 pub use filter::Filter;
 pub use headers::Peer;
+pub use live::Live;
 pub use route::{Route, Runtime};
 
 /// Handle one client request; always answers.

@@ -18,7 +18,7 @@ use crate::compile::ServerSettings;
 use crate::edge::admission::{Admission, Admitted};
 use crate::edge::trusted::TrustedProxies;
 use crate::edge::{proxy_protocol, redirect};
-use crate::proxy::Runtime;
+use crate::proxy::{Live, Runtime};
 use crate::proxy::websocket::Tunnel;
 use crate::proxy::{self, Peer};
 use crate::telemetry::metrics::ListenerSeries;
@@ -209,7 +209,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub async fn serve(
     mut stream: TcpStream,
     mut client: SocketAddr,
-    runtime: Arc<Runtime>,
+    live: Arc<Live>,
     settings: Arc<ConnectionSettings>,
     stop: watch::Receiver<bool>,
     admitted: Admitted,
@@ -259,7 +259,7 @@ pub async fn serve(
             () = stopping.as_mut() => return,
         };
         series.protocol(http2);
-        return serve_http(stream, http2, shared, runtime, &settings, idle, stopping).await;
+        return serve_http(stream, http2, shared, live, &settings, idle, stopping).await;
     };
     let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor().accept(stream));
     let stream = tokio::select! {
@@ -285,7 +285,7 @@ pub async fn serve(
     series.protocol(http2);
     let peer = Peer::new(client).with_attributes(facts::of(connection));
     let shared = Shared::new(peer, answers);
-    serve_http(stream, http2, shared, runtime, &settings, idle, stopping).await;
+    serve_http(stream, http2, shared, live, &settings, idle, stopping).await;
 }
 
 /// HTTP/2 or HTTP/1.1 on an open stream, until the connection ends.
@@ -293,7 +293,7 @@ async fn serve_http<S: ClientStream>(
     stream: S,
     http2: bool,
     shared: Arc<Shared>,
-    runtime: Arc<Runtime>,
+    live: Arc<Live>,
     settings: &ConnectionSettings,
     idle: Pin<&mut tokio::time::Sleep>,
     stopping: Pin<&mut impl Future<Output = ()>>,
@@ -301,9 +301,9 @@ async fn serve_http<S: ClientStream>(
     // Each hyper connection lives in a box of its own: parked, the task keeps only this
     // function's few hundred bytes of state instead of room for hyper's (≈ 3.7 KB).
     if http2 {
-        Box::pin(serve_http2(stream, shared, runtime, settings, stopping)).await;
+        Box::pin(serve_http2(stream, shared, live, settings, stopping)).await;
     } else {
-        serve_http1(stream, &shared, &runtime, settings, idle, stopping).await;
+        serve_http1(stream, &shared, &live, settings, idle, stopping).await;
     }
 }
 
@@ -312,7 +312,7 @@ async fn serve_http<S: ClientStream>(
 async fn serve_http1<S: ClientStream>(
     stream: S,
     shared: &Arc<Shared>,
-    runtime: &Arc<Runtime>,
+    live: &Arc<Live>,
     settings: &ConnectionSettings,
     mut idle: Pin<&mut tokio::time::Sleep>,
     mut stopping: Pin<&mut impl Future<Output = ()>>,
@@ -325,7 +325,7 @@ async fn serve_http1<S: ClientStream>(
             stream,
             &home,
             shared,
-            runtime,
+            live,
             settings,
             stopping.as_mut(),
         ))
@@ -367,7 +367,7 @@ async fn serve_http1_until_idle<S: ClientStream>(
     stream: S,
     home: &Home<S>,
     shared: &Arc<Shared>,
-    runtime: &Arc<Runtime>,
+    live: &Arc<Live>,
     settings: &ConnectionSettings,
     stopping: Pin<&mut impl Future<Output = ()>>,
 ) -> Served {
@@ -375,10 +375,11 @@ async fn serve_http1_until_idle<S: ClientStream>(
     let client = shared.peer.addr;
     let io = ParkingIo::new(stream, shared.clone(), home.clone());
     let shared = shared.clone();
-    let runtime = runtime.clone();
+    let live = live.clone();
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let in_flight = Activity::begin(shared.clone(), request.body().is_end_stream());
-        let runtime = runtime.clone();
+        // The snapshot this request runs on to its end, whatever a reload stores meanwhile.
+        let runtime = live.current();
         async move {
             let response = respond(runtime, in_flight.owner(), request).await;
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
@@ -483,7 +484,7 @@ enum Event {
 async fn serve_http2<S: ClientStream>(
     stream: S,
     shared: Arc<Shared>,
-    runtime: Arc<Runtime>,
+    live: Arc<Live>,
     settings: &ConnectionSettings,
     mut stopping: Pin<&mut impl Future<Output = ()>>,
 ) {
@@ -493,7 +494,7 @@ async fn serve_http2<S: ClientStream>(
     // the way in: boxed, only the pointer moves (HTTP/1.1 polls the future in place, where the
     // allocation would be pure cost).
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        let runtime = runtime.clone();
+        let runtime = live.current();
         let in_flight = Activity::begin(shared.clone(), true);
         Box::pin(async move {
             let response = respond(runtime, in_flight.owner(), request).await;

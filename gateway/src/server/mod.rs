@@ -22,7 +22,7 @@ mod tunnel;
 pub use connection::ConnectionSettings;
 
 use crate::compile::Serves;
-use crate::proxy::Runtime;
+use crate::proxy::Live;
 use crate::telemetry;
 use crate::telemetry::metrics::{self, ListenerSeries};
 use crate::tls::TlsListener;
@@ -70,7 +70,7 @@ pub struct Listeners {
 
 impl Listeners {
     /// The TLS listener blocks served, each once.
-    fn tls(&self) -> Vec<Arc<TlsListener>> {
+    pub fn tls(&self) -> Vec<Arc<TlsListener>> {
         let mut blocks: Vec<Arc<TlsListener>> = Vec::new();
         for (_, listener) in &self.addresses {
             if let Listener::Tls(tls) = &**listener
@@ -173,11 +173,12 @@ fn listen_shared(address: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Serve `runtime` on `listeners` until a shutdown signal, then drain for up to `grace`. Runs
-/// on the control runtime, which also keeps the background tasks (heap trimming).
+/// Serve the snapshot in `live` (whatever reloads store there) on `listeners` until a
+/// shutdown signal, then drain for up to `grace`. Runs on the control runtime, which also
+/// keeps the background tasks (heap trimming).
 pub async fn serve(
     listeners: Listeners,
-    runtime: Arc<Runtime>,
+    live: Arc<Live>,
     settings: Arc<ConnectionSettings>,
     grace: Duration,
 ) -> io::Result<()> {
@@ -185,21 +186,19 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Tells the workers to end their runtimes, dropping whatever outlived the grace period.
     let (exit_tx, exit_rx) = watch::channel(false);
-    let listeners_tls = listeners.tls();
     let mut threads = Vec::with_capacity(listeners.workers.len());
     for (index, worker) in listeners.workers.into_iter().enumerate() {
-        let runtime = runtime.clone();
+        let live = live.clone();
         let stop = stop_rx.clone();
         let exit = exit_rx.clone();
         let settings = settings.clone();
         let thread = std::thread::Builder::new()
             .name(format!("http-worker-{index}"))
-            .spawn(move || run_worker(index, worker, runtime, settings, stop, exit))?;
+            .spawn(move || run_worker(index, worker, live, settings, stop, exit))?;
         threads.push(thread);
     }
     drop(stop_rx);
     let trimmer = tokio::spawn(trim::run());
-    let reloader = tokio::spawn(reload_certificates_on_hangup(listeners_tls));
 
     shutdown_signal().await;
     // Load balancers polling `/ready` learn first; the listeners stop right after.
@@ -211,7 +210,6 @@ pub async fn serve(
     }
     let _ = exit_tx.send(true);
     trimmer.abort();
-    reloader.abort();
     let _ = tokio::task::spawn_blocking(move || {
         for thread in threads {
             let _ = thread.join();
@@ -226,7 +224,7 @@ pub async fn serve(
 fn run_worker(
     index: usize,
     worker: Worker,
-    runtime: Arc<Runtime>,
+    live: Arc<Live>,
     settings: Arc<ConnectionSettings>,
     stop: watch::Receiver<bool>,
     mut exit: watch::Receiver<bool>,
@@ -242,7 +240,7 @@ fn run_worker(
                 socket,
                 listener,
                 series,
-                runtime.clone(),
+                live.clone(),
                 settings.clone(),
                 stop.clone(),
             ));
@@ -257,7 +255,7 @@ async fn accept_loop(
     socket: TcpListener,
     listener: Arc<Listener>,
     series: Arc<ListenerSeries>,
-    runtime: Arc<Runtime>,
+    live: Arc<Live>,
     settings: Arc<ConnectionSettings>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -293,7 +291,7 @@ async fn accept_loop(
         tokio::spawn(connection::serve(
             stream,
             client,
-            runtime.clone(),
+            live.clone(),
             settings.clone(),
             stop.clone(),
             admitted,
@@ -301,36 +299,6 @@ async fn accept_loop(
             series.clone(),
         ));
     }
-}
-
-/// On SIGHUP, every TLS block reads its certificate files again: new handshakes get the new
-/// pairs, open connections keep theirs, and a block whose files are broken keeps serving its
-/// old ones (logged, naming the file).
-async fn reload_certificates_on_hangup(blocks: Vec<Arc<TlsListener>>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hangup.recv().await.is_some() {
-            for block in &blocks {
-                match block.reload() {
-                    Ok(()) => tracing::info!(
-                        block = block.index,
-                        "TLS certificates reloaded (server.tls[{}])",
-                        block.index
-                    ),
-                    Err(e) => tracing::error!(
-                        block = block.index,
-                        "TLS certificates not reloaded, the old ones keep serving: {e}"
-                    ),
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = blocks;
 }
 
 async fn shutdown_signal() {

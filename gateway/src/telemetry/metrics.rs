@@ -106,6 +106,9 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// `gateway_config_loaded_timestamp_seconds`: when the serving config was loaded.
     pub config_loaded: Gauge,
+    /// `gateway_config_reloads_total{result}`: reloads that took effect (`ok`) or not
+    /// (`error`).
+    pub config_reloads: IntCounterVec,
     /// `gateway_ready`: 1 while serving, 0 while draining.
     pub ready: IntGauge,
 }
@@ -328,6 +331,12 @@ impl Metrics {
                 &["key_set", "outcome"],
             ),
             access_log_dropped: register(&r, access_log_dropped),
+            config_reloads: counter_vec(
+                &r,
+                "gateway_config_reloads_total",
+                "Config reloads by result: ok (the new config serves) or error (the old one still does).",
+                &["result"],
+            ),
             config_loaded: register(&r, config_loaded),
             ready: register(&r, ready),
             registry: r,

@@ -98,13 +98,16 @@ impl TlsListener {
         TlsAcceptor::from(self.config.load_full())
     }
 
-    /// Read the block's certificate, key and CA files again; new handshakes use them. A
-    /// problem keeps the current config serving and is returned.
-    pub fn reload(&self) -> Result<(), String> {
+    /// Take over `new`'s certificates, keys, CAs and protocol settings (the same block of a
+    /// reloaded config): new handshakes use them, open connections keep theirs, and this
+    /// block's session cache and ticket keys carry over, so sessions resume across the
+    /// reload. A problem (a file changed again since `new` was built) keeps the current
+    /// config serving and is returned.
+    pub fn adopt(&self, new: &TlsListener) -> Result<(), String> {
         let (config, warnings) = server_config(
             self.index,
-            &self.source,
-            &self.base_dir,
+            &new.source,
+            &new.base_dir,
             self.sessions.clone(),
             self.ticketer.clone(),
         )

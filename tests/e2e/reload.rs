@@ -1,0 +1,246 @@
+//! Reload under load: the config file rewritten between two versions that differ in route,
+//! plugin chain and upstream, reloaded by `POST /config/reload` and SIGHUP while HTTP/1.1 and
+//! HTTP/2 clients keep sending; no request fails and each one is answered wholly by one
+//! version, the one serving when it began. Broken configs reloaded in the middle change
+//! nothing and are reported by the admin call, `/config`, the log and the metrics.
+
+use crate::support::{Gateway, HttpClient, Upstream, scratch_dir, server_section};
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Version `v` (`a` or `b`) of the config: everything under `/` goes to upstream `v` through
+/// a request-transformer that adds `x-config: v` (version `b` also has a second route).
+fn version(v: &str, a: &Upstream, b: &Upstream, extra: &str) -> String {
+    let second = if v == "b" {
+        "[[routes]]\nname = \"only-b\"\nmatch = { path_prefix = \"/only-b\" }\nupstream = \"b\"\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"{server}
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.a]
+targets = [{a}]
+
+[upstreams.b]
+targets = [{b}]
+
+[plugins.tag]
+module = "builtin:request-transformer"
+
+{extra}
+
+[[routes]]
+name = "all"
+match = {{ path_prefix = "/" }}
+upstream = "{v}"
+plugins = [ {{ use = "tag", config = {{ add = {{ headers = {{ "x-config" = "{v}" }} }} }} }} ]
+
+{second}"#,
+        server = server_section(),
+        a = a.target(),
+        b = b.target(),
+    )
+}
+
+/// POST `/config/reload` on `admin`: the status and the JSON answer.
+async fn reload(admin: std::net::SocketAddr) -> (u16, Value) {
+    let reply = HttpClient::http1()
+        .send("POST", &format!("http://{admin}/config/reload"), &[], "")
+        .await;
+    (reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null))
+}
+
+/// One answered request: when it was sent, and the version that answered it (its upstream,
+/// and the tag the upstream saw, which must agree).
+struct Answer {
+    sent: Instant,
+    version: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_load_fail_no_request_and_each_request_sees_one_version() {
+    let a = Upstream::echo("a").await;
+    let b = Upstream::echo("b").await;
+    let dir = scratch_dir("reload-load");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, version("a", &a, &b, "")).unwrap();
+    let gw = Gateway::start_file(&path);
+    let admin = gw.listener("admin");
+
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for client in (0..8)
+        .map(|_| HttpClient::http1())
+        .chain((0..2).map(|_| HttpClient::http2()))
+    {
+        let url = gw.url("/x");
+        let answers = answers.clone();
+        let stop = stop.clone();
+        senders.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let reply = client.get(&url, &[]).await;
+                assert_eq!(reply.status, 200, "{}", reply.text());
+                let upstream = reply.header("x-upstream").unwrap().to_string();
+                let tag = reply.json()["headers"]["x-config"].as_str().map(str::to_string);
+                assert_eq!(tag.as_deref(), Some(upstream.as_str()), "one version per request");
+                answers.lock().unwrap().push(Answer {
+                    sent,
+                    version: upstream,
+                });
+            }
+        }));
+    }
+
+    // Each reload's completion time and the version serving from then on.
+    let mut switches = vec![(Instant::now(), "a".to_string())];
+    for round in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let next = if round % 2 == 0 { "b" } else { "a" };
+        std::fs::write(&path, version(next, &a, &b, "")).unwrap();
+        let started = Instant::now();
+        if round % 4 == 3 {
+            gw.hangup();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while gw.log().matches("config reloaded").count() < round + 1 {
+                assert!(Instant::now() < deadline, "SIGHUP reload not logged");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } else {
+            let (status, answer) = reload(admin).await;
+            assert_eq!((status, &answer["result"]), (200, &Value::from("ok")), "{answer}");
+        }
+        // A request sent before the reload started may see either version; one sent after it
+        // finished sees only the new one.
+        switches.push((started, String::new()));
+        switches.push((Instant::now(), next.to_string()));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+
+    let answers = answers.lock().unwrap();
+    assert!(answers.len() > 200, "too little load: {}", answers.len());
+    let mut checked = 0;
+    for answer in answers.iter() {
+        // The last switch point at or before the request was sent.
+        let Some((_, expected)) = switches.iter().rev().find(|(at, _)| *at <= answer.sent) else {
+            continue;
+        };
+        if expected.is_empty() {
+            continue; // sent while a reload ran
+        }
+        assert_eq!(&answer.version, expected, "a request sent after a reload saw the old config");
+        checked += 1;
+    }
+    assert!(checked > answers.len() / 2, "{checked} of {}", answers.len());
+    assert!(answers.iter().any(|a| a.version == "a") && answers.iter().any(|a| a.version == "b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_config_changes_nothing_and_is_reported_everywhere() {
+    let a = Upstream::echo("a").await;
+    let b = Upstream::echo("b").await;
+    let dir = scratch_dir("reload-broken");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, version("a", &a, &b, "")).unwrap();
+    let gw = Gateway::start_file(&path);
+    let admin = gw.listener("admin");
+    let client = HttpClient::http1();
+    let fs_reader = crate::support::wasm::test_plugin("test-fs-reader");
+    let broken = [
+        ("bad TOML", "[[routes]\n".to_string(), "expected"),
+        (
+            "a plugin whose init rejects",
+            version("b", &a, &b, "")
+                .replace(r#"{ "x-config" = "b" }"#, r#"{ "x-config" = 5 }"#),
+            "plugin `tag` rejected its config for route `all`",
+        ),
+        (
+            "a missing key file",
+            version(
+                "b",
+                &a,
+                &b,
+                "[keys.k]\nsecrets = [ { file = \"missing-secret.txt\" } ]\n",
+            ),
+            "missing-secret.txt",
+        ),
+        (
+            "an ungranted import",
+            version(
+                "b",
+                &a,
+                &b,
+                &format!("[plugins.reader]\nmodule = {fs_reader:?}\ncapabilities = [\"log\"]\n"),
+            ),
+            "plugins.reader",
+        ),
+    ];
+    for (i, (what, text, expected)) in broken.iter().enumerate() {
+        std::fs::write(&path, text).unwrap();
+        let (status, answer) = reload(admin).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+        let errors = answer["errors"].as_str().unwrap();
+        assert!(errors.contains(expected), "{what}: {errors}");
+        assert!(errors.contains("gateway.toml:"), "{what}: file and line: {errors}");
+        // The old config serves on.
+        let reply = client.get(&gw.url("/x"), &[]).await;
+        assert_eq!(reply.header("x-upstream"), Some("a"), "{what}");
+        let config = client
+            .get(&format!("http://{admin}/config"), &[])
+            .await
+            .json();
+        assert!(
+            config["last_reload_error"].as_str().unwrap().contains(expected),
+            "{what}: {config}"
+        );
+        let metrics = client.get(&format!("http://{admin}/metrics"), &[]).await.text();
+        assert!(
+            metrics.contains(&format!("gateway_config_reloads_total{{result=\"error\"}} {}", i + 1)),
+            "{what}: {metrics}"
+        );
+        assert!(gw.log().contains("config not reloaded"), "{what}");
+    }
+
+    // A good config after the broken ones: served, and the error is cleared.
+    std::fs::write(&path, version("b", &a, &b, "")).unwrap();
+    let (status, answer) = reload(admin).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(client.get(&gw.url("/only-b/x"), &[]).await.header("x-upstream"), Some("b"));
+    let config = client
+        .get(&format!("http://{admin}/config"), &[])
+        .await
+        .json();
+    assert_eq!(config["last_reload_error"], Value::Null);
+    assert_eq!(config["sha256"].as_str(), answer["sha256"].as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_change_is_refused_and_named() {
+    let a = Upstream::echo("a").await;
+    let b = Upstream::echo("b").await;
+    let dir = scratch_dir("reload-listen");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, version("a", &a, &b, "")).unwrap();
+    let gw = Gateway::start_file(&path);
+    let admin = gw.listener("admin");
+    let moved = version("b", &a, &b, "").replacen("127.0.0.1:0", "127.0.0.1:1", 1);
+    std::fs::write(&path, moved).unwrap();
+    let (status, answer) = reload(admin).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["errors"].as_str().unwrap().contains("listening addresses"),
+        "{answer}"
+    );
+    let reply = HttpClient::http1().get(&gw.url("/x"), &[]).await;
+    assert_eq!(reply.header("x-upstream"), Some("a"));
+}
