@@ -222,6 +222,30 @@ async fn a_broken_config_changes_nothing_and_is_reported_everywhere() {
         .json();
     assert_eq!(config["last_reload_error"], Value::Null);
     assert_eq!(config["sha256"].as_str(), answer["sha256"].as_str());
+
+    // Reloaded unchanged, everything is kept: the plugin is not loaded again, its use keeps its
+    // warm instances (no instance is created), the upstreams their connections.
+    let created = |metrics: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("gateway_plugin_instances_total{") && l.contains("created"))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    let before = created(&client.get(&format!("http://{admin}/metrics"), &[]).await.text());
+    let (status, _) = reload(admin).await;
+    assert_eq!(status, 200);
+    assert!(
+        gw.log().contains(
+            "kept 1 of 1 plugins, 1 of 1 plugin uses (warm), 2 of 2 upstreams (pooled connections), and the state backend and key sets"
+        ),
+        "{}",
+        gw.log()
+    );
+    for _ in 0..3 {
+        assert_eq!(client.get(&gw.url("/x"), &[]).await.header("x-upstream"), Some("b"));
+    }
+    let after = created(&client.get(&format!("http://{admin}/metrics"), &[]).await.text());
+    assert_eq!(before, after, "no instance was created for the kept use");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

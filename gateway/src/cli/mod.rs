@@ -202,6 +202,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let reloader = reload::Reloader::new(
             path.to_path_buf(),
             &text,
+            compiled.reuse,
             &engines,
             live.clone(),
             status,

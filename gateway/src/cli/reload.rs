@@ -13,7 +13,7 @@
 //! reload says so.
 
 use crate::admin::{ConfigStatus, ReloadRequest};
-use crate::compile;
+use crate::compile::{self, Reuse};
 use crate::config;
 use crate::plugin::Engines;
 use crate::proxy::Live;
@@ -59,6 +59,8 @@ pub struct Reloader<'a> {
     tls: Vec<Arc<TlsListener>>,
     /// The serving config's TOML, to see what a new one changes.
     serving: toml::Table,
+    /// What the serving config's successor may keep of it.
+    reuse: Reuse,
     /// SIGHUP, registered when the reloader is made (before the gateway says it is ready),
     /// so no hangup arrives while the signal's default action would end the process.
     #[cfg(unix)]
@@ -66,11 +68,12 @@ pub struct Reloader<'a> {
 }
 
 impl<'a> Reloader<'a> {
-    /// A reloader of the config at `path` (whose `text` serves now) for the gateway serving
-    /// `live` on TLS blocks `tls`.
+    /// A reloader of the config at `path` (whose `text` serves now, and `reuse` is what a
+    /// reload may keep of it) for the gateway serving `live` on TLS blocks `tls`.
     pub fn new(
         path: PathBuf,
         text: &str,
+        reuse: Reuse,
         engines: &'a Engines,
         live: Arc<Live>,
         status: Arc<ArcSwap<ConfigStatus>>,
@@ -84,6 +87,7 @@ impl<'a> Reloader<'a> {
             status,
             tls,
             serving: toml::from_str(text).unwrap_or_default(),
+            reuse,
             #[cfg(unix)]
             hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
         }
@@ -140,7 +144,8 @@ impl<'a> Reloader<'a> {
                 tracing::info!(
                     sha256 = %applied.view.sha256,
                     took_ms = started.elapsed().as_millis() as u64,
-                    "config reloaded"
+                    "config reloaded; {}",
+                    applied.kept
                 );
                 for note in &applied.notes {
                     tracing::warn!("{note}");
@@ -161,7 +166,7 @@ impl<'a> Reloader<'a> {
     async fn compile_and_apply(&mut self) -> Result<Applied, String> {
         let loaded = config::load(&self.path).map_err(|errors| errors.to_string())?;
         let new: toml::Table = toml::from_str(loaded.source.text()).unwrap_or_default();
-        let compiled = compile::compile(&loaded, self.engines)
+        let compiled = compile::compile_reusing(&loaded, self.engines, Some(&self.reuse))
             .await
             .map_err(|errors| errors.to_string())?;
         let notes = self.changes_needing_restart(&new)?;
@@ -181,8 +186,10 @@ impl<'a> Reloader<'a> {
         drop(serving);
         self.live.replace(Arc::new(runtime));
         self.serving = new;
+        self.reuse = compiled.reuse;
         Ok(Applied {
             view: compiled.view,
+            kept: compiled.kept,
             notes,
         })
     }
@@ -255,6 +262,8 @@ impl<'a> Reloader<'a> {
 /// A reload that took effect.
 struct Applied {
     view: compile::ConfigView,
+    /// What it kept of the config it replaced.
+    kept: compile::Kept,
     /// What changed but applies only at the next restart.
     notes: Vec<String>,
 }

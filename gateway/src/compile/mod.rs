@@ -9,10 +9,12 @@
 //! is a fresh immutable [`Runtime`]; nothing shared is touched, so a failed compile leaves a
 //! running snapshot as it was.
 
+pub mod reuse;
 #[cfg(test)]
 mod tests;
 pub mod validate;
 
+pub use reuse::{Kept, Reuse};
 pub use validate::{AdminSettings, Serves};
 
 use crate::config::{
@@ -52,6 +54,10 @@ pub struct Compiled {
     pub server: ServerSettings,
     /// The config as the admin API shows it.
     pub view: ConfigView,
+    /// What a reload of this config may keep.
+    pub reuse: Reuse,
+    /// What this compile kept of the one it replaces.
+    pub kept: Kept,
 }
 
 /// The config as `GET /config` shows it: redacted, with the file's hash and load time.
@@ -137,7 +143,20 @@ pub async fn compile_file(path: &Path, engines: &Engines) -> Result<Compiled, Co
 
 /// Compile `loaded` into a runtime, loading every plugin and calling every `init`.
 pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compiled, ConfigErrors> {
+    compile_reusing(loaded, engines, None).await
+}
+
+/// [`compile`], keeping from `previous` (the serving config's [`Reuse`]) every part whose
+/// inputs did not change ([`reuse`]).
+pub async fn compile_reusing(
+    loaded: &LoadedConfig,
+    engines: &Engines,
+    previous: Option<&Reuse>,
+) -> Result<Compiled, ConfigErrors> {
     let config = &loaded.config;
+    let sections = reuse::Sections::of(loaded.source.text());
+    let mut next = Reuse::default();
+    let mut kept = Kept::default();
     let source = &loaded.source;
     let checked = validate::check(config, source).map_err(ConfigErrors)?;
     let mut errors: Vec<ConfigError> = Vec::new();
@@ -204,9 +223,19 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
     };
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
+        let print = sections.upstream(name, workers, &loaded.base_dir);
+        kept.upstreams.1 += 1;
+        if let Some(same) = previous.and_then(|p| p.upstreams.get(&print)) {
+            kept.upstreams.0 += 1;
+            next.upstreams.insert(print, same.clone());
+            upstreams.insert(name.clone(), same.clone());
+            continue;
+        }
         match Upstream::new(name, upstream, workers, &loaded.base_dir) {
             Ok(built) => {
-                upstreams.insert(name.clone(), Arc::new(built));
+                let built = Arc::new(built);
+                next.upstreams.insert(print, built.clone());
+                upstreams.insert(name.clone(), built);
             }
             Err((path, message)) => errors.push(source.error_at_path(path, message)),
         }
@@ -219,22 +248,50 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
         .map(|dir| loaded.base_dir.join(dir))
         .or_else(cache::default_dir)
         .and_then(|dir| Cache::open(&dir, cache::key_file().as_deref()));
-    let services = match Services::build(loaded) {
-        Ok(services) => services,
-        Err(problems) => {
-            for (path, message) in problems {
-                errors.push(source.error_at_path(path, message));
-            }
-            Services::empty()
+    let services_print = sections.services(&loaded.base_dir);
+    let kept_services = previous
+        .and_then(|p| p.services.as_ref())
+        .filter(|(print, _)| *print == services_print)
+        .map(|(_, services)| services.clone());
+    kept.services = kept_services.is_some();
+    let services = match kept_services {
+        Some(services) => services,
+        None => {
+            let services = match Services::build(loaded) {
+                Ok(services) => services,
+                Err(problems) => {
+                    for (path, message) in problems {
+                        errors.push(source.error_at_path(path, message));
+                    }
+                    Services::empty()
+                }
+            };
+            services.state.warm_up().await;
+            services
         }
     };
-    services.state.warm_up().await;
-    let plugins = load_plugins(loaded, engines, cache.as_ref(), &services, &mut errors);
+    next.services = Some((services_print, services.clone()));
+    let mut reusing = Reusing {
+        sections: &sections,
+        previous,
+        next: &mut next,
+        kept: &mut kept,
+    };
+    let plugins = load_plugins(
+        loaded,
+        engines,
+        cache.as_ref(),
+        &services,
+        &mut reusing,
+        &mut errors,
+    );
 
     let mut global_chain = Vec::new();
     for (i, use_) in config.global_plugins.iter().enumerate() {
         let path = key_path!["global_plugins", i];
-        if let Some(filter) = build_filter(loaded, &plugins, use_, "*", path, &mut errors).await {
+        if let Some(filter) =
+            build_filter(loaded, &plugins, use_, "*", path, &mut reusing, &mut errors).await
+        {
             global_chain.push(filter);
         }
     }
@@ -244,8 +301,16 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
         let mut chain = global_chain.clone();
         for (j, use_) in route.plugins.iter().enumerate() {
             let path = key_path!["routes", i, "plugins", j];
-            if let Some(filter) =
-                build_filter(loaded, &plugins, use_, &route.name, path, &mut errors).await
+            if let Some(filter) = build_filter(
+                loaded,
+                &plugins,
+                use_,
+                &route.name,
+                path,
+                &mut reusing,
+                &mut errors,
+            )
+            .await
             {
                 chain.push(filter);
             }
@@ -272,6 +337,8 @@ pub async fn compile(loaded: &LoadedConfig, engines: &Engines) -> Result<Compile
             },
             server,
             view: ConfigView::of(loaded),
+            reuse: next,
+            kept,
         })
     } else {
         Err(ConfigErrors(errors))
@@ -318,12 +385,14 @@ fn compile_edge(config: &Config, trusted: Arc<TrustedProxies>) -> Edge {
     }
 }
 
-/// Load each `[plugins.NAME]` once; uses of a plugin share its compiled component.
+/// Load each `[plugins.NAME]` once (or keep the previous config's, unchanged); uses of a
+/// plugin share its compiled component.
 fn load_plugins(
     loaded: &LoadedConfig,
     engines: &Engines,
     cache: Option<&Cache>,
     services: &Arc<Services>,
+    reusing: &mut Reusing<'_>,
     errors: &mut Vec<ConfigError>,
 ) -> HashMap<String, Arc<LoadedPlugin>> {
     let config = &loaded.config;
@@ -331,6 +400,26 @@ fn load_plugins(
     for (name, plugin) in &config.plugins {
         let metered = plugin.fuel.is_some()
             || all_uses(config).any(|u| u.plugin == *name && u.fuel.is_some());
+        reusing.kept.plugins.1 += 1;
+        // The module is read again either way: a changed file is a changed plugin (and its
+        // `sha256` pin is checked by the load).
+        let print = loader::read_module(&plugin.module, &loaded.base_dir)
+            .ok()
+            .map(|bytes| {
+                let sha256 = cache::sha256_hex(&bytes);
+                reusing
+                    .sections
+                    .plugin(name, &sha256, metered, services)
+            });
+        if let Some((print, same)) = print.as_ref().and_then(|print| {
+            let same = reusing.previous.and_then(|p| p.plugins.get(print))?;
+            Some((print.clone(), same.clone()))
+        }) {
+            reusing.kept.plugins.0 += 1;
+            reusing.next.plugins.insert(print, same.clone());
+            plugins.insert(name.clone(), same);
+            continue;
+        }
         match loader::load(
             name,
             plugin,
@@ -341,7 +430,11 @@ fn load_plugins(
             services.clone(),
         ) {
             Ok(loaded_plugin) => {
-                plugins.insert(name.clone(), Arc::new(loaded_plugin));
+                let loaded_plugin = Arc::new(loaded_plugin);
+                if let Some(print) = print {
+                    reusing.next.plugins.insert(print, loaded_plugin.clone());
+                }
+                plugins.insert(name.clone(), loaded_plugin);
             }
             Err(e) => errors.push(loaded.source.error_at_path(
                 key_path!["plugins", name, e.key],
@@ -378,14 +471,23 @@ fn read_config_file(
     }
 }
 
-/// Instantiate one plugin use and call its `init`; a rejection is a config error at the
-/// use's `config` key.
+/// What a compile may keep ([`Reuse`]) and what it kept, threaded through its steps.
+struct Reusing<'a> {
+    sections: &'a reuse::Sections,
+    previous: Option<&'a Reuse>,
+    next: &'a mut Reuse,
+    kept: &'a mut Kept,
+}
+
+/// Instantiate one plugin use and call its `init` (or keep the same use of the previous
+/// config, warm); a rejection is a config error at the use's `config` key.
 async fn build_filter(
     loaded: &LoadedConfig,
     plugins: &HashMap<String, Arc<LoadedPlugin>>,
     use_: &PluginUse,
     route: &str,
     path: KeyPath,
+    reusing: &mut Reusing<'_>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Arc<dyn Filter>> {
     let plugin = plugins.get(&use_.plugin)?.clone();
@@ -410,8 +512,27 @@ async fn build_filter(
         table.extend(inline);
     }
     let config_json = serde_json::Value::Object(table).to_string();
+    let place = format!("{route}\n{path}");
+    let print = reuse::plugin_use(&plugin, &place, &config_json, &limits);
+    reusing.kept.uses.1 += 1;
+    if let Some(same) = reusing.previous.and_then(|p| p.filters.get(&print)) {
+        reusing.kept.uses.0 += 1;
+        reusing.next.filters.insert(print, same.clone());
+        reusing.next.places.insert(place, same.clone());
+        return Some(same.clone());
+    }
     match InstancePool::new(plugin, config_json, limits).await {
-        Ok(pool) => Some(Arc::new(WasmFilter::new(pool, route))),
+        Ok(pool) => {
+            let filter = WasmFilter::new(pool, route);
+            // The use it replaces had this many instances busy or warm: so will this one.
+            if let Some(replaced) = reusing.previous.and_then(|p| p.places.get(&place)) {
+                filter.prewarm(replaced.alive_instances()).await;
+            }
+            let filter: Arc<dyn Filter> = Arc::new(filter);
+            reusing.next.filters.insert(print, filter.clone());
+            reusing.next.places.insert(place, filter.clone());
+            Some(filter)
+        }
         Err(violation) => {
             let message = match violation {
                 Violation::Init(message) => message,

@@ -48,6 +48,11 @@ fn declared(names: &Option<Vec<String>>) -> Option<Vec<HeaderName>> {
 }
 
 impl WasmFilter {
+    /// Warm the use's pool up to `count` instances ([`InstancePool::prewarm`]).
+    pub async fn prewarm(&self, count: usize) {
+        self.pool.prewarm(count).await;
+    }
+
     /// Wrap an instance pool of a use on `route`.
     pub fn new(pool: Arc<InstancePool>, route: &str) -> Self {
         let settings = pool.settings();
@@ -142,6 +147,10 @@ impl Filter for WasmFilter {
 
     fn needs(&self) -> FilterNeeds {
         self.needs
+    }
+
+    fn alive_instances(&self) -> usize {
+        self.pool.alive()
     }
 
     fn inventory(&self) -> Option<serde_json::Value> {

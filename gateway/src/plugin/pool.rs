@@ -176,6 +176,30 @@ impl InstancePool {
         Ok(pool)
     }
 
+    /// Warm the pool up to `count` instances (at most `max_instances`; pooled uses only),
+    /// off the request path: a reload does this for a changed use before it serves, so the
+    /// replaced use's traffic does not meet a cold pool. Stops at the first instance that
+    /// fails to start (its `init` already succeeded once, so that is a transient failure).
+    pub async fn prewarm(&self, count: usize) {
+        if self.plugin.isolation != Isolation::Pooled {
+            return;
+        }
+        let count = count.min(self.plugin.max_instances);
+        while self.alive() < count {
+            let fresh = Fresh {
+                plugin: self.plugin.clone(),
+                config_json: self.config_json.clone(),
+                memory_bytes: self.limits.memory_bytes,
+                alive: self.alive.clone(),
+                ticked: Arc::new(AtomicBool::new(false)),
+            };
+            match fresh.instantiate(Instant::now() + INIT_TIMEOUT).await {
+                Ok((instance, _)) => self.release(instance),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// What the plugin asked for in `init`.
     pub fn settings(&self) -> &Settings {
         &self.settings

@@ -132,6 +132,11 @@ pub trait Filter: Send + Sync {
     /// What this filter needs from the pipeline.
     fn needs(&self) -> FilterNeeds;
 
+    /// Instances alive now (plugin uses), so a reload can warm the use replacing this one.
+    fn alive_instances(&self) -> usize {
+        0
+    }
+
     /// What the admin API's `/plugins` shows of this use (module, limits, instances), if
     /// anything.
     fn inventory(&self) -> Option<serde_json::Value> {
