@@ -52,7 +52,10 @@ async fn reload(admin: std::net::SocketAddr) -> (u16, Value) {
     let reply = HttpClient::http1()
         .send("POST", &format!("http://{admin}/config/reload"), &[], "")
         .await;
-    (reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null))
+    (
+        reply.status,
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
 }
 
 /// One answered request: when it was sent, and the version that answered it (its upstream,
@@ -88,8 +91,14 @@ async fn reloads_under_load_fail_no_request_and_each_request_sees_one_version() 
                 let reply = client.get(&url, &[]).await;
                 assert_eq!(reply.status, 200, "{}", reply.text());
                 let upstream = reply.header("x-upstream").unwrap().to_string();
-                let tag = reply.json()["headers"]["x-config"].as_str().map(str::to_string);
-                assert_eq!(tag.as_deref(), Some(upstream.as_str()), "one version per request");
+                let tag = reply.json()["headers"]["x-config"]
+                    .as_str()
+                    .map(str::to_string);
+                assert_eq!(
+                    tag.as_deref(),
+                    Some(upstream.as_str()),
+                    "one version per request"
+                );
                 answers.lock().unwrap().push(Answer {
                     sent,
                     version: upstream,
@@ -114,7 +123,11 @@ async fn reloads_under_load_fail_no_request_and_each_request_sees_one_version() 
             }
         } else {
             let (status, answer) = reload(admin).await;
-            assert_eq!((status, &answer["result"]), (200, &Value::from("ok")), "{answer}");
+            assert_eq!(
+                (status, &answer["result"]),
+                (200, &Value::from("ok")),
+                "{answer}"
+            );
         }
         // A request sent before the reload started may see either version; one sent after it
         // finished sees only the new one.
@@ -138,10 +151,17 @@ async fn reloads_under_load_fail_no_request_and_each_request_sees_one_version() 
         if expected.is_empty() {
             continue; // sent while a reload ran
         }
-        assert_eq!(&answer.version, expected, "a request sent after a reload saw the old config");
+        assert_eq!(
+            &answer.version, expected,
+            "a request sent after a reload saw the old config"
+        );
         checked += 1;
     }
-    assert!(checked > answers.len() / 2, "{checked} of {}", answers.len());
+    assert!(
+        checked > answers.len() / 2,
+        "{checked} of {}",
+        answers.len()
+    );
     assert!(answers.iter().any(|a| a.version == "a") && answers.iter().any(|a| a.version == "b"));
 }
 
@@ -160,8 +180,7 @@ async fn a_broken_config_changes_nothing_and_is_reported_everywhere() {
         ("bad TOML", "[[routes]\n".to_string(), "expected"),
         (
             "a plugin whose init rejects",
-            version("b", &a, &b, "")
-                .replace(r#"{ "x-config" = "b" }"#, r#"{ "x-config" = 5 }"#),
+            version("b", &a, &b, "").replace(r#"{ "x-config" = "b" }"#, r#"{ "x-config" = 5 }"#),
             "plugin `tag` rejected its config for route `all`",
         ),
         (
@@ -191,7 +210,10 @@ async fn a_broken_config_changes_nothing_and_is_reported_everywhere() {
         assert_eq!(status, 400, "{what}: {answer}");
         let errors = answer["errors"].as_str().unwrap();
         assert!(errors.contains(expected), "{what}: {errors}");
-        assert!(errors.contains("gateway.toml:"), "{what}: file and line: {errors}");
+        assert!(
+            errors.contains("gateway.toml:"),
+            "{what}: file and line: {errors}"
+        );
         // The old config serves on.
         let reply = client.get(&gw.url("/x"), &[]).await;
         assert_eq!(reply.header("x-upstream"), Some("a"), "{what}");
@@ -200,12 +222,21 @@ async fn a_broken_config_changes_nothing_and_is_reported_everywhere() {
             .await
             .json();
         assert!(
-            config["last_reload_error"].as_str().unwrap().contains(expected),
+            config["last_reload_error"]
+                .as_str()
+                .unwrap()
+                .contains(expected),
             "{what}: {config}"
         );
-        let metrics = client.get(&format!("http://{admin}/metrics"), &[]).await.text();
+        let metrics = client
+            .get(&format!("http://{admin}/metrics"), &[])
+            .await
+            .text();
         assert!(
-            metrics.contains(&format!("gateway_config_reloads_total{{result=\"error\"}} {}", i + 1)),
+            metrics.contains(&format!(
+                "gateway_config_reloads_total{{result=\"error\"}} {}",
+                i + 1
+            )),
             "{what}: {metrics}"
         );
         assert!(gw.log().contains("config not reloaded"), "{what}");
@@ -215,7 +246,13 @@ async fn a_broken_config_changes_nothing_and_is_reported_everywhere() {
     std::fs::write(&path, version("b", &a, &b, "")).unwrap();
     let (status, answer) = reload(admin).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(client.get(&gw.url("/only-b/x"), &[]).await.header("x-upstream"), Some("b"));
+    assert_eq!(
+        client
+            .get(&gw.url("/only-b/x"), &[])
+            .await
+            .header("x-upstream"),
+        Some("b")
+    );
     let config = client
         .get(&format!("http://{admin}/config"), &[])
         .await
@@ -231,7 +268,12 @@ async fn a_broken_config_changes_nothing_and_is_reported_everywhere() {
             .find(|l| l.starts_with("gateway_plugin_instances_total{") && l.contains("created"))
             .map(|l| l.rsplit(' ').next().unwrap().to_string())
     };
-    let before = created(&client.get(&format!("http://{admin}/metrics"), &[]).await.text());
+    let before = created(
+        &client
+            .get(&format!("http://{admin}/metrics"), &[])
+            .await
+            .text(),
+    );
     let (status, _) = reload(admin).await;
     assert_eq!(status, 200);
     assert!(
@@ -242,9 +284,17 @@ async fn a_broken_config_changes_nothing_and_is_reported_everywhere() {
         gw.log()
     );
     for _ in 0..3 {
-        assert_eq!(client.get(&gw.url("/x"), &[]).await.header("x-upstream"), Some("b"));
+        assert_eq!(
+            client.get(&gw.url("/x"), &[]).await.header("x-upstream"),
+            Some("b")
+        );
     }
-    let after = created(&client.get(&format!("http://{admin}/metrics"), &[]).await.text());
+    let after = created(
+        &client
+            .get(&format!("http://{admin}/metrics"), &[])
+            .await
+            .text(),
+    );
     assert_eq!(before, after, "no instance was created for the kept use");
 }
 
@@ -262,7 +312,10 @@ async fn a_listener_change_is_refused_and_named() {
     let (status, answer) = reload(admin).await;
     assert_eq!(status, 400, "{answer}");
     assert!(
-        answer["errors"].as_str().unwrap().contains("listening addresses"),
+        answer["errors"]
+            .as_str()
+            .unwrap()
+            .contains("listening addresses"),
         "{answer}"
     );
     let reply = HttpClient::http1().get(&gw.url("/x"), &[]).await;

@@ -11,19 +11,21 @@
 //! | `/routes`  | the compiled route table in match order                               |
 //! | `/plugins` | every plugin use: module, hash, imports, grants, limits, instances, calls |
 //! | `POST /config/reload` | compile the config file again and serve it, or keep the old one and answer why |
+//! | `POST /config/plan` | what replacing the serving config with the body's would change |
 //!
 //! With `[admin] token` set, everything but `/health` and `/ready` needs
 //! `Authorization: Bearer TOKEN` (401 otherwise).
 
 mod inventory;
 
-use crate::compile::ConfigView;
+use crate::compile::{ConfigView, plan};
+use crate::config;
 use crate::proxy::Live;
-use arc_swap::ArcSwap;
 use crate::telemetry::{self, metrics};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -33,6 +35,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
+
+/// Largest config `POST /config/plan` reads.
+const MAX_PLANNED_BYTES: usize = 4 << 20;
 
 /// How long an admin client may take to send a request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +51,12 @@ pub struct ConfigStatus {
     pub view: ConfigView,
     /// Diagnostics of the last reload, if it failed (the old config kept serving).
     pub last_reload_error: Option<String>,
+    /// The serving config file's text, for `POST /config/plan` (never shown: secrets).
+    #[serde(skip)]
+    pub text: Arc<str>,
+    /// The config file, whose directory a planned config's relative paths are read from.
+    #[serde(skip)]
+    pub path: std::path::PathBuf,
 }
 
 /// Asks the reloader to compile the config file again; the answer says whether the new
@@ -88,7 +99,10 @@ impl Admin {
     async fn reload(&self) -> Response<Full<Bytes>> {
         let (reply, answer) = oneshot::channel();
         if self.reloads.send(ReloadRequest { reply }).await.is_err() {
-            return text(StatusCode::SERVICE_UNAVAILABLE, "not reloading: shutting down\n");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not reloading: shutting down\n",
+            );
         }
         match answer.await {
             Ok(Ok(sha256)) => json(&serde_json::json!({"result": "ok", "sha256": sha256})),
@@ -97,7 +111,10 @@ impl Admin {
                 *response.status_mut() = StatusCode::BAD_REQUEST;
                 response
             }
-            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "not reloading: shutting down\n"),
+            Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not reloading: shutting down\n",
+            ),
         }
     }
 
@@ -116,10 +133,52 @@ impl Admin {
         presented.is_some_and(|presented| presented == *expected)
     }
 
-    async fn answer(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = request.uri().path();
+    /// `POST /config/plan`: what replacing the serving config with the body's would change
+    /// (200 `{"changes": bool, "plan": "…"}`), or why the body does not parse (400).
+    async fn plan(&self, body: Incoming) -> Response<Full<Bytes>> {
+        let body = match http_body_util::Limited::new(body, MAX_PLANNED_BYTES)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "config over 4 MiB\n"),
+        };
+        let status = self.status.load();
+        let base_dir = status
+            .path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let file = status.path.display().to_string();
+        let serving = config::parse(&file, &status.text, base_dir.clone());
+        let planned = config::parse(
+            &format!("{file} (planned)"),
+            &String::from_utf8_lossy(&body),
+            base_dir,
+        );
+        match (serving, planned) {
+            (Ok(serving), Ok(planned)) => {
+                let plan = plan::plan(&serving, &planned);
+                json(&serde_json::json!({
+                    "changes": plan.changes_anything(),
+                    "widens_grants": plan.widens_grants(),
+                    "plan": plan.to_string(),
+                }))
+            }
+            (_, Err(errors)) | (Err(errors), _) => {
+                let mut response =
+                    json(&serde_json::json!({"result": "error", "errors": errors.to_string()}));
+                *response.status_mut() = StatusCode::BAD_REQUEST;
+                response
+            }
+        }
+    }
+
+    async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_string();
+        let path = path.as_str();
         let (allowed, allow) = match path {
-            "/config/reload" => (request.method() == Method::POST, "POST"),
+            "/config/reload" | "/config/plan" => (request.method() == Method::POST, "POST"),
             _ => (
                 request.method() == Method::GET || request.method() == Method::HEAD,
                 "GET, HEAD",
@@ -141,7 +200,7 @@ impl Admin {
             "/ready" => return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
             _ => {}
         }
-        if !self.authorized(request) {
+        if !self.authorized(&request) {
             let mut response = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -152,6 +211,7 @@ impl Admin {
         let runtime = self.live.current();
         match path {
             "/config/reload" => self.reload().await,
+            "/config/plan" => self.plan(request.into_body()).await,
             "/metrics" if metrics::enabled() => {
                 inventory::update_instance_gauges(&runtime);
                 inventory::update_connection_gauges(&runtime);
@@ -171,7 +231,7 @@ impl Admin {
             "/plugins" => json(&inventory::plugins(&runtime)),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: /health /ready /metrics /config /routes /plugins, POST /config/reload\n",
+                "not found: /health /ready /metrics /config /routes /plugins, POST /config/reload /config/plan\n",
             ),
         }
     }
@@ -214,7 +274,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.answer(&request).await) }
+                async move { Ok::<_, Infallible>(admin.answer(request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

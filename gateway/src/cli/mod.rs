@@ -1,18 +1,19 @@
 //! The command line: `gateway run`, `gateway check`, `gateway status`, `gateway plugin inspect`.
 
+mod plan;
 mod reload;
 mod status;
 
 use crate::admin::{self, Admin, ConfigStatus};
 use crate::config;
-use crate::proxy::Live;
-use arc_swap::ArcSwap;
 use crate::plugin::{Engines, inspect};
+use crate::proxy::Live;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::spans::SpanExport;
 use crate::telemetry::{self, LogFormat, metrics};
 use crate::{compile, server};
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,21 @@ enum Command {
         /// Config file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Show what replacing a config with `--config` would change: routes, chains, plugin
+    /// modules and capability grants (`!`: widened), limits, upstreams. Exit 0: nothing,
+    /// 2: changes, 1: a config does not parse.
+    Plan {
+        /// The new config.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The config it would replace (offline, for CI and review).
+        #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
+        against: Option<PathBuf>,
+        /// Or a running gateway's admin listener: what a reload to `--config` would change
+        /// (its token, if one is required, comes from `GATEWAY_ADMIN_TOKEN`).
+        #[arg(long)]
+        admin: Option<String>,
     },
     /// Ask a running gateway's admin listener how it is: readiness, config, routes, plugins.
     Status {
@@ -79,6 +95,17 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config } => check(&config),
+        Command::Plan {
+            config,
+            against,
+            admin,
+        } => match (against, admin) {
+            (Some(against), _) => plan::offline(&config, &against),
+            (None, Some(admin)) => {
+                control_runtime().and_then(|rt| rt.block_on(plan::against_admin(&config, &admin)))
+            }
+            (None, None) => Err(anyhow::anyhow!("give --against FILE or --admin ADDR")),
+        },
         Command::Status { admin, json } => {
             control_runtime().and_then(|rt| rt.block_on(status::status(&admin, json)))
         }
@@ -167,6 +194,8 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let status = Arc::new(ArcSwap::from_pointee(ConfigStatus {
             view: compiled.view,
             last_reload_error: None,
+            text: Arc::from(text.as_str()),
+            path: path.to_path_buf(),
         }));
         let listeners = server::bind(&settings.listen, &settings.tls, workers)?;
         for (local, listener) in &listeners.addresses {

@@ -153,6 +153,7 @@ impl<'a> Reloader<'a> {
                 metrics::metrics().config_loaded.set(applied.view.loaded_at);
                 status.view = applied.view.clone();
                 status.last_reload_error = None;
+                status.text = applied.text.clone();
             }
             Err(errors) => {
                 tracing::error!("config not reloaded, the old config keeps serving:\n{errors}");
@@ -175,7 +176,10 @@ impl<'a> Reloader<'a> {
                 continue;
             };
             block.adopt(adopted).map_err(|e| {
-                format!("server.tls[{}]: certificates changed while reloading: {e}", block.index)
+                format!(
+                    "server.tls[{}]: certificates changed while reloading: {e}",
+                    block.index
+                )
             })?;
         }
         let mut runtime = compiled.runtime;
@@ -188,6 +192,7 @@ impl<'a> Reloader<'a> {
         self.serving = new;
         self.reuse = compiled.reuse;
         Ok(Applied {
+            text: Arc::from(loaded.source.text()),
             view: compiled.view,
             kept: compiled.kept,
             notes,
@@ -215,7 +220,10 @@ impl<'a> Reloader<'a> {
         let listen_of = |block: &toml::Value| block.get("listen").cloned();
         if old_server.get("listen") != new_server.get("listen")
             || old_tls.len() != new_tls.len()
-            || old_tls.iter().zip(&new_tls).any(|(a, b)| listen_of(a) != listen_of(b))
+            || old_tls
+                .iter()
+                .zip(&new_tls)
+                .any(|(a, b)| listen_of(a) != listen_of(b))
         {
             return Err(format!(
                 "{}: the listening addresses (server.listen, server.tls[].listen) changed; \
@@ -228,9 +236,13 @@ impl<'a> Reloader<'a> {
         for key in old_server.keys().chain(new_server.keys()) {
             if !SERVER_RELOADED.contains(&key.as_str())
                 && old_server.get(key) != new_server.get(key)
-                && !notes.iter().any(|n: &String| n.contains(&format!("server.{key}")))
+                && !notes
+                    .iter()
+                    .any(|n: &String| n.contains(&format!("server.{key}")))
             {
-                notes.push(format!("server.{key} changed: it applies at the next restart"));
+                notes.push(format!(
+                    "server.{key} changed: it applies at the next restart"
+                ));
             }
         }
         for (i, (a, b)) in old_tls.iter().zip(&new_tls).enumerate() {
@@ -248,11 +260,15 @@ impl<'a> Reloader<'a> {
             }
         }
         let tracing_of = |t: &toml::Table, key: &str| {
-            t.get("tracing").and_then(|tracing| tracing.get(key)).cloned()
+            t.get("tracing")
+                .and_then(|tracing| tracing.get(key))
+                .cloned()
         };
         for key in TRACING_AT_START {
             if tracing_of(old, key) != tracing_of(new, key) {
-                notes.push(format!("tracing.{key} changed: it applies at the next restart"));
+                notes.push(format!(
+                    "tracing.{key} changed: it applies at the next restart"
+                ));
             }
         }
         Ok(notes)
@@ -261,6 +277,8 @@ impl<'a> Reloader<'a> {
 
 /// A reload that took effect.
 struct Applied {
+    /// The config file's text.
+    text: Arc<str>,
     view: compile::ConfigView,
     /// What it kept of the config it replaced.
     kept: compile::Kept,

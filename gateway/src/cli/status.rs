@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 /// Environment variable holding the admin token for `gateway status`.
-const TOKEN_ENV: &str = "GATEWAY_ADMIN_TOKEN";
+pub(super) const TOKEN_ENV: &str = "GATEWAY_ADMIN_TOKEN";
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 

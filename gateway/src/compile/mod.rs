@@ -9,6 +9,7 @@
 //! is a fresh immutable [`Runtime`]; nothing shared is touched, so a failed compile leaves a
 //! running snapshot as it was.
 
+pub mod plan;
 pub mod reuse;
 #[cfg(test)]
 mod tests;
@@ -407,9 +408,7 @@ fn load_plugins(
             .ok()
             .map(|bytes| {
                 let sha256 = cache::sha256_hex(&bytes);
-                reusing
-                    .sections
-                    .plugin(name, &sha256, metered, services)
+                reusing.sections.plugin(name, &sha256, metered, services)
             });
         if let Some((print, same)) = print.as_ref().and_then(|print| {
             let same = reusing.previous.and_then(|p| p.plugins.get(print))?;
