@@ -321,3 +321,50 @@ async fn a_listener_change_is_refused_and_named() {
     let reply = HttpClient::http1().get(&gw.url("/x"), &[]).await;
     assert_eq!(reply.header("x-upstream"), Some("a"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_names_what_a_reload_would_change_offline_and_against_the_running_gateway() {
+    let a = Upstream::echo("a").await;
+    let b = Upstream::echo("b").await;
+    let dir = scratch_dir("reload-plan");
+    let old = dir.join("gateway.toml");
+    let new = dir.join("next.toml");
+    std::fs::write(&old, version("a", &a, &b, "")).unwrap();
+    let widened = version("b", &a, &b, "").replace(
+        "module = \"builtin:request-transformer\"",
+        "module = \"builtin:request-transformer\"\ncapabilities = [\"log\", \"kv\"]",
+    );
+    std::fs::write(&new, &widened).unwrap();
+    let (old_s, new_s) = (old.to_str().unwrap(), new.to_str().unwrap());
+
+    let same = crate::support::gateway_cli(&["plan", "--config", old_s, "--against", old_s]);
+    assert_eq!(
+        (same.code, same.stdout.as_str()),
+        (0, "no changes\n"),
+        "{}",
+        same.stderr
+    );
+    let offline = crate::support::gateway_cli(&["plan", "--config", new_s, "--against", old_s]);
+    assert_eq!(offline.code, 2, "{}{}", offline.stdout, offline.stderr);
+    for line in [
+        "+ route `only-b`: match { path_prefix = /only-b }, upstream b, chain []",
+        "~ route `all`: upstream a → b",
+        "! plugin `tag`: capabilities widened: +kv, +log",
+        "~ use of `tag` at route `all` plugins[0]: config",
+    ] {
+        assert!(offline.stdout.contains(line), "{line}\n{}", offline.stdout);
+    }
+
+    let gw = Gateway::start_file(&old);
+    let admin = gw.listener("admin").to_string();
+    let online = crate::support::gateway_cli(&["plan", "--config", new_s, "--admin", &admin]);
+    assert_eq!(online.code, 2, "{}{}", online.stdout, online.stderr);
+    assert_eq!(online.stdout, offline.stdout, "the same plan either way");
+    std::fs::write(&new, "[[routes]\n").unwrap();
+    let broken = crate::support::gateway_cli(&["plan", "--config", new_s, "--admin", &admin]);
+    assert_eq!(broken.code, 1, "{}", broken.stderr);
+    assert!(broken.stderr.contains("(planned):1:"), "{}", broken.stderr);
+    // Planning changes nothing.
+    let reply = HttpClient::http1().get(&gw.url("/x"), &[]).await;
+    assert_eq!(reply.header("x-upstream"), Some("a"));
+}
