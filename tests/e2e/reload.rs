@@ -368,3 +368,39 @@ async fn plan_names_what_a_reload_would_change_offline_and_against_the_running_g
     let reply = HttpClient::http1().get(&gw.url("/x"), &[]).await;
     assert_eq!(reply.header("x-upstream"), Some("a"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_ready_turns_503_while_new_requests_are_still_served_for_the_readiness_grace() {
+    let a = Upstream::echo("a").await;
+    let b = Upstream::echo("b").await;
+    let dir = scratch_dir("reload-grace");
+    let path = dir.join("gateway.toml");
+    let text =
+        version("a", &a, &b, "").replacen("[server]\n", "[server]\nreadiness_grace_ms = 1500\n", 1);
+    std::fs::write(&path, text).unwrap();
+    let mut gw = Gateway::start_file(&path);
+    let admin = gw.listener("admin");
+    let ready = |admin| async move {
+        HttpClient::http1()
+            .get(&format!("http://{admin}/ready"), &[])
+            .await
+            .status
+    };
+    assert_eq!(ready(admin).await, 200);
+    let signalled = Instant::now();
+    gw.terminate();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ready(admin).await != 503 {
+        assert!(Instant::now() < deadline, "/ready never turned 503");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Within the grace, a new connection is still accepted and served.
+    let reply = HttpClient::http1().get(&gw.url("/x"), &[]).await;
+    assert_eq!(reply.status, 200);
+    assert!(signalled.elapsed() < Duration::from_millis(1500));
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(1500),
+        "exited before the readiness grace ended"
+    );
+}

@@ -223,7 +223,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
         let (access_log, spans) = {
             let serving = live.current();
-            (serving.observe.access_log.clone(), serving.observe.spans.clone())
+            (
+                serving.observe.access_log.clone(),
+                serving.observe.spans.clone(),
+            )
         };
         if let Some(log) = &access_log {
             background.push(tokio::spawn(reopen_on_user1(log.clone())));
@@ -243,7 +246,12 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let connections = Arc::new(server::ConnectionSettings::new(&settings));
         // The reloader borrows the engines, so it runs here, beside the server, not as a task.
         let served = tokio::select! {
-            served = server::serve(listeners, live.clone(), connections, settings.shutdown_grace) => served,
+            served = server::serve(
+                listeners,
+                live.clone(),
+                connections,
+                (settings.readiness_grace, settings.shutdown_grace),
+            ) => served,
             () = reloader.run(reload_rx) => Ok(()),
         };
         for task in background {

@@ -112,6 +112,8 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     /// On SIGINT/SIGTERM, drain this long.
     pub shutdown_grace: Duration,
+    /// On SIGINT/SIGTERM, answer `/ready` with 503 this long before the listeners stop.
+    pub readiness_grace: Duration,
     /// A request head must arrive within this of its first byte.
     pub request_head_timeout: Duration,
     /// Connection caps.
@@ -187,6 +189,7 @@ pub async fn compile_reusing(
         workers,
         idle_timeout: Duration::from_secs(config.server.idle_timeout_s),
         shutdown_grace: Duration::from_secs(config.server.shutdown_grace_s),
+        readiness_grace: Duration::from_millis(config.server.readiness_grace_ms),
         request_head_timeout: Duration::from_millis(config.server.request_head_timeout_ms),
         admission: Admission::new(
             config.server.max_connections,

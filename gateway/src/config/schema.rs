@@ -230,6 +230,10 @@ pub struct ServerConfig {
     /// How long to wait for in-flight requests on shutdown.
     #[serde(default = "defaults::shutdown_grace_s")]
     pub shutdown_grace_s: u64,
+    /// On shutdown, how long `/ready` answers 503 while the listeners still accept, so load
+    /// balancers polling it stop sending before connections are refused (default 0).
+    #[serde(default)]
+    pub readiness_grace_ms: u64,
     /// How long a client connection may wait for its first request, or an HTTP/1.1 keep-alive
     /// connection between requests, before the gateway closes it.
     #[serde(default = "defaults::idle_timeout_s")]

@@ -174,13 +174,14 @@ fn listen_shared(address: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Serve the snapshot in `live` (whatever reloads store there) on `listeners` until a
-/// shutdown signal, then drain for up to `grace`. Runs on the control runtime, which also
-/// keeps the background tasks (heap trimming).
+/// shutdown signal; then answer `/ready` with 503 for `readiness_grace` while still
+/// accepting, stop accepting, and drain for up to `grace`. Runs on the control runtime, which
+/// also keeps the background tasks (heap trimming).
 pub async fn serve(
     listeners: Listeners,
     live: Arc<Live>,
     settings: Arc<ConnectionSettings>,
-    grace: Duration,
+    (readiness_grace, grace): (Duration, Duration),
 ) -> io::Result<()> {
     // Every accept loop and connection holds a receiver: the sender learns when all are gone.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -201,8 +202,12 @@ pub async fn serve(
     let trimmer = tokio::spawn(trim::run());
 
     shutdown_signal().await;
-    // Load balancers polling `/ready` learn first; the listeners stop right after.
+    // Load balancers polling `/ready` learn first; the listeners stop once they had time to.
     telemetry::set_ready(false);
+    if !readiness_grace.is_zero() {
+        tracing::info!("shutting down: /ready answers 503; accepting for {readiness_grace:?} more");
+        tokio::time::sleep(readiness_grace).await;
+    }
     tracing::info!("shutting down: no new connections, draining for up to {grace:?}");
     let _ = stop_tx.send(true);
     if tokio::time::timeout(grace, stop_tx.closed()).await.is_err() {
