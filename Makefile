@@ -4,8 +4,11 @@
 
 .PHONY: run test lint ci setup test-deps lint-deps bench-check fuzz fuzz-deps tls-scan
 
-# Toolchain targets in rust-toolchain.toml are not auto-installed on every machine.
+# The toolchain pinned in rust-toolchain.toml (with its components and targets) is not
+# auto-installed everywhere: rustup refuses to when RUSTUP_AUTO_INSTALL=0, as on CI's machines,
+# and then every cargo command fails. Install it explicitly, then the wasm target.
 setup:
+	rustup toolchain install --no-self-update
 	rustup target add wasm32-wasip2
 
 # What the end-to-end tests drive: Debian's redis-server (started and killed by the tests

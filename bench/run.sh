@@ -36,7 +36,9 @@ NGINX_TLS_PORT=18085 GATEWAY_TLS_PORT=18086 GATEWAY_ADMIN_PORT=18087
 PIDS=()
 cleanup() {
   # Children first: the time-limit watchdog is a subshell whose `sleep` holds our stdout.
-  for pid in "${PIDS[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
+  # The proxy under test too: a run that failed mid-scenario leaves it running, and `wait`
+  # would wait for it forever.
+  for pid in "${PIDS[@]}" ${PROXY_PID:-}; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -270,9 +272,14 @@ p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))
 p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))
 if total == 0:
     sys.exit("no requests completed:\n" + out)
+# Errors are reported; above 1% of the requests they fail the run (a broken proxy), below it
+# they are a finding to look at, not a reason to lose the round's numbers.
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 if non2xx:
-    sys.exit(f"{non2xx.group(1)} non-2xx responses")
+    errors = int(non2xx.group(1))
+    if errors * 100 > total:
+        sys.exit(f"{errors} of {total} responses were not 2xx")
+    print(f"warning: {errors} of {total} responses were not 2xx", file=sys.stderr)
 cpu = (after - before) / ticks
 print(f"{rps:.0f} {p50:.2f} {p99:.2f} {total / cpu if cpu else 0:.0f}")
 PY

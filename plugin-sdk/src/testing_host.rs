@@ -113,7 +113,7 @@ pub(crate) fn fake_declare(
             return Ok(at as u32);
         }
         let total: usize = h.metrics.iter().map(|m| m.series).sum();
-        metrics::check_series(total.saturating_add(series))?;
+        metrics::check_budget(h.metrics.len() + 1, total.saturating_add(series))?;
         h.metrics.push(FakeMetric {
             kind,
             name: name.to_string(),
@@ -139,6 +139,9 @@ pub(crate) fn fake_record(
             .filter(|m| m.kind == kind)
             .ok_or_else(|| format!("no {kind:?} was declared with handle {handle}"))?;
         metrics::check_values(&metric.name, &metric.labels, &values)?;
+        if kind == Kind::Histogram {
+            metrics::check_observation(&metric.name, value)?;
+        }
         let recorded = metric.recorded.entry(values).or_default();
         recorded.sum += value;
         recorded.count += 1;

@@ -1141,6 +1141,8 @@ async fn a_plugin_exports_the_metrics_it_declared_and_nothing_it_did_not() {
     assert!(error.contains("\"hot\" is not a declared value"), "{error}");
     let error = refused(&[("x-declare", "late")]).await;
     assert!(error.contains("declared in init"), "{error}");
+    let error = refused(&[("x-size", "NaN")]).await;
+    assert!(error.contains("must be finite"), "{error}");
 
     let (text, m) = scrape(admin, None).await;
     let lookups = "gateway_plugin_probe_lookups_total";
@@ -1211,4 +1213,33 @@ fn check_names_a_bad_metric_declaration_an_unbounded_label_and_a_missing_grant()
         assert_eq!(out.code, 1, "{}", out.stderr);
         assert!(out.stderr.contains(expected), "{expected}\n{}", out.stderr);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_loses_spans_never_requests() {
+    // A port nothing listens on: every export is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let up = Upstream::echo("up").await;
+    let tracing = format!(
+        "[tracing]\ntraceparent = \"always\"\notlp_endpoint = \"http://127.0.0.1:{port}/v1/traces\"\nbatch_delay_ms = 20\n"
+    );
+    let mut gw = Gateway::start(&key_auth_config(&up, &tracing, &alice_route("keyed", "/")));
+    let client = HttpClient::http1();
+    for _ in 0..50 {
+        let reply = client
+            .get(&gw.url("/x"), &[("x-api-key", "alice-key")])
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = Instant::now();
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the final flush to a dead collector held the exit for {:?}",
+        stopping.elapsed()
+    );
 }

@@ -72,7 +72,9 @@ pub fn declare(
         .copied()
         .unwrap_or(0);
     let charged = series.max(before);
-    rules::check_series(others.saturating_add(charged))?;
+    let names = declared_by_plugin.map_or(0, |by_name| by_name.len())
+        + usize::from(declared_by_plugin.is_none_or(|by_name| !by_name.contains_key(name)));
+    rules::check_budget(names, others.saturating_add(charged))?;
     let family = match registry.families.get(&full) {
         Some(family) => {
             let same = family.kind == kind
@@ -145,6 +147,11 @@ fn register(
 }
 
 impl Declared {
+    /// The metric's name, as declared.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Add `delta` to a counter at label `values`.
     pub fn add(&self, values: &[String], delta: u64) -> Result<(), String> {
         let labels = self.labels_of(values)?;
@@ -159,6 +166,7 @@ impl Declared {
 
     /// Observe `value` in a histogram at label `values`.
     pub fn observe(&self, values: &[String], value: f64) -> Result<(), String> {
+        rules::check_observation(&self.name, value)?;
         let labels = self.labels_of(values)?;
         match &self.family.series {
             Series::Histogram(vec) => {
@@ -207,6 +215,33 @@ mod tests {
         assert!(over.err().unwrap().contains("at most 1000 per plugin"));
         let own = declare(&a, Kind::Counter, "unit_calls_total", "", vec![], &[]);
         assert!(own.is_ok());
+    }
+
+    #[test]
+    fn a_plugin_declares_at_most_64_names_and_only_finite_observations() {
+        let p: Arc<str> = Arc::from("unit-d");
+        for i in 0..64 {
+            declare(
+                &p,
+                Kind::Counter,
+                &format!("unit_d{i}_total"),
+                "",
+                vec![],
+                &[],
+            )
+            .unwrap();
+        }
+        // Declaring a known name again is no new name.
+        assert!(declare(&p, Kind::Counter, "unit_d0_total", "", vec![], &[]).is_ok());
+        let over = declare(&p, Kind::Counter, "unit_d64_total", "", vec![], &[]);
+        assert!(over.err().unwrap().contains("at most 64 per plugin"));
+        let h = declare(&p, Kind::Histogram, "unit_d0_seconds", "", vec![], &[1.0]);
+        assert!(h.is_err(), "the 65th name, a histogram, is refused too");
+        let q: Arc<str> = Arc::from("unit-e");
+        let h = declare(&q, Kind::Histogram, "unit_e_seconds", "", vec![], &[1.0]).unwrap();
+        assert!(h.observe(&[], 0.5).is_ok());
+        assert!(h.observe(&[], f64::NAN).err().unwrap().contains("finite"));
+        assert!(h.observe(&[], f64::INFINITY).is_err());
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const MAX_HELP_BYTES: usize = 256;
 pub const MAX_BUCKETS: usize = 32;
 /// Label combinations over all of one plugin's metrics.
 pub const MAX_SERIES_PER_PLUGIN: usize = 1000;
+/// Metrics (distinct names) one plugin may declare.
+pub const MAX_METRICS_PER_PLUGIN: usize = 64;
 
 /// A counter or a histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,8 +141,14 @@ pub fn check_declaration(
     Ok(series)
 }
 
-/// Check that a plugin's declarations, `series` label combinations in all, fit its cap.
-pub fn check_series(series: usize) -> Result<(), String> {
+/// Check that a plugin's declarations — `metrics` distinct names, `series` label combinations
+/// in all — fit its caps.
+pub fn check_budget(metrics: usize, series: usize) -> Result<(), String> {
+    if metrics > MAX_METRICS_PER_PLUGIN {
+        return Err(format!(
+            "the plugin would declare {metrics} metrics; at most {MAX_METRICS_PER_PLUGIN} per plugin"
+        ));
+    }
     if series > MAX_SERIES_PER_PLUGIN {
         return Err(format!(
             "the plugin's metrics would have up to {series} label combinations; at most \
@@ -148,6 +156,18 @@ pub fn check_series(series: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Check an observation of histogram `name`: a finite number (NaN or infinity would spoil its
+/// sum for good).
+pub fn check_observation(name: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} observed {value}; observations must be finite"
+        ))
+    }
 }
 
 /// Check the label `values` of one recording against the declared `labels` of metric `name`.
@@ -184,7 +204,9 @@ mod tests {
         assert_eq!(series, Ok(6));
         let histogram = check_declaration(Kind::Histogram, "size_bytes", "", &[], &[1.0, 10.0]);
         assert_eq!(histogram, Ok(1));
-        assert!(check_series(1000).is_ok() && check_series(1001).is_err());
+        assert!(check_budget(1, 1000).is_ok() && check_budget(1, 1001).is_err());
+        assert!(check_budget(64, 64).is_ok() && check_budget(65, 65).is_err());
+        assert!(check_observation("x", 1.5).is_ok() && check_observation("x", f64::NAN).is_err());
     }
 
     #[test]

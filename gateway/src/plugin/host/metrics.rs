@@ -37,6 +37,12 @@ impl StoreState {
             })
             .collect();
         let declared = plugin_metrics::declare(&self.plugin, kind, name, help, labels, buckets)?;
+        // Declared again (the same name, checked the same way): the same handle, so a plugin
+        // declaring in a loop holds one entry per name, at most 64.
+        if let Some(at) = self.declared_metrics.iter().position(|d| d.name() == name) {
+            self.declared_metrics[at] = declared;
+            return Ok(at as Metric);
+        }
         self.declared_metrics.push(declared);
         Ok((self.declared_metrics.len() - 1) as Metric)
     }
