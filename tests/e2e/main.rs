@@ -31,5 +31,6 @@ mod reports;
 mod routing;
 mod tls;
 mod transformers;
+mod upgrade;
 mod websocket;
 mod workers;

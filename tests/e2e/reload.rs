@@ -4,6 +4,7 @@
 //! version, the one serving when it began. Broken configs reloaded in the middle change
 //! nothing and are reported by the admin call, `/config`, the log and the metrics.
 
+use crate::support::upstream::Behaviour;
 use crate::support::{Gateway, HttpClient, Upstream, scratch_dir, server_section};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -312,28 +313,179 @@ async fn a_broken_config_changes_nothing_and_is_reported_everywhere() {
     assert_eq!(before, after, "no instance was created for the kept use");
 }
 
+/// A route `/slow` to an upstream that never answers (504 after 1.5 s): a request that is
+/// still in flight when something changes.
+fn slow_route(silent: &Upstream) -> String {
+    format!(
+        "[upstreams.silent]\ntargets = [{}]\nresponse_timeout_ms = 1500\n\n\
+         [[routes]]\nname = \"slow\"\nmatch = {{ path_prefix = \"/slow\" }}\nupstream = \"silent\"\n",
+        silent.target()
+    )
+}
+
+/// The address in a `listening on ADDR (…)` / `closed ADDR (…)` line.
+fn address_in(line: &str) -> std::net::SocketAddr {
+    line.split_whitespace()
+        .find_map(|word| word.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listener_change_is_refused_and_named() {
+async fn listeners_follow_the_config_new_ones_bound_removed_ones_drained() {
     let a = Upstream::echo("a").await;
     let b = Upstream::echo("b").await;
+    let silent = Upstream::start("silent", Behaviour::Silent).await;
     let dir = scratch_dir("reload-listen");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, version("a", &a, &b, &slow_route(&silent))).unwrap();
+    let gw = Gateway::start_file(&path);
+    let admin = gw.listener("admin");
+    let old = gw.addr;
+    let slow_url = gw.url("/slow");
+    let in_flight = tokio::spawn(async move { HttpClient::http1().get(&slow_url, &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Moved to another address: bound, then the old one closed.
+    let moved = version("b", &a, &b, &slow_route(&silent)).replacen(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.2:0\"]",
+        1,
+    );
+    std::fs::write(&path, &moved).unwrap();
+    let (status, answer) = reload(admin).await;
+    assert_eq!(status, 200, "{answer}");
+    let limit = Duration::from_secs(5);
+    let added = gw
+        .printed("listening on 127.0.0.2:", limit)
+        .expect("new listener");
+    let closed = gw.printed("closed ", limit).expect("old listener closed");
+    assert_eq!(address_in(&closed), old, "{closed}");
+    let new = address_in(&added);
+    let reply = HttpClient::http1()
+        .get(&format!("http://{new}/x"), &[])
+        .await;
+    assert_eq!(reply.header("x-upstream"), Some("b"));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while tokio::net::TcpStream::connect(old).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the removed listener still accepts"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The request on the removed listener finished as it would have (not reset).
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 504, "{}", reply.text());
+
+    // An address that cannot be bound (taken by a socket that does not share) fails the
+    // reload, and nothing changes.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let clash = version("a", &a, &b, &slow_route(&silent)).replacen(
+        "listen = [\"127.0.0.1:0\"]",
+        &format!("listen = [\"127.0.0.2:0\", \"127.0.0.1:{port}\"]"),
+        1,
+    );
+    std::fs::write(&path, clash).unwrap();
+    let (status, answer) = reload(admin).await;
+    assert_eq!(status, 400, "{answer}");
+    let errors = answer["errors"].as_str().unwrap();
+    assert!(
+        errors.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{errors}"
+    );
+    let reply = HttpClient::http1()
+        .get(&format!("http://{new}/x"), &[])
+        .await;
+    assert_eq!(
+        reply.header("x-upstream"),
+        Some("b"),
+        "the old config serves on"
+    );
+    drop(taken);
+}
+
+/// RSS (kB), open file descriptors and threads of process `pid`.
+fn footprint(pid: u32) -> (u64, usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    (field("VmRSS:"), fds, field("Threads:") as usize)
+}
+
+/// The sum of every `gateway_plugin_instances` series (warm and busy instances of all uses).
+async fn plugin_instances(admin: std::net::SocketAddr) -> f64 {
+    let reply = HttpClient::http1()
+        .get(&format!("http://{admin}/metrics"), &[])
+        .await;
+    reply
+        .text()
+        .lines()
+        .filter(|line| line.starts_with("gateway_plugin_instances{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_reloads_leave_memory_descriptors_threads_and_instances_where_they_were() {
+    let a = Upstream::echo("a").await;
+    let b = Upstream::echo("b").await;
+    let dir = scratch_dir("reload-leak");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, version("a", &a, &b, "")).unwrap();
     let gw = Gateway::start_file(&path);
     let admin = gw.listener("admin");
-    let moved = version("b", &a, &b, "").replacen("127.0.0.1:0", "127.0.0.1:1", 1);
-    std::fs::write(&path, moved).unwrap();
-    let (status, answer) = reload(admin).await;
-    assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer["errors"]
-            .as_str()
-            .unwrap()
-            .contains("listening addresses"),
-        "{answer}"
+    let client = HttpClient::http1();
+    let url = gw.url("/x");
+    let mut round = 0;
+    let mut cycle = async |reloads: usize| {
+        for _ in 0..reloads {
+            round += 1;
+            let next = if round % 2 == 1 { "b" } else { "a" };
+            std::fs::write(&path, version(next, &a, &b, "")).unwrap();
+            let (status, answer) = reload(admin).await;
+            assert_eq!(status, 200, "{answer}");
+            for _ in 0..3 {
+                let reply = client.get(&url, &[]).await;
+                assert_eq!(reply.header("x-upstream"), Some(next));
+            }
+        }
+    };
+    // Warm up: every allocator arena and pool at its working size.
+    cycle(20).await;
+    let (rss, fds, threads) = footprint(gw.pid());
+    let instances = plugin_instances(admin).await;
+    cycle(100).await;
+    let (rss_after, fds_after, threads_after) = footprint(gw.pid());
+    let instances_after = plugin_instances(admin).await;
+    eprintln!(
+        "100 reloads: RSS {rss} → {rss_after} kB, fds {fds} → {fds_after}, threads {threads} → \
+         {threads_after}, plugin instances {instances} → {instances_after}"
     );
-    let reply = HttpClient::http1().get(&gw.url("/x"), &[]).await;
-    assert_eq!(reply.header("x-upstream"), Some("a"));
+    let within = |before: f64, after: f64| after <= before * 1.05 + 1.0;
+    assert!(
+        within(rss as f64, rss_after as f64),
+        "RSS {rss} → {rss_after} kB"
+    );
+    assert!(
+        within(fds as f64, fds_after as f64),
+        "fds {fds} → {fds_after}"
+    );
+    assert!(
+        within(threads as f64, threads_after as f64),
+        "threads {threads} → {threads_after}"
+    );
+    assert!(instances > 0.0);
+    assert_eq!(instances_after, instances, "plugin instances");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,10 @@
 //! The command line: `gateway run`, `gateway check`, `gateway status`, `gateway plugin inspect`.
 
+mod notify;
 mod plan;
 mod reload;
 mod status;
+mod upgrade;
 
 use crate::admin::{self, Admin, ConfigStatus};
 use crate::config;
@@ -152,6 +154,10 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    // Read before anything else: what a predecessor handed over, and this executable's path
+    // (once an upgrade replaces the file, the running process no longer names it).
+    let mut inherited = server::Inherited::from_env();
+    let successor = upgrade::Successor::of_this_process();
     let engines = Engines::new().map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = control_runtime()?;
     rt.block_on(async {
@@ -197,20 +203,31 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             text: Arc::from(text.as_str()),
             path: path.to_path_buf(),
         }));
-        let listeners = server::bind(&settings.listen, &settings.tls, workers)?;
-        for (local, listener) in &listeners.addresses {
-            let serves = listener.describe();
-            tracing::info!(address = %local, serves, workers, "listening");
+        let connections = Arc::new(server::ConnectionSettings::new(&settings));
+        let listening = Arc::new(server::Listening::start(
+            workers,
+            live.clone(),
+            connections,
+        )?);
+        let change = listening.prepare(&settings.listen, &settings.tls, &mut inherited)?;
+        for line in listening.commit(change) {
+            tracing::info!(workers, "{line}");
             // Tests and scripts read these lines to learn ephemeral ports.
-            println!("listening on {local} ({serves})");
+            println!("{line}");
         }
         let mut background = Vec::new();
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(8);
+        let mut admin_socket = None;
         if let Some(admin) = &settings.admin {
-            let listener = tokio::net::TcpListener::bind(admin.listen)
-                .await
-                .with_context(|| format!("cannot listen on {} (admin)", admin.listen))?;
+            let listener = match inherited.take_admin(admin.listen) {
+                Some(socket) => socket
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpListener::from_std(socket)),
+                None => tokio::net::TcpListener::bind(admin.listen).await,
+            }
+            .with_context(|| format!("cannot listen on {} (admin)", admin.listen))?;
             let local = listener.local_addr()?;
+            admin_socket = Some(std::os::fd::AsRawFd::as_raw_fd(&listener));
             tracing::info!(address = %local, "admin listening");
             println!("listening on {local} (admin)");
             let served = Admin::new(
@@ -238,18 +255,52 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             &engines,
             live.clone(),
             status,
-            listeners.tls(),
+            (listening.clone(), settings.tls.clone()),
         );
         drop(reload_tx);
+        // Left over from a predecessor that served more addresses: closed.
+        let upgraded = inherited.is_upgrade();
+        inherited.announce_ready();
+        drop(inherited);
         telemetry::set_ready(true);
         println!("ready");
-        let connections = Arc::new(server::ConnectionSettings::new(&settings));
+        if upgraded {
+            notify::notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
+        } else {
+            notify::notify("READY=1");
+        }
+        let admin_task = settings
+            .admin
+            .as_ref()
+            .map(|_| background[0].abort_handle());
+        let stop = async {
+            let upgrade = async {
+                match successor {
+                    Some(successor) => {
+                        upgrade::on_user2(successor, listening.clone(), admin_socket).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = server::shutdown_signal() => {
+                    notify::notify("STOPPING=1");
+                    server::Stop::Signal
+                }
+                () = upgrade => {
+                    // The successor answers the admin listener from now on.
+                    if let Some(admin) = &admin_task {
+                        admin.abort();
+                    }
+                    server::Stop::HandedOver
+                }
+            }
+        };
         // The reloader borrows the engines, so it runs here, beside the server, not as a task.
         let served = tokio::select! {
             served = server::serve(
-                listeners,
-                live.clone(),
-                connections,
+                listening.clone(),
+                stop,
                 (settings.readiness_grace, settings.shutdown_grace),
             ) => served,
             () = reloader.run(reload_rx) => Ok(()),

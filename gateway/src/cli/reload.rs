@@ -5,18 +5,19 @@
 //!
 //! What a reload applies: routes, plugin chains and their limits, plugins (modules read and
 //! checked again, `sha256` pins included), upstreams, keys, `[state]`, the edge's request
-//! rules, and each TLS block's certificates, keys, CAs and protocol settings (adopted by the
-//! running listener, its session cache kept). What it cannot apply yet — the listening
-//! addresses themselves — refuses the reload, naming the key; settings read once at start
-//! (`[server]` timeouts and caps, `[admin]`, `[access_log]`, `[tracing]` export, a TLS block's
-//! HSTS, handshake timeout and session settings) are applied at the next restart, and the
-//! reload says so.
+//! rules, the listening addresses (new ones bound before anything changes, so one that cannot
+//! be bound fails the reload; removed ones stop accepting and their connections drain), and
+//! each TLS block's certificates, keys, CAs and protocol settings (adopted by the running
+//! listener, its session cache kept). Settings read once at start (`[server]` timeouts and
+//! caps, `[admin]`, `[access_log]`, `[tracing]` export, a TLS block's HSTS, handshake timeout
+//! and session settings) are applied at the next restart, and the reload says so.
 
 use crate::admin::{ConfigStatus, ReloadRequest};
 use crate::compile::{self, Reuse};
 use crate::config;
 use crate::plugin::Engines;
 use crate::proxy::Live;
+use crate::server::{Inherited, Listening};
 use crate::telemetry::metrics;
 use crate::tls::TlsListener;
 use arc_swap::ArcSwap;
@@ -36,6 +37,7 @@ const TLS_FIXED: &[&str] = &[
 
 /// Keys of `[server]` a reload applies (the rest are read once, at start).
 const SERVER_RELOADED: &[&str] = &[
+    "listen",
     "tls",
     "via",
     "max_loops",
@@ -55,6 +57,8 @@ pub struct Reloader<'a> {
     engines: &'a Engines,
     live: Arc<Live>,
     status: Arc<ArcSwap<ConfigStatus>>,
+    /// The listening addresses, which a reload binds and closes.
+    listening: Arc<Listening>,
     /// The running TLS blocks, by block index.
     tls: Vec<Arc<TlsListener>>,
     /// The serving config's TOML, to see what a new one changes.
@@ -69,7 +73,8 @@ pub struct Reloader<'a> {
 
 impl<'a> Reloader<'a> {
     /// A reloader of the config at `path` (whose `text` serves now, and `reuse` is what a
-    /// reload may keep of it) for the gateway serving `live` on TLS blocks `tls`.
+    /// reload may keep of it) for the gateway serving `live` on `listening` with TLS blocks
+    /// `tls` (by block index).
     pub fn new(
         path: PathBuf,
         text: &str,
@@ -77,14 +82,14 @@ impl<'a> Reloader<'a> {
         engines: &'a Engines,
         live: Arc<Live>,
         status: Arc<ArcSwap<ConfigStatus>>,
-        mut tls: Vec<Arc<TlsListener>>,
+        (listening, tls): (Arc<Listening>, Vec<Arc<TlsListener>>),
     ) -> Self {
-        tls.sort_by_key(|block| block.index);
         Reloader {
             path,
             engines,
             live,
             status,
+            listening,
             tls,
             serving: toml::from_str(text).unwrap_or_default(),
             reuse,
@@ -170,15 +175,26 @@ impl<'a> Reloader<'a> {
         let compiled = compile::compile_reusing(&loaded, self.engines, Some(&self.reuse))
             .await
             .map_err(|errors| errors.to_string())?;
-        let notes = self.changes_needing_restart(&new)?;
-        for block in &self.tls {
-            let Some(adopted) = compiled.server.tls.get(block.index) else {
-                continue;
-            };
-            block.adopt(adopted).map_err(|e| {
+        let notes = self.changes_needing_restart(&new);
+        // A running TLS block takes over its successor's settings (its session cache kept); a
+        // block the old config did not have serves as built.
+        let blocks: Vec<Arc<TlsListener>> = compiled
+            .server
+            .tls
+            .iter()
+            .enumerate()
+            .map(|(i, built)| self.tls.get(i).unwrap_or(built).clone())
+            .collect();
+        // Bound before anything changes, so an address that cannot be bound fails the reload.
+        let addresses = self
+            .listening
+            .prepare(&compiled.server.listen, &blocks, &mut Inherited::none())
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        for (running, built) in self.tls.iter().zip(&compiled.server.tls) {
+            running.adopt(built).map_err(|e| {
                 format!(
                     "server.tls[{}]: certificates changed while reloading: {e}",
-                    block.index
+                    running.index
                 )
             })?;
         }
@@ -189,6 +205,12 @@ impl<'a> Reloader<'a> {
         runtime.observe.spans = serving.observe.spans.clone();
         drop(serving);
         self.live.replace(Arc::new(runtime));
+        for line in self.listening.commit(addresses) {
+            tracing::info!("{line}");
+            // Tests and scripts read these lines to learn ephemeral ports.
+            println!("{line}");
+        }
+        self.tls = blocks;
         self.serving = new;
         self.reuse = compiled.reuse;
         Ok(Applied {
@@ -199,8 +221,8 @@ impl<'a> Reloader<'a> {
         })
     }
 
-    /// Refuse a change of listening addresses; name the settings read only at start.
-    fn changes_needing_restart(&self, new: &toml::Table) -> Result<Vec<String>, String> {
+    /// The settings that changed but are read only at start.
+    fn changes_needing_restart(&self, new: &toml::Table) -> Vec<String> {
         let old = &self.serving;
         let table = |t: &toml::Table, key: &str| t.get(key).cloned();
         let server = |t: &toml::Table| {
@@ -217,21 +239,6 @@ impl<'a> Reloader<'a> {
                 .unwrap_or_default()
         };
         let (old_tls, new_tls) = (blocks(&old_server), blocks(&new_server));
-        let listen_of = |block: &toml::Value| block.get("listen").cloned();
-        if old_server.get("listen") != new_server.get("listen")
-            || old_tls.len() != new_tls.len()
-            || old_tls
-                .iter()
-                .zip(&new_tls)
-                .any(|(a, b)| listen_of(a) != listen_of(b))
-        {
-            return Err(format!(
-                "{}: the listening addresses (server.listen, server.tls[].listen) changed; \
-                 a reload does not bind or close listeners yet: restart the gateway (or start \
-                 a new one beside it, see README \"Binary upgrade\")",
-                self.path.display()
-            ));
-        }
         let mut notes = Vec::new();
         for key in old_server.keys().chain(new_server.keys()) {
             if !SERVER_RELOADED.contains(&key.as_str())
@@ -271,7 +278,7 @@ impl<'a> Reloader<'a> {
                 ));
             }
         }
-        Ok(notes)
+        notes
     }
 }
 

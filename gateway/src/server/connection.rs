@@ -23,6 +23,7 @@ use crate::proxy::{self, Peer};
 use crate::proxy::{Live, Runtime};
 use crate::telemetry::metrics::ListenerSeries;
 use crate::tls::facts;
+use futures::FutureExt as _;
 use http::{HeaderValue, header};
 use hyper::body::Body as _;
 use hyper::server::conn::{http1, http2};
@@ -34,6 +35,7 @@ use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -117,6 +119,8 @@ struct Shared {
     answers: Answers,
     /// The WebSocket tunnel the connection became, once upgraded.
     tunnel: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Its listener stopped: each HTTP/1.1 response now says `Connection: close`.
+    draining: AtomicBool,
 }
 
 impl Shared {
@@ -126,6 +130,7 @@ impl Shared {
             activity: Activity::default(),
             answers,
             tunnel: std::sync::Mutex::new(None),
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -199,6 +204,10 @@ impl AsRef<Activity> for Shared {
     }
 }
 
+/// How long a draining HTTP/1.1 connection with no request in flight waits for one (answered
+/// with `Connection: close`) before it is closed.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
 /// The HTTP/2 client connection preface (RFC 9113, section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -222,7 +231,8 @@ pub async fn serve(
     // below lets its own receiver go as soon as it has seen the stop).
     let _draining = stop.clone();
     // Both live as long as the connection, so waiting on them registers once, not per request.
-    let mut stopping = pin!(stopped(stop));
+    // Fused: it resolves once, and a draining connection goes on polling it.
+    let mut stopping = pin!(stopped(stop).fuse());
     let mut idle = pin!(tokio::time::sleep(settings.idle_timeout));
 
     if settings.proxy_protocol && settings.trusted.contains(client.ip()) {
@@ -353,10 +363,22 @@ async fn serve_http1<S: ClientStream>(
         // It has been idle for at least one check period already.
         let idle_left = settings.idle_timeout.saturating_sub(PARK_CHECK);
         idle.as_mut().reset(Instant::now() + idle_left);
+        if shared.draining.load(Ordering::Relaxed) {
+            // Parked after answering with `Connection: close`: the client closes it.
+            idle.as_mut().reset(Instant::now() + DRAIN_IDLE);
+        }
         tokio::select! {
             readable = stream.readable() => if readable.is_err() { return },
             () = idle.as_mut() => return,
-            () = stopping.as_mut() => return,
+            () = stopping.as_mut() => {
+                // A request may be on its way: served (with `Connection: close`) if it comes
+                // within DRAIN_IDLE.
+                shared.draining.store(true, Ordering::Relaxed);
+                tokio::select! {
+                    readable = stream.readable() => if readable.is_err() { return },
+                    () = tokio::time::sleep(DRAIN_IDLE) => return,
+                }
+            }
         }
     }
 }
@@ -374,14 +396,24 @@ async fn serve_http1_until_idle<S: ClientStream>(
     let activity = &shared.activity;
     let client = shared.peer.addr;
     let io = ParkingIo::new(stream, shared.clone(), home.clone());
-    let shared = shared.clone();
+    let for_service = shared.clone();
     let live = live.clone();
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        let in_flight = Activity::begin(shared.clone(), request.body().is_end_stream());
+        let in_flight = Activity::begin(for_service.clone(), request.body().is_end_stream());
         // The snapshot this request runs on to its end, whatever a reload stores meanwhile.
         let runtime = live.current();
         async move {
-            let response = respond(runtime, in_flight.owner(), request).await;
+            let owner = in_flight.owner();
+            let mut response = respond(runtime, owner, request).await;
+            if owner.draining.load(Ordering::Relaxed)
+                && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+            {
+                // The client learns not to reuse the connection before it could send on it
+                // (closing it under an idle client instead races the client's next request).
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         }
     });
@@ -403,8 +435,10 @@ async fn serve_http1_until_idle<S: ClientStream>(
         match event {
             Event::Closed(result) => return Served::Closed(result),
             Event::Stop => {
-                connection.as_mut().graceful_shutdown();
-                return Served::Stopped(connection.await);
+                // Answered with `Connection: close` from now on; an idle one is given
+                // DRAIN_IDLE for the request its client may be sending already.
+                shared.draining.store(true, Ordering::Relaxed);
+                idle_for = Duration::ZERO;
             }
             Event::Check => {
                 activity.tick();
@@ -414,6 +448,13 @@ async fn serve_http1_until_idle<S: ClientStream>(
                     continue;
                 }
                 idle_for += PARK_CHECK;
+                if shared.draining.load(Ordering::Relaxed) {
+                    if idle_for >= DRAIN_IDLE {
+                        connection.as_mut().graceful_shutdown();
+                        return Served::Stopped(connection.await);
+                    }
+                    continue;
+                }
                 // A head arriving slowly (slowloris): checked here rather than by a timer per
                 // request, so it closes between the timeout and one check more after its
                 // first byte.

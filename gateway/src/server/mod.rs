@@ -13,6 +13,8 @@
 //! delays only its own connections, and few long-lived connections may hash unevenly.
 
 mod connection;
+mod inherit;
+mod listening;
 mod park;
 mod sparse;
 mod stream;
@@ -20,21 +22,23 @@ mod trim;
 mod tunnel;
 
 pub use connection::ConnectionSettings;
+pub use inherit::{
+    Inherited, LISTEN_FDS, UPGRADE_FD, describe as describe_sockets, keep_across_exec,
+};
+pub use listening::Listening;
 
-use crate::compile::Serves;
 use crate::proxy::Live;
 use crate::telemetry;
 use crate::telemetry::metrics::{self, ListenerSeries};
 use crate::tls::TlsListener;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Pending connections the kernel queues per socket (tokio's own default).
-const BACKLOG: u32 = 1024;
+pub(super) const BACKLOG: u32 = 1024;
 
 /// What a listening address serves.
 pub enum Listener {
@@ -60,203 +64,46 @@ impl Listener {
     }
 }
 
-/// Bound sockets and the runtimes that will serve them, one set per worker.
-pub struct Listeners {
-    /// The bound addresses, ephemeral ports resolved, in the order of the config, with what
-    /// each serves.
-    pub addresses: Vec<(SocketAddr, Arc<Listener>)>,
-    workers: Vec<Worker>,
+/// Why the gateway stops serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM or SIGINT: `/ready` turns 503 for the readiness grace, then the drain.
+    Signal,
+    /// A successor process serves the same sockets: stop accepting now, then drain.
+    HandedOver,
 }
 
-impl Listeners {
-    /// The TLS listener blocks served, each once.
-    pub fn tls(&self) -> Vec<Arc<TlsListener>> {
-        let mut blocks: Vec<Arc<TlsListener>> = Vec::new();
-        for (_, listener) in &self.addresses {
-            if let Listener::Tls(tls) = &**listener
-                && !blocks.iter().any(|seen| Arc::ptr_eq(seen, tls))
-            {
-                blocks.push(tls.clone());
-            }
-        }
-        blocks
-    }
-}
-
-/// One worker before it starts: its runtime and its socket for each address.
-struct Worker {
-    runtime: tokio::runtime::Runtime,
-    listeners: Vec<(TcpListener, Arc<Listener>, Arc<ListenerSeries>)>,
-}
-
-/// Build `workers` runtimes and bind each of `addresses` once per worker. An address with
-/// port 0 gets one ephemeral port, shared by all workers. `tls[i]` serves `Serves::Tls(i)`;
-/// a redirect goes to the port its block's first address was bound to.
-pub fn bind(
-    addresses: &[(SocketAddr, Serves)],
-    tls: &[Arc<TlsListener>],
-    workers: usize,
-) -> io::Result<Listeners> {
-    let mut built = Vec::with_capacity(workers);
-    for _ in 0..workers.max(1) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        built.push(Worker {
-            runtime,
-            listeners: Vec::new(),
-        });
-    }
-    let mut bound: Vec<(SocketAddr, Arc<Listener>)> = Vec::with_capacity(addresses.len());
-    // HTTPS first, so a redirect knows the port it points to.
-    let mut order: Vec<&(SocketAddr, Serves)> = addresses.iter().collect();
-    order.sort_by_key(|(_, serves)| matches!(serves, Serves::Redirect(_)));
-    let mut https_ports = vec![None; tls.len()];
-    for (address, serves) in order {
-        let listener = match *serves {
-            Serves::Plain => Listener::Plain,
-            Serves::Tls(block) => Listener::Tls(tls[block].clone()),
-            Serves::Redirect(block) => Listener::Redirect {
-                port: https_ports[block].unwrap_or(443),
-            },
-        };
-        let listener = Arc::new(listener);
-        let local = bind_all(*address, &listener, &mut built)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
-        if let Serves::Tls(block) = serves {
-            https_ports[*block].get_or_insert(local.port());
-        }
-        bound.push((local, listener));
-    }
-    Ok(Listeners {
-        addresses: bound,
-        workers: built,
-    })
-}
-
-/// Bind `address` for every worker (port 0 resolved by the first, shared by the rest); returns
-/// the address bound.
-fn bind_all(
-    address: SocketAddr,
-    listener: &Arc<Listener>,
-    workers: &mut [Worker],
-) -> io::Result<SocketAddr> {
-    let mut sockets = Vec::with_capacity(workers.len());
-    let mut target = address;
-    for worker in workers.iter() {
-        // Sockets register with the reactor of the runtime entered.
-        let _entered = worker.runtime.enter();
-        let listener = listen_shared(target)?;
-        target = listener.local_addr()?;
-        sockets.push(listener);
-    }
-    let series = Arc::new(ListenerSeries::new(&target.to_string()));
-    for (worker, socket) in workers.iter_mut().zip(sockets) {
-        worker
-            .listeners
-            .push((socket, listener.clone(), series.clone()));
-    }
-    Ok(target)
-}
-
-/// A listening socket on `address` that other sockets of this process may share.
-fn listen_shared(address: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if address.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    #[cfg(unix)]
-    socket.set_reuseport(true)?;
-    socket.bind(address)?;
-    socket.listen(BACKLOG)
-}
-
-/// Serve the snapshot in `live` (whatever reloads store there) on `listeners` until a
-/// shutdown signal; then answer `/ready` with 503 for `readiness_grace` while still
-/// accepting, stop accepting, and drain for up to `grace`. Runs on the control runtime, which
-/// also keeps the background tasks (heap trimming).
+/// Serve on `listening` until `stop`; then (for a signal) answer `/ready` with 503 for
+/// `readiness_grace` while still accepting, stop accepting, and drain for up to `grace`. Runs
+/// on the control runtime, which also keeps the background tasks (heap trimming).
 pub async fn serve(
-    listeners: Listeners,
-    live: Arc<Live>,
-    settings: Arc<ConnectionSettings>,
+    listening: Arc<Listening>,
+    stop: impl Future<Output = Stop>,
     (readiness_grace, grace): (Duration, Duration),
 ) -> io::Result<()> {
-    // Every accept loop and connection holds a receiver: the sender learns when all are gone.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // Tells the workers to end their runtimes, dropping whatever outlived the grace period.
-    let (exit_tx, exit_rx) = watch::channel(false);
-    let mut threads = Vec::with_capacity(listeners.workers.len());
-    for (index, worker) in listeners.workers.into_iter().enumerate() {
-        let live = live.clone();
-        let stop = stop_rx.clone();
-        let exit = exit_rx.clone();
-        let settings = settings.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("http-worker-{index}"))
-            .spawn(move || run_worker(index, worker, live, settings, stop, exit))?;
-        threads.push(thread);
-    }
-    drop(stop_rx);
     let trimmer = tokio::spawn(trim::run());
-
-    shutdown_signal().await;
+    let reason = stop.await;
     // Load balancers polling `/ready` learn first; the listeners stop once they had time to.
     telemetry::set_ready(false);
-    if !readiness_grace.is_zero() {
+    if reason == Stop::Signal && !readiness_grace.is_zero() {
         tracing::info!("shutting down: /ready answers 503; accepting for {readiness_grace:?} more");
         tokio::time::sleep(readiness_grace).await;
     }
     tracing::info!("shutting down: no new connections, draining for up to {grace:?}");
-    let _ = stop_tx.send(true);
-    if tokio::time::timeout(grace, stop_tx.closed()).await.is_err() {
+    listening.close_all();
+    if tokio::time::timeout(grace, listening.drained())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over; closing remaining connections");
     }
-    let _ = exit_tx.send(true);
+    listening.exit().await;
     trimmer.abort();
-    let _ = tokio::task::spawn_blocking(move || {
-        for thread in threads {
-            let _ = thread.join();
-        }
-    })
-    .await;
     Ok(())
 }
 
-/// One worker thread: accept on its sockets until `stop`, then keep serving the connections
-/// it has until `exit`.
-fn run_worker(
-    index: usize,
-    worker: Worker,
-    live: Arc<Live>,
-    settings: Arc<ConnectionSettings>,
-    stop: watch::Receiver<bool>,
-    mut exit: watch::Receiver<bool>,
-) {
-    crate::worker::enter(index);
-    let Worker {
-        runtime: tokio_runtime,
-        listeners,
-    } = worker;
-    tokio_runtime.block_on(async move {
-        for (socket, listener, series) in listeners {
-            tokio::spawn(accept_loop(
-                socket,
-                listener,
-                series,
-                live.clone(),
-                settings.clone(),
-                stop.clone(),
-            ));
-        }
-        drop(stop);
-        let _ = exit.wait_for(|exit| *exit).await;
-    });
-}
-
 /// Accept connections on `listener` and serve each on a task of its own, until `stop`.
-async fn accept_loop(
+pub(super) async fn accept_loop(
     socket: TcpListener,
     listener: Arc<Listener>,
     series: Arc<ListenerSeries>,
@@ -306,7 +153,8 @@ async fn accept_loop(
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves at SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

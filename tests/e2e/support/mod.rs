@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use upstream::Upstream;
@@ -68,6 +69,8 @@ pub struct Gateway {
     log: PathBuf,
     /// The config file it runs.
     pub config_path: PathBuf,
+    /// Its standard output after `ready`, line by line.
+    printed: Arc<Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -128,14 +131,22 @@ impl Gateway {
             }
         }
         let addr = listeners[0].0;
-        // Keep draining stdout so the process never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining stdout so the process never blocks on a full pipe, and keep what it
+        // says after `ready` (listeners a reload adds or closes, a handover).
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let keep = printed.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
         Gateway {
             child,
             addr,
             listeners,
             log,
             config_path,
+            printed,
         }
     }
 
@@ -160,6 +171,25 @@ impl Gateway {
             .status()
             .expect("run kill");
         assert!(status.success());
+    }
+
+    /// The first line it printed after `ready` that starts with `prefix`, waiting up to
+    /// `limit` for it.
+    pub fn printed(&self, prefix: &str, limit: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let found = self
+                .printed
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| line.starts_with(prefix))
+                .cloned();
+            if found.is_some() || std::time::Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// What the gateway has logged so far.
