@@ -7,7 +7,6 @@
 
 use crate::support::wasm::test_plugin;
 use crate::support::{Gateway, HttpClient, Upstream, scratch_dir};
-use sha2::{Digest, Sha256};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -94,9 +93,8 @@ fn without_home_there_is_no_cache_and_nothing_in_the_temp_dir() {
     assert!(left.is_empty(), "the temp dir holds {left:?}");
 }
 
-fn sha256_hex(path: &str) -> String {
-    let digest = Sha256::digest(std::fs::read(path).unwrap());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+fn file_sha256(path: &str) -> String {
+    crate::support::sha256_hex(&std::fs::read(path).unwrap())
 }
 
 /// The cache file compiled from the module with hex SHA-256 `sha`.
@@ -148,7 +146,7 @@ plugins = [ {{ use = "misbehave", config = {{ mode = "ok" }} }} ]
 "#,
         cache = dir.join("cache"),
         target = up.target(),
-        pin = sha256_hex(tagger),
+        pin = file_sha256(tagger),
     );
     let config_home = dir.join("config");
     let started = std::time::Instant::now();
@@ -178,8 +176,8 @@ async fn a_swapped_or_altered_artifact_is_refused_by_name_and_the_pin_holds() {
     let log = run_pinned(&dir, &tagger, &misbehave).await;
     assert!(!log.contains("ignoring cached plugin"), "{log}");
     assert_eq!(artifacts(&cache), 2, "both plugins are cached");
-    let tagger_file = artifact(&cache, &sha256_hex(&tagger));
-    let misbehave_file = artifact(&cache, &sha256_hex(&misbehave));
+    let tagger_file = artifact(&cache, &file_sha256(&tagger));
+    let misbehave_file = artifact(&cache, &file_sha256(&misbehave));
 
     // Warm: both load from the cache, nothing is refused.
     let log = run_pinned(&dir, &tagger, &misbehave).await;

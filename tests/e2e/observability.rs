@@ -11,7 +11,7 @@ use crate::support::upstream::Behaviour;
 use crate::support::wasm::misbehave_config;
 use crate::support::{
     Gateway, HttpClient, Reply, Upstream, check_config, gateway_cli, root, scratch_dir,
-    server_section,
+    server_section, sha256_hex,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -109,14 +109,6 @@ async fn admin_get(admin: SocketAddr, path: &str, token: Option<&str>) -> Reply 
     HttpClient::http1()
         .get(&format!("http://{admin}{path}"), &headers)
         .await
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Routes with a plain upstream, a pooled plugin that continues, one that loops past its

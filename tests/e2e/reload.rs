@@ -5,7 +5,7 @@
 //! nothing and are reported by the admin call, `/config`, the log and the metrics.
 
 use crate::support::upstream::Behaviour;
-use crate::support::{Gateway, HttpClient, Upstream, scratch_dir, server_section};
+use crate::support::{Gateway, HttpClient, Upstream, scratch_dir, server_section, sha256_hex};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,9 +83,11 @@ async fn reloads_under_load_fail_no_request_and_each_request_sees_one_version() 
     let answers = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
-    for client in (0..8)
+    // 64 HTTP/1.1 keep-alive connections and 4 HTTP/2 clients, each paced (a debug build on
+    // two cores shares them with the other tests).
+    for client in (0..64)
         .map(|_| HttpClient::http1())
-        .chain((0..2).map(|_| HttpClient::http2()))
+        .chain((0..4).map(|_| HttpClient::http2()))
     {
         let url = gw.url("/x");
         let answers = answers.clone();
@@ -109,14 +111,20 @@ async fn reloads_under_load_fail_no_request_and_each_request_sees_one_version() 
                     answered: Instant::now(),
                     version: upstream,
                 });
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }));
     }
 
     // Each reload's completion time and the version serving from then on.
     let mut switches = vec![(Instant::now(), "a".to_string())];
-    for round in 0..20 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // A reload a second for a minute (RELOAD_SOAK_ROUNDS to change the count).
+    let rounds: usize = std::env::var("RELOAD_SOAK_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(60);
+    for round in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         let next = if round % 2 == 0 { "b" } else { "a" };
         std::fs::write(&path, version(next, &a, &b, "")).unwrap();
         let started = Instant::now();
@@ -569,4 +577,102 @@ async fn at_shutdown_ready_turns_503_while_new_requests_are_still_served_for_the
         signalled.elapsed() >= Duration::from_millis(1500),
         "exited before the readiness grace ended"
     );
+}
+
+/// Replace `path` as deploy tools do: write a new file beside it, rename it over the old one.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) {
+    let fresh = path.with_extension("new");
+    std::fs::write(&fresh, bytes).unwrap();
+    std::fs::rename(&fresh, path).unwrap();
+}
+
+/// The config of the watch test: one tagger use, its module pinned to `sha256`.
+fn tagged(up: &Upstream, sha256: &str) -> String {
+    format!(
+        r#"{server}
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.up]
+targets = [{target}]
+
+[plugins.tagger]
+module = "tagger.wasm"
+sha256 = "{sha256}"
+capabilities = ["log"]
+
+[[routes]]
+name = "all"
+match = {{ path_prefix = "/" }}
+upstream = "up"
+plugins = [ {{ use = "tagger", config = {{ name = "A" }} }} ]
+"#,
+        server = server_section(),
+        target = up.target(),
+    )
+}
+
+/// Poll `GET /plugins` until the tagger's SHA-256 is `expected`.
+async fn wait_for_module(admin: std::net::SocketAddr, expected: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let reply = HttpClient::http1()
+            .get(&format!("http://{admin}/plugins"), &[])
+            .await;
+        if reply.text().contains(expected) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reloads_a_changed_config_and_a_changed_plugin_file_its_pin_checked() {
+    let up = Upstream::echo("up").await;
+    let dir = scratch_dir("reload-watch");
+    let old_module =
+        std::fs::read(crate::support::root().join("tests/fixtures/tagger-wit-0.2.0.wasm")).unwrap();
+    let new_module = std::fs::read(crate::support::wasm::test_plugin("test-tagger")).unwrap();
+    let (old_sha, new_sha) = (sha256_hex(&old_module), sha256_hex(&new_module));
+    assert_ne!(old_sha, new_sha);
+    std::fs::write(dir.join("tagger.wasm"), &old_module).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, tagged(&up, &old_sha)).unwrap();
+    let gw = Gateway::start_file_with(&path, &["--watch"]);
+    let admin = gw.listener("admin");
+    assert!(wait_for_module(admin, &old_sha).await);
+
+    // The module changes on disk but its pin does not: the reload is refused.
+    replace_file(&dir.join("tagger.wasm"), &new_module);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !gw.log().contains("config not reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload after the module changed\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let config = HttpClient::http1()
+        .get(&format!("http://{admin}/config"), &[])
+        .await
+        .json();
+    let error = config["last_reload_error"].as_str().unwrap_or_default();
+    assert!(error.contains(&new_sha), "{error}");
+    let reply = HttpClient::http1().get(&gw.url("/x"), &[]).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        wait_for_module(admin, &old_sha).await,
+        "the old module serves on"
+    );
+
+    // The config's pin follows (rewritten in place, as an editor saving does): reloaded, the
+    // new module runs.
+    std::fs::write(&path, tagged(&up, &new_sha)).unwrap();
+    assert!(wait_for_module(admin, &new_sha).await, "{}", gw.log());
+    assert!(gw.log().contains("kept 0 of 1 plugins"), "{}", gw.log());
+    let reply = HttpClient::http1().get(&gw.url("/x"), &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(up.seen().last().unwrap().headers["x-chain"], "A");
 }

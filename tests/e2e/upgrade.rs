@@ -56,10 +56,9 @@ impl Drop for Successor {
 
 fn is_running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .split_whitespace()
+        stat.split_whitespace()
             .nth(2)
-            .is_some_and(|state| state == "Z")
+            .is_none_or(|state| state != "Z")
     })
 }
 
@@ -150,4 +149,45 @@ async fn a_binary_upgrade_under_load_fails_no_request() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_an_http2_client_gets_goaway_and_its_open_stream_finishes() {
+    use http_body_util::{BodyExt as _, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let silent =
+        crate::support::Upstream::start("silent", crate::support::upstream::Behaviour::Silent)
+            .await;
+    let config = format!(
+        "{server}\n[upstreams.silent]\ntargets = [{target}]\nresponse_timeout_ms = 1500\n\n\
+         [[routes]]\nname = \"slow\"\nmatch = {{ path_prefix = \"/\" }}\nupstream = \"silent\"\n",
+        server = server_section().replace("shutdown_grace_s = 1", "shutdown_grace_s = 5"),
+        target = silent.target(),
+    );
+    let mut gw = Gateway::start(&config);
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::builder()
+        .uri(gw.url("/slow"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let in_flight = tokio::spawn(sender.send_request(request));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.terminate();
+    // The open stream finishes (the upstream's timeout: 504), not reset.
+    let response = in_flight.await.unwrap().expect("the open stream finishes");
+    assert_eq!(response.status(), 504);
+    let _ = response.into_body().collect().await.unwrap();
+    // The server said GOAWAY: the connection ends cleanly, and takes no new stream.
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the connection ends after GOAWAY")
+        .unwrap();
+    assert!(ended.is_ok(), "closed cleanly: {ended:?}");
+    assert!(sender.ready().await.is_err(), "no new stream after GOAWAY");
+    assert_eq!(gw.wait_exit(Duration::from_secs(5)), Some(0));
 }

@@ -86,6 +86,15 @@ async fn the_epoch_ticker_sleeps_while_no_plugin_runs() {
     let gw = gateway(&upstream, 1);
     let client = HttpClient::http1();
     let ticker = || gw.threads("wasm-epoch")["wasm-epoch"].1;
+    // A new thread takes its name a moment after it exists (it names itself as it starts).
+    let named = Instant::now();
+    while !gw.threads("wasm-epoch").contains_key("wasm-epoch") {
+        assert!(
+            named.elapsed() < Duration::from_secs(5),
+            "no wasm-epoch thread"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // Loading ran `init` in the plugin; the ticker sleeps ~100 ms after the last call. Wait
     // until it has been scheduled no more for a while.

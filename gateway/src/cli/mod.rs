@@ -1,10 +1,11 @@
 //! The command line: `gateway run`, `gateway check`, `gateway status`, `gateway plugin inspect`.
 
-mod notify;
 mod plan;
 mod reload;
 mod status;
+mod systemd;
 mod upgrade;
+mod watch;
 
 use crate::admin::{self, Admin, ConfigStatus};
 use crate::config;
@@ -34,11 +35,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the config.
+    /// Serve the config. SIGHUP (or `POST /config/reload`) reloads it; SIGUSR2 upgrades to
+    /// the executable now at this one's path, handing over the listening sockets.
     Run {
         /// Config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Also reload when the config file or a file it names changes on disk.
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate the config (including loading every plugin and calling its init) and exit.
     Check {
@@ -95,7 +100,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let result = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, watch } => run(&config, watch),
         Command::Check { config } => check(&config),
         Command::Plan {
             config,
@@ -153,7 +158,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn run(path: &std::path::Path, watch_files: bool) -> anyhow::Result<ExitCode> {
     // Read before anything else: what a predecessor handed over, and this executable's path
     // (once an upgrade replaces the file, the running process no longer names it).
     let mut inherited = server::Inherited::from_env();
@@ -218,6 +223,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let mut background = Vec::new();
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(8);
         let mut admin_socket = None;
+        let mut admin_task = None;
         if let Some(admin) = &settings.admin {
             let listener = match inherited.take_admin(admin.listen) {
                 Some(socket) => socket
@@ -236,7 +242,9 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 reload_tx.clone(),
                 admin.token.as_deref(),
             );
-            background.push(tokio::spawn(admin::serve(listener, Arc::new(served))));
+            let task = tokio::spawn(admin::serve(listener, Arc::new(served)));
+            admin_task = Some(task.abort_handle());
+            background.push(task);
         }
         let (access_log, spans) = {
             let serving = live.current();
@@ -257,7 +265,17 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             status,
             (listening.clone(), settings.tls.clone()),
         );
+        if watch_files {
+            background.push(tokio::spawn(watch::watch(
+                path.to_path_buf(),
+                reload_tx.clone(),
+            )));
+        }
         drop(reload_tx);
+        let mut successor = successor;
+        if let Some(successor) = &mut successor {
+            successor.listen();
+        }
         // Left over from a predecessor that served more addresses: closed.
         let upgraded = inherited.is_upgrade();
         inherited.announce_ready();
@@ -265,14 +283,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         telemetry::set_ready(true);
         println!("ready");
         if upgraded {
-            notify::notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
+            systemd::notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
         } else {
-            notify::notify("READY=1");
+            systemd::notify("READY=1");
         }
-        let admin_task = settings
-            .admin
-            .as_ref()
-            .map(|_| background[0].abort_handle());
         let stop = async {
             let upgrade = async {
                 match successor {
@@ -284,7 +298,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             };
             tokio::select! {
                 () = server::shutdown_signal() => {
-                    notify::notify("STOPPING=1");
+                    systemd::notify("STOPPING=1");
                     server::Stop::Signal
                 }
                 () = upgrade => {
@@ -320,20 +334,18 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// On SIGUSR1, reopen the access log file (after a rotation tool moved it).
-async fn reopen_on_user1(log: Arc<AccessLog>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut user1) = signal(SignalKind::user_defined1()) else {
-            return;
-        };
+/// On SIGUSR1, reopen the access log file (after a rotation tool moved it). The signal is
+/// taken when this is called, not when the task first runs: before the gateway says it is
+/// ready, SIGUSR1's default action would end the process.
+fn reopen_on_user1(log: Arc<AccessLog>) -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let user1 = signal(SignalKind::user_defined1());
+    async move {
+        let Ok(mut user1) = user1 else { return };
         while user1.recv().await.is_some() {
             log.reopen();
         }
     }
-    #[cfg(not(unix))]
-    let _ = log;
 }
 
 fn plugin_inspect(module: &str, json: bool) -> anyhow::Result<ExitCode> {

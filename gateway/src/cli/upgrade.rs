@@ -12,11 +12,14 @@ use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::Arc;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// How to start a successor: the executable's path and arguments as this process got them.
+/// How to start a successor: the executable's path and arguments as this process got them,
+/// and the signal that asks for it.
 pub struct Successor {
     exe: PathBuf,
     args: Vec<OsString>,
+    user2: Option<Signal>,
 }
 
 impl Successor {
@@ -27,14 +30,20 @@ impl Successor {
         Some(Successor {
             exe,
             args: std::env::args_os().skip(1).collect(),
+            user2: None,
         })
+    }
+
+    /// Take `SIGUSR2` from now on (its default action would end the process): call before
+    /// the gateway says it is ready. Must run inside the runtime.
+    pub fn listen(&mut self) {
+        self.user2 = signal(SignalKind::user_defined2()).ok();
     }
 }
 
 /// On each `SIGUSR2`, try an upgrade; returns once a successor serves (the caller then drains).
-pub async fn on_user2(successor: Successor, listening: Arc<Listening>, admin: Option<RawFd>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut user2) = signal(SignalKind::user_defined2()) else {
+pub async fn on_user2(mut successor: Successor, listening: Arc<Listening>, admin: Option<RawFd>) {
+    let Some(mut user2) = successor.user2.take() else {
         return std::future::pending().await;
     };
     while user2.recv().await.is_some() {

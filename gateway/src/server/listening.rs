@@ -251,9 +251,7 @@ impl Listening {
     /// socket: every one is accepted on, or its queued connections would be lost.
     fn bind(&self, address: SocketAddr, inherited: &mut Inherited) -> io::Result<Vec<TcpListener>> {
         let mut sockets = Vec::with_capacity(self.workers.len());
-        let mut workers = self.workers.iter().cycle();
-        for socket in inherited.take(address) {
-            let worker = workers.next().expect("at least one worker");
+        for (worker, socket) in self.workers.iter().cycle().zip(inherited.take(address)) {
             let _entered = worker.runtime.enter();
             socket.set_nonblocking(true)?;
             sockets.push(TcpListener::from_std(socket)?);

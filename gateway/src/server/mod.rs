@@ -2,8 +2,10 @@
 //! kernel spreads new connections over the workers' sockets); each worker is a thread running
 //! a single-threaded runtime that accepts on its own sockets and serves those connections to
 //! the end ([`connection::serve`]: HTTP/1.1, parked between requests, or HTTP/2 with prior
-//! knowledge). On SIGINT/SIGTERM every worker stops accepting, in-flight requests get up to the
-//! configured grace period, idle connections close.
+//! knowledge). The addresses can change while it serves ([`listening`]: a reload binds new ones
+//! and drains removed ones; a binary upgrade hands the sockets to a successor, [`inherit`]).
+//! On SIGINT/SIGTERM every worker stops accepting, in-flight requests get up to the configured
+//! grace period, HTTP/1.1 connections are told `Connection: close`, HTTP/2 ones GOAWAY.
 //!
 //! Why a runtime per worker rather than one work-stealing runtime over all threads: a request
 //! then never changes threads — no work-stealing queues, no cross-thread wake-ups between the

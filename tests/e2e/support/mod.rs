@@ -97,11 +97,26 @@ impl Gateway {
         Gateway::spawn(path.to_path_buf(), "info", &[])
     }
 
+    /// [`Gateway::start_file`] with more arguments to `gateway run`.
+    pub fn start_file_with(path: &Path, args: &[&str]) -> Gateway {
+        Gateway::spawn_with(path.to_path_buf(), "info", &[], args)
+    }
+
     fn spawn(config_path: PathBuf, rust_log: &str, env: &[(&str, &Path)]) -> Gateway {
+        Gateway::spawn_with(config_path, rust_log, env, &[])
+    }
+
+    fn spawn_with(
+        config_path: PathBuf,
+        rust_log: &str,
+        env: &[(&str, &Path)],
+        args: &[&str],
+    ) -> Gateway {
         let log = config_path.with_extension("log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["run", "--config"])
             .arg(&config_path)
+            .args(args)
             .env("RUST_LOG", rust_log)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -387,4 +402,13 @@ pub fn server_section() -> String {
         "[server]\nlisten = [\"127.0.0.1:0\"]\nplugin_cache_dir = {:?}\nshutdown_grace_s = 1\n",
         cache_dir()
     )
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -112,7 +112,7 @@ impl Ca {
             cert: cert_path,
             key: key_path,
             serial,
-            sha256: sha256_hex(cert.der()),
+            sha256: super::sha256_hex(cert.der()),
         }
     }
 }
@@ -178,14 +178,6 @@ impl Ca {
         ]);
         response
     }
-}
-
-fn sha256_hex(der: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// What a TLS handshake settled.
