@@ -54,6 +54,12 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// The upstream answered with something unusable (protocol error, body over the cap).
     UpstreamBadResponse,
+    /// The upstream's concurrency breaker or every target's connection cap is full.
+    UpstreamOverloaded,
+    /// The upstream's error-rate circuit breaker is open.
+    CircuitOpen,
+    /// Every target is unhealthy or ejected, and the upstream says `no_healthy = "fail"`.
+    NoHealthyUpstream,
     /// A plugin failed (trap, timeout, fuel, memory, output cap) and its policy is to deny.
     PluginFailed,
 }
@@ -77,6 +83,9 @@ impl ErrorKind {
             | ErrorKind::UpstreamTls
             | ErrorKind::UpstreamBadResponse => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::UpstreamOverloaded
+            | ErrorKind::CircuitOpen
+            | ErrorKind::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::PluginFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -99,6 +108,9 @@ impl ErrorKind {
             ErrorKind::UpstreamTls => "upstream_tls",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamBadResponse => "upstream_bad_response",
+            ErrorKind::UpstreamOverloaded => "upstream_overloaded",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::NoHealthyUpstream => "no_healthy_upstream",
             ErrorKind::PluginFailed => "plugin_failed",
         }
     }

@@ -28,6 +28,7 @@ mod quotas;
 mod ratelimit;
 mod reload;
 mod reports;
+mod resilience;
 mod routing;
 mod tls;
 mod transformers;

@@ -256,6 +256,10 @@ fn run(path: &std::path::Path, watch_files: bool) -> anyhow::Result<ExitCode> {
         if let Some(log) = &access_log {
             background.push(tokio::spawn(reopen_on_user1(log.clone())));
         }
+        // Health checks run while the config serves (not for `gateway check`).
+        for upstream in compiled.reuse.upstreams() {
+            upstream.start_checks();
+        }
         let reloader = reload::Reloader::new(
             path.to_path_buf(),
             &text,

@@ -211,6 +211,10 @@ impl<'a> Reloader<'a> {
             println!("{line}");
         }
         self.tls = blocks;
+        for upstream in compiled.reuse.upstreams() {
+            // Kept upstreams' checks run on; new ones' start.
+            upstream.start_checks();
+        }
         self.serving = new;
         self.reuse = compiled.reuse;
         Ok(Applied {

@@ -364,6 +364,10 @@ fn compile_route(
         .websocket
         .then(|| Duration::from_secs(route.websocket_idle_timeout_s));
     compiled.timeout = Duration::from_millis(route.timeout_ms);
+    compiled.retry = route
+        .retry
+        .as_ref()
+        .map(|retry| Arc::new(crate::upstream::RetryPolicy::new(retry)));
     compiled
 }
 

@@ -333,13 +333,19 @@ fn uses(old: &Config, new: &Config, plan: &mut Plan) {
     }
 }
 
+/// `["10.0.0.1:80", "10.0.0.2:80" (weight 3)]`.
+fn targets(list: &[crate::config::TargetSpec]) -> String {
+    let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
+    format!("[{}]", shown.join(", "))
+}
+
 fn upstreams(old: &Config, new: &Config, plan: &mut Plan) {
     let (o, n) = (&old.upstreams, &new.upstreams);
     for (name, upstream) in n {
         if !o.contains_key(name) {
             plan.push(
                 '+',
-                format!("upstream `{name}`: targets {:?}", upstream.targets),
+                format!("upstream `{name}`: targets {}", targets(&upstream.targets)),
             );
         }
     }
@@ -354,8 +360,9 @@ fn upstreams(old: &Config, new: &Config, plan: &mut Plan) {
             plan.push(
                 '~',
                 format!(
-                    "upstream `{name}`: targets {:?} → {:?}",
-                    before.targets, after.targets
+                    "upstream `{name}`: targets {} → {}",
+                    targets(&before.targets),
+                    targets(&after.targets)
                 ),
             );
         } else if format!("{before:?}") != format!("{after:?}") {

@@ -36,6 +36,13 @@ pub struct Reuse {
     pub(super) upstreams: HashMap<String, Arc<Upstream>>,
 }
 
+impl Reuse {
+    /// Every upstream of the config (to start their health checks once it serves).
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.upstreams.values()
+    }
+}
+
 /// How much of the previous config a compile kept.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Kept {

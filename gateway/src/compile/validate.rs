@@ -8,7 +8,7 @@
 
 use crate::config::{
     Config, ConfigError, EscapedPath, HttpConfig, Isolation, KeyPath, LimitsConfig, MatchConfig,
-    PluginUse, SourceMap, StateBackend, UpstreamProtocol,
+    PluginUse, SourceMap, StateBackend, UpstreamConfig, UpstreamProtocol,
 };
 use crate::edge::path::{Escaped, PathPolicy, normalize};
 use crate::edge::trusted::TrustedProxies;
@@ -429,7 +429,14 @@ fn check_upstreams(config: &Config, c: &mut Checker<'_>) {
         if upstream.targets.is_empty() {
             c.fail(path.key("targets"), "at least one target is required");
         }
-        for (i, target) in upstream.targets.iter().enumerate() {
+        for (i, spec) in upstream.targets.iter().enumerate() {
+            let target = spec.address();
+            if !(1..=1000).contains(&spec.weight()) {
+                c.fail(
+                    path.key("targets").index(i).key("weight"),
+                    "must be from 1 to 1000",
+                );
+            }
             match Target::parse(target) {
                 Ok(parsed) if is_host(parsed.authority.host()) => {}
                 Ok(_) => c.fail(
@@ -439,6 +446,7 @@ fn check_upstreams(config: &Config, c: &mut Checker<'_>) {
                 Err(e) => c.fail(path.key("targets").index(i), e),
             }
         }
+        check_resilience(upstream, &path, c);
         for (key, value) in [
             ("connect_timeout_ms", upstream.connect_timeout_ms),
             ("response_timeout_ms", upstream.response_timeout_ms),
@@ -447,6 +455,121 @@ fn check_upstreams(config: &Config, c: &mut Checker<'_>) {
             if value == 0 {
                 c.fail(path.key(key), "must be greater than 0");
             }
+        }
+    }
+}
+
+/// A route's `retry` policy.
+fn check_retry(retry: &crate::config::RetryConfig, at: &KeyPath, c: &mut Checker<'_>) {
+    use crate::config::RetryOn;
+    use crate::upstream::RetryPolicy;
+    if !(1..=10).contains(&retry.attempts) {
+        c.fail(at.key("attempts"), "must be from 1 to 10");
+    }
+    for (i, on) in retry.on.iter().enumerate() {
+        match on {
+            RetryOn::Status(status) if !(500..=599).contains(status) => {
+                c.fail(at.key("on").index(i), "only 5xx statuses are retried")
+            }
+            RetryOn::Condition(name) if !RetryPolicy::CONDITIONS.contains(&name.as_str()) => c
+                .fail(
+                    at.key("on").index(i),
+                    format!(
+                        "`{name}`: expected a 5xx status or one of {}",
+                        RetryPolicy::CONDITIONS.join(", ")
+                    ),
+                ),
+            _ => {}
+        }
+    }
+    if retry.per_try_timeout_ms == Some(0) {
+        c.fail(at.key("per_try_timeout_ms"), "must be greater than 0");
+    }
+    if retry.max_backoff_ms < retry.backoff_ms {
+        c.fail(at.key("max_backoff_ms"), "must be at least backoff_ms");
+    }
+}
+
+/// Balancing, health checks, outlier detection and breakers of one upstream.
+fn check_resilience(upstream: &UpstreamConfig, path: &KeyPath, c: &mut Checker<'_>) {
+    let consistent = upstream.balance == crate::config::Balance::ConsistentHash;
+    match &upstream.hash_on {
+        Some(text) if consistent => {
+            if let Err(e) = crate::upstream::HashOn::parse(text) {
+                c.fail(path.key("hash_on"), e);
+            }
+        }
+        Some(_) => c.fail(
+            path.key("hash_on"),
+            "only with balance = \"consistent_hash\"",
+        ),
+        None if consistent => c.fail(
+            path.key("balance"),
+            "consistent_hash needs hash_on (header:NAME, cookie:NAME, client_ip or context:KEY)",
+        ),
+        None => {}
+    }
+    if let Some(check) = &upstream.health_check {
+        let at = path.key("health_check");
+        if !check.path.starts_with('/') {
+            c.fail(at.key("path"), "must start with `/`");
+        }
+        for (key, value) in [
+            ("interval_ms", check.interval_ms),
+            ("timeout_ms", check.timeout_ms),
+            ("healthy_threshold", u64::from(check.healthy_threshold)),
+            ("unhealthy_threshold", u64::from(check.unhealthy_threshold)),
+        ] {
+            if value == 0 {
+                c.fail(at.key(key), "must be greater than 0");
+            }
+        }
+        if check.timeout_ms > check.interval_ms {
+            c.fail(at.key("timeout_ms"), "must not exceed interval_ms");
+        }
+        for (i, status) in check.expected_statuses.iter().enumerate() {
+            if !(100..=599).contains(status) {
+                c.fail(at.key("expected_statuses").index(i), "not an HTTP status");
+            }
+        }
+    }
+    let outlier = &upstream.outlier;
+    if outlier.consecutive_failures > 0 {
+        let at = path.key("outlier");
+        if outlier.base_ejection_ms == 0 {
+            c.fail(at.key("base_ejection_ms"), "must be greater than 0");
+        }
+        if outlier.max_ejection_ms < outlier.base_ejection_ms {
+            c.fail(
+                at.key("max_ejection_ms"),
+                "must be at least base_ejection_ms",
+            );
+        }
+        if outlier.max_ejected_percent > 100 {
+            c.fail(at.key("max_ejected_percent"), "must be from 0 to 100");
+        }
+    }
+    let breaker = &upstream.breaker;
+    let at = path.key("breaker");
+    if breaker.max_pending > 0 && breaker.max_requests == 0 {
+        c.fail(at.key("max_pending"), "only with max_requests");
+    }
+    if let Some(rate) = breaker.error_rate {
+        if !(rate > 0.0 && rate <= 1.0) {
+            c.fail(at.key("error_rate"), "must be above 0 and at most 1");
+        }
+        for (key, value) in [
+            ("window_s", breaker.window_s),
+            ("min_requests", breaker.min_requests),
+            ("open_ms", breaker.open_ms),
+            ("probes", u64::from(breaker.probes)),
+        ] {
+            if value == 0 {
+                c.fail(at.key(key), "must be greater than 0");
+            }
+        }
+        if breaker.window_s > 3600 {
+            c.fail(at.key("window_s"), "at most 3600");
         }
     }
 }
@@ -564,6 +687,9 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
         }
         if route.timeout_ms == 0 {
             c.fail(path.key("timeout_ms"), "must be greater than 0");
+        }
+        if let Some(retry) = &route.retry {
+            check_retry(retry, &path.key("retry"), c);
         }
         match &route.upstream {
             Some(upstream) if !config.upstreams.contains_key(upstream) => c.fail(

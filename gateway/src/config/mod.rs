@@ -8,11 +8,13 @@
 pub mod diagnostics;
 pub mod observe;
 pub mod redact;
+pub mod resilience;
 pub mod schema;
 pub mod tls;
 
 pub use diagnostics::{ConfigError, ConfigErrors, KeyPath, SourceMap};
 pub use observe::*;
+pub use resilience::*;
 pub use schema::*;
 pub use tls::*;
 

@@ -379,11 +379,35 @@ impl Default for Http2Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Targets: `host:port` (cleartext) or `https://host:port` (TLS, port 443 if omitted).
-    pub targets: Vec<String>,
+    /// Targets: `host:port` (cleartext) or `https://host:port` (TLS, port 443 if omitted),
+    /// each alone or as `{ address = "…", weight = N }`.
+    pub targets: Vec<super::TargetSpec>,
     /// Load-balancing policy.
     #[serde(default)]
-    pub balance: Balance,
+    pub balance: super::Balance,
+    /// The key of `balance = "consistent_hash"`: `header:NAME`, `cookie:NAME`, `client_ip`
+    /// or `context:KEY` (a value a plugin set, e.g. `context:consumer`).
+    #[serde(default)]
+    pub hash_on: Option<String>,
+    /// Every target unhealthy or ejected: `panic` (use them all) or `fail` (503).
+    #[serde(default)]
+    pub no_healthy: super::NoHealthy,
+    /// Active health checks; none unless set.
+    #[serde(default)]
+    pub health_check: Option<super::HealthCheckConfig>,
+    /// Passive outlier detection (on by default).
+    #[serde(default)]
+    pub outlier: super::OutlierConfig,
+    /// Circuit breakers (off by default).
+    #[serde(default)]
+    pub breaker: super::BreakerConfig,
+    /// Requests in flight to one target at once (an HTTP/1.1 connection each); a target at
+    /// its cap is passed over, all at their cap is 503 `upstream_overloaded`. 0: no cap.
+    #[serde(default)]
+    pub max_connections: usize,
+    /// Retries (of routes' `retry` policies) allowed to this upstream.
+    #[serde(default)]
+    pub retry_budget: super::RetryBudgetConfig,
     /// Time allowed to open a TCP connection to a target.
     #[serde(default = "defaults::connect_timeout_ms")]
     pub connect_timeout_ms: u64,
@@ -419,15 +443,6 @@ pub enum UpstreamProtocol {
     Http2,
     /// HTTP/2 if ALPN selects it (TLS targets), else HTTP/1.1.
     Auto,
-}
-
-/// How an upstream spreads requests over its targets.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Balance {
-    /// Each target in turn.
-    #[default]
-    RoundRobin,
 }
 
 with_limits! {
@@ -567,6 +582,10 @@ pub struct RouteConfig {
     /// The route's plugin chain, run in order on the request, in reverse on the response.
     #[serde(default)]
     pub plugins: Vec<PluginUse>,
+    /// Which failed upstream attempts are tried again (none unless set, but for connect
+    /// failures of a replayable request, which go to the next target).
+    #[serde(default)]
+    pub retry: Option<super::RetryConfig>,
 }
 
 /// `match = { … }`. All given conditions must hold.

@@ -49,7 +49,11 @@ impl RequestBody {
         if !route.needs.request_body {
             return Ok(RequestBody::Streaming(body));
         }
-        let cap = route.max_body_bytes;
+        Self::read_all(body, route.max_body_bytes).await
+    }
+
+    /// Read `body` whole, up to `cap` bytes.
+    async fn read_all(body: Body, cap: usize) -> Result<Self, GatewayError> {
         // `bounded_request` refused a declared length past the cap and counts the rest.
         match Limited::new(body, cap).collect().await {
             Ok(collected) => Ok(RequestBody::Buffered(collected.to_bytes())),
@@ -79,6 +83,37 @@ impl RequestBody {
             RequestBody::Streaming(body) => body,
             RequestBody::Buffered(bytes) => sized(bytes, headers),
         }
+    }
+}
+
+/// Largest request body held in memory so that a retry can send it again.
+pub const RETRY_BUFFER_BYTES: u64 = 64 * 1024;
+
+/// `body` made replayable for the route's retry policy: a body of declared length up to
+/// [`RETRY_BUFFER_BYTES`] is read whole (a streamed body, chunked or larger, is sent once
+/// and not retried).
+pub async fn replayable(
+    route: &Route,
+    method: &http::Method,
+    body: Body,
+) -> Result<Body, GatewayError> {
+    let Either::Left(streamed) = body else {
+        return Ok(body);
+    };
+    let hint = hyper::body::Body::size_hint(&streamed);
+    let wanted = route
+        .retry
+        .as_ref()
+        .is_some_and(|policy| policy.allows(method))
+        && hint
+            .exact()
+            .is_some_and(|n| n > 0 && n <= RETRY_BUFFER_BYTES);
+    if !wanted {
+        return Ok(Either::Left(streamed));
+    }
+    match RequestBody::read_all(Either::Left(streamed), RETRY_BUFFER_BYTES as usize).await? {
+        RequestBody::Buffered(bytes) => Ok(Either::Right(http_body_util::Full::new(bytes))),
+        RequestBody::Streaming(body) => Ok(body),
     }
 }
 

@@ -12,7 +12,7 @@ use super::route::Route;
 use super::websocket::{self, Tunnel};
 use crate::body::{Body, Streamed};
 use crate::error::{Culprit, ErrorKind, GatewayError};
-use crate::upstream::RouteDeadline;
+use crate::upstream::{Affinity, RouteDeadline};
 use http::{HeaderValue, Request, StatusCode, Version, header, request, response};
 use http_body_util::Either;
 
@@ -24,6 +24,7 @@ pub(super) async fn forward(
     body: Body,
     deadline: RouteDeadline,
     record: &mut Record,
+    affinity: &Affinity<'_>,
 ) -> Result<(response::Parts, Body), GatewayError> {
     let upstream = route.upstream.as_ref().ok_or_else(|| {
         GatewayError::new(
@@ -36,6 +37,11 @@ pub(super) async fn forward(
         )
     })?;
     let tunnel = parts.extensions.remove::<Tunnel>();
+    let key = upstream.hash_key(&parts, affinity);
+    let body = match &route.retry {
+        Some(_) => super::bodies::replayable(route, &parts.method, body).await?,
+        None => body,
+    };
     prepare_upstream_request(route, &mut parts);
     let sent = record.on().then(std::time::Instant::now);
     let response = upstream
@@ -43,6 +49,7 @@ pub(super) async fn forward(
             Request::from_parts(parts, body),
             deadline,
             &mut record.target,
+            (key, route.retry.as_deref()),
         )
         .await;
     if let Some(sent) = sent {

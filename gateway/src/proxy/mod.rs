@@ -43,7 +43,7 @@ pub mod websocket;
 use crate::edge::{self, Edge, client_ip};
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use crate::router::{RequestKey, request_host};
-use crate::upstream::{RouteDeadline, clone_parts};
+use crate::upstream::{Affinity, RouteDeadline, clone_parts};
 use bytes::Bytes;
 use filter::LocalResponse;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header, request};
@@ -188,7 +188,12 @@ async fn proxy(
         // Nothing to filter: no exchange, slots or chains to set up, and the upstream call's
         // own timer keeps the route's deadline (one timer and clock read per request).
         let deadline = RouteDeadline::Within(route.timeout);
-        let (parts, body) = forward::forward(&route, parts, body, deadline, record).await?;
+        let affinity = Affinity {
+            client: resolved.map_or(peer.addr.ip(), |r| r.client),
+            context: None,
+        };
+        let (parts, body) =
+            forward::forward(&route, parts, body, deadline, record, &affinity).await?;
         return Ok(Response::from_parts(parts, body));
     }
     let client = match resolved {
@@ -253,8 +258,20 @@ async fn filtered(
         ChainOutcome::Forward(body) => {
             let request_head = route.needs.response_phase.then(|| clone_parts(&parts));
             let body = body.into_upstream(&mut parts.headers);
-            let (response, body) =
-                forward::forward(route, parts, body, RouteDeadline::At(deadline), record).await?;
+            let context = |key: &str| exchange.ctx.get(key).map(str::to_string);
+            let affinity = Affinity {
+                client: client.addr.ip(),
+                context: Some(&context),
+            };
+            let (response, body) = forward::forward(
+                route,
+                parts,
+                body,
+                RouteDeadline::At(deadline),
+                record,
+                &affinity,
+            )
+            .await?;
             (
                 (response, bodies::ResponseBody::Streaming(body)),
                 request_head,

@@ -7,7 +7,7 @@ use super::record::Observe;
 use crate::edge::Edge;
 use crate::router::Router;
 use crate::telemetry::metrics::{PluginSeries, RouteSeries};
-use crate::upstream::Upstream;
+use crate::upstream::{RetryPolicy, Upstream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ pub struct Route {
     pub max_body_bytes: usize,
     /// From routing to the response head.
     pub timeout: Duration,
+    /// Which failed upstream attempts are tried again.
+    pub retry: Option<Arc<RetryPolicy>>,
     /// Union of the chain's needs.
     pub needs: FilterNeeds,
     /// Its request metrics.
@@ -70,6 +72,7 @@ impl Route {
             websocket: None,
             max_body_bytes,
             timeout: Duration::from_millis(crate::config::defaults::route_timeout_ms()),
+            retry: None,
             needs,
         }
     }

@@ -81,6 +81,23 @@ pub struct Metrics {
     pub upstream_attempts: IntCounterVec,
     /// `gateway_upstream_response_duration_seconds{upstream,target}`: to the response head.
     pub upstream_duration: HistogramVec,
+    /// `gateway_upstream_target_healthy{upstream,target}`: 1 in rotation, 0 unhealthy (active
+    /// checks) or ejected (outlier detection).
+    pub target_healthy: IntGaugeVec,
+    /// `gateway_upstream_ejections_total{upstream,target}`: outlier ejections.
+    pub ejections: IntCounterVec,
+    /// `gateway_upstream_health_checks_total{upstream,target,result}`: pass or fail.
+    pub health_checks: IntCounterVec,
+    /// `gateway_upstream_rejected_total{upstream,reason}`: requests answered 503 without an
+    /// attempt (overloaded, circuit_open, no_healthy).
+    pub upstream_rejected: IntCounterVec,
+    /// `gateway_upstream_circuit_state{upstream}`: 0 closed, 1 open, 2 half-open.
+    pub circuit_state: IntGaugeVec,
+    /// `gateway_upstream_retries_total{upstream,reason}`: attempts made again by a route's
+    /// retry policy.
+    pub upstream_retries: IntCounterVec,
+    /// `gateway_upstream_retry_budget_exhausted_total{upstream}`: retries the budget refused.
+    pub retry_budget_exhausted: IntCounterVec,
     /// `gateway_upstream_connections{upstream,target,state}`: idle and active, set at each
     /// scrape.
     pub upstream_connections: IntGaugeVec,
@@ -296,6 +313,48 @@ impl Metrics {
                 "Time from sending to an upstream target to its response head.",
                 &["upstream", "target"],
                 LATENCY_BUCKETS,
+            ),
+            target_healthy: gauge_vec(
+                &r,
+                "gateway_upstream_target_healthy",
+                "1 while a target is in rotation; 0 while active checks hold it unhealthy or outlier detection ejected it.",
+                &["upstream", "target"],
+            ),
+            ejections: counter_vec(
+                &r,
+                "gateway_upstream_ejections_total",
+                "Targets ejected by outlier detection (consecutive failures).",
+                &["upstream", "target"],
+            ),
+            health_checks: counter_vec(
+                &r,
+                "gateway_upstream_health_checks_total",
+                "Active health checks by result (pass, fail).",
+                &["upstream", "target", "result"],
+            ),
+            upstream_rejected: counter_vec(
+                &r,
+                "gateway_upstream_rejected_total",
+                "Requests answered 503 without trying the upstream, by reason (overloaded, circuit_open, no_healthy).",
+                &["upstream", "reason"],
+            ),
+            circuit_state: gauge_vec(
+                &r,
+                "gateway_upstream_circuit_state",
+                "The error-rate circuit breaker: 0 closed, 1 open, 2 half-open.",
+                &["upstream"],
+            ),
+            upstream_retries: counter_vec(
+                &r,
+                "gateway_upstream_retries_total",
+                "Attempts made again by a route's retry policy, by what failed (reset, timeout, status).",
+                &["upstream", "reason"],
+            ),
+            retry_budget_exhausted: counter_vec(
+                &r,
+                "gateway_upstream_retry_budget_exhausted_total",
+                "Retries a route's policy asked for that the upstream's retry budget refused.",
+                &["upstream"],
             ),
             connections_accepted: counter_vec(
                 &r,

@@ -1,26 +1,44 @@
-//! Upstream services: targets, round-robin balancing, pooled keep-alive connections, timeouts.
+//! Upstream services: targets, balancing, health, breakers, pooled keep-alive connections,
+//! timeouts.
 //!
-//! Each target keeps its own pool of keep-alive connections ([`pool`]). A connection failure
-//! is retried on the next target when the request body can be replayed (it is empty or was
-//! buffered); a missing response head after `response_timeout_ms` is a 504.
+//! Each target keeps its own pool of keep-alive connections ([`pool`]). A request first
+//! passes the upstream's circuit breakers ([`breaker`]), then goes to a target the balancer
+//! picks ([`balance`]) among those in rotation ([`health`]: active checks, outlier ejection)
+//! and under their connection cap. A connection failure is retried on another target when
+//! the request body can be replayed (it is empty or was buffered); a missing response head
+//! after `response_timeout_ms` is a 504. Every attempt's outcome feeds outlier detection and
+//! the error-rate breaker.
 
+mod balance;
+mod breaker;
+mod health;
 mod pool;
+mod retry;
+
+pub use retry::RetryPolicy;
 
 use crate::body::{Body, BodyFault};
+use crate::config::NoHealthy;
 use crate::config::{KeyPath, UpstreamConfig};
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use crate::key_path;
 use crate::telemetry::metrics::{self, AttemptOutcome, TargetSeries};
 use crate::tls::upstream::UpstreamTls;
+use balance::Balancer;
+use breaker::{Breaker, Refusal};
 use bytes::Bytes;
+use health::{Checker, Health, Outcome};
+use http::HeaderName;
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use pool::{SendError, TargetOptions, TargetPool};
+use retry::{Failure, RetryBudget};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -30,10 +48,62 @@ pub struct Upstream {
     targets: Vec<TargetPool>,
     /// Each target's `host:port` (the `target` label) and metrics, as `targets`.
     series: Vec<(Arc<str>, TargetSeries)>,
-    next: AtomicUsize,
+    balancer: Balancer,
+    hash_on: Option<HashOn>,
+    health: Arc<Health>,
+    checks: Option<Arc<Checker>>,
+    checks_started: AtomicBool,
+    breaker: Breaker,
+    budget: RetryBudget,
+    max_connections: usize,
+    /// Requests in flight per target are counted (`least_request`, `max_connections`).
+    counts_load: bool,
+    no_healthy: NoHealthy,
     connect_timeout: Duration,
     response_timeout: Duration,
     body_timeout: Duration,
+}
+
+/// What `balance = "consistent_hash"` hashes: `hash_on = "header:NAME" | "cookie:NAME" |
+/// "client_ip" | "context:KEY"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// A request header's value.
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// The client's IP (behind trusted proxies, the forwarded one).
+    ClientIp,
+    /// A context value a plugin set (`consumer`, …).
+    Context(String),
+}
+
+impl HashOn {
+    /// Parse `hash_on` as written.
+    pub fn parse(text: &str) -> Result<HashOn, String> {
+        match text.split_once(':') {
+            _ if text == "client_ip" => Ok(HashOn::ClientIp),
+            Some(("header", name)) => HeaderName::from_bytes(name.as_bytes())
+                .map(HashOn::Header)
+                .map_err(|_| format!("`{name}` is not a header name")),
+            Some(("cookie", name)) if !name.is_empty() => Ok(HashOn::Cookie(name.to_string())),
+            Some(("context", key)) if !key.is_empty() => Ok(HashOn::Context(key.to_string())),
+            _ => Err(format!(
+                "`{text}`: expected header:NAME, cookie:NAME, client_ip or context:KEY"
+            )),
+        }
+    }
+}
+
+/// Looks up a plugin context value by key.
+pub type ContextLookup<'a> = dyn Fn(&str) -> Option<String> + Sync + 'a;
+
+/// What a request offers for consistent hashing besides its head.
+pub struct Affinity<'a> {
+    /// The client's IP.
+    pub client: IpAddr,
+    /// The plugin context, when the route has plugins.
+    pub context: Option<&'a ContextLookup<'a>>,
 }
 
 impl Upstream {
@@ -49,8 +119,9 @@ impl Upstream {
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         let mut tls = None;
         let mut targets = Vec::with_capacity(config.targets.len());
-        for (i, text) in config.targets.iter().enumerate() {
-            let target = Target::parse(text).map_err(|e| (at.key("targets").index(i), e))?;
+        for (i, spec) in config.targets.iter().enumerate() {
+            let target =
+                Target::parse(spec.address()).map_err(|e| (at.key("targets").index(i), e))?;
             let target_tls = match (target.tls, &tls) {
                 (false, _) => None,
                 (true, Some(built)) => Some(UpstreamTls::clone(built)),
@@ -72,7 +143,7 @@ impl Upstream {
                 .map_err(|e| (at.key("targets").index(i), e))?;
             targets.push(pool);
         }
-        let series = targets
+        let series: Vec<(Arc<str>, TargetSeries)> = targets
             .iter()
             .map(|pool| {
                 let label = pool.authority().to_string();
@@ -80,11 +151,36 @@ impl Upstream {
                 (Arc::from(label), series)
             })
             .collect();
+        let labels: Vec<String> = series.iter().map(|(label, _)| label.to_string()).collect();
+        let identities: Vec<&str> = config.targets.iter().map(|t| t.address()).collect();
+        let weights: Vec<u32> = config.targets.iter().map(|t| t.weight()).collect();
+        let hash_on = match &config.hash_on {
+            Some(text) => Some(HashOn::parse(text).map_err(|e| (at.key("hash_on"), e))?),
+            None => None,
+        };
         Ok(Upstream {
             name: name.to_string(),
             targets,
             series,
-            next: AtomicUsize::new(0),
+            balancer: Balancer::new(config.balance, &weights, &identities),
+            hash_on,
+            health: Arc::new(Health::new(
+                name,
+                &labels,
+                config.health_check.as_ref(),
+                &config.outlier,
+            )),
+            checks: config
+                .health_check
+                .as_ref()
+                .map(|c| Arc::new(Checker::new(c))),
+            checks_started: AtomicBool::new(false),
+            breaker: Breaker::new(name, &config.breaker),
+            budget: RetryBudget::new(&config.retry_budget),
+            max_connections: config.max_connections,
+            counts_load: config.max_connections > 0
+                || config.balance == crate::config::Balance::LeastRequest,
+            no_healthy: config.no_healthy,
             connect_timeout,
             response_timeout: Duration::from_millis(config.response_timeout_ms),
             body_timeout: Duration::from_millis(config.body_timeout_ms),
@@ -120,8 +216,150 @@ impl Upstream {
     pub async fn send(
         &self,
         request: Request<Body>,
+        deadline: RouteDeadline,
+        answered: &mut Option<Arc<str>>,
+        (key, retry): (Option<u64>, Option<&RetryPolicy>),
+    ) -> Result<Response<Incoming>, GatewayError> {
+        if !self.breaker.is_set() {
+            return self.attempts(request, deadline, answered, key, retry).await;
+        }
+        let admission = self.breaker.admit().await.map_err(|refusal| {
+            let (kind, reason, message) = match refusal {
+                Refusal::Overloaded => (
+                    ErrorKind::UpstreamOverloaded,
+                    "overloaded",
+                    "at its concurrency limit (breaker.max_requests) with no pending slot",
+                ),
+                Refusal::Open => (
+                    ErrorKind::CircuitOpen,
+                    "circuit_open",
+                    "its circuit breaker is open",
+                ),
+            };
+            self.rejected(reason);
+            self.error(kind, format!("upstream `{}` is {message}", self.name))
+        })?;
+        let result = self.attempts(request, deadline, answered, key, retry).await;
+        let ok = match &result {
+            Ok(response) => !response.status().is_server_error(),
+            Err(e) => e.kind().status().is_client_error(),
+        };
+        admission.finish(&self.breaker, ok);
+        result
+    }
+
+    /// The hash key of a request for `balance = "consistent_hash"`; none without `hash_on`
+    /// or when the request lacks what it names (it is then balanced round robin).
+    pub fn hash_key(&self, parts: &http::request::Parts, affinity: &Affinity<'_>) -> Option<u64> {
+        let on = self.hash_on.as_ref()?;
+        match on {
+            HashOn::Header(name) => parts
+                .headers
+                .get(name)
+                .map(|value| balance::hash_of(&value.as_bytes())),
+            HashOn::Cookie(name) => parts
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(';'))
+                .find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    (key == name).then(|| balance::hash_of(&value.as_bytes()))
+                }),
+            HashOn::ClientIp => Some(balance::hash_of(&affinity.client)),
+            HashOn::Context(key) => {
+                let value = (affinity.context?)(key)?;
+                Some(balance::hash_of(&value.as_bytes()))
+            }
+        }
+    }
+
+    /// Start the active health checks (once; they end when the upstream is dropped), as a
+    /// task of the runtime this is called on.
+    pub fn start_checks(self: &Arc<Self>) {
+        let Some(checks) = &self.checks else { return };
+        if self.checks_started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let checks = checks.clone();
+        let upstream = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(upstream) = upstream.upgrade() else {
+                    return;
+                };
+                let probes = upstream.targets.iter().map(|target| async {
+                    let status = target.probe(&checks.path, checks.timeout).await;
+                    matches!(status, Ok(status) if checks.passes(status.as_u16()))
+                });
+                let results = futures::future::join_all(probes).await;
+                for (i, passed) in results.into_iter().enumerate() {
+                    checks.record(&upstream.health, i, passed);
+                }
+                drop(upstream);
+                tokio::time::sleep(checks.next_pause()).await;
+            }
+        });
+    }
+
+    fn rejected(&self, reason: &str) {
+        metrics::metrics()
+            .upstream_rejected
+            .with_label_values(&[&self.name, reason])
+            .inc();
+    }
+
+    /// The target for the next attempt (not one in `tried`): in rotation and under its
+    /// connection cap; or why none can be tried.
+    fn choose(&self, key: Option<u64>, tried: &[usize]) -> Result<usize, GatewayError> {
+        let health = &*self.health;
+        let cap = self.max_connections;
+        let load = |i: usize| health.target(i).in_flight.load(Ordering::Relaxed);
+        let room = |i: usize| cap == 0 || load(i) < cap;
+        let fresh = |i: usize| !tried.contains(&i);
+        let serving = |i: usize| fresh(i) && health.serves(i);
+        if let Some(i) = self.balancer.pick(key, &|i| serving(i) && room(i), &load) {
+            return Ok(i);
+        }
+        let overloaded = || {
+            self.rejected("overloaded");
+            self.error(
+                ErrorKind::UpstreamOverloaded,
+                format!(
+                    "every target of upstream `{}` is at max_connections = {cap}",
+                    self.name
+                ),
+            )
+        };
+        if (0..health.len()).any(serving) {
+            return Err(overloaded());
+        }
+        match self.no_healthy {
+            NoHealthy::Fail => {
+                self.rejected("no_healthy");
+                Err(self.error(
+                    ErrorKind::NoHealthyUpstream,
+                    format!("no target of upstream `{}` is healthy", self.name),
+                ))
+            }
+            // A health check that is wrong must not take the service down: all of them.
+            NoHealthy::Panic => match self.balancer.pick(key, &|i| fresh(i) && room(i), &load) {
+                Some(i) => Ok(i),
+                None if (0..health.len()).any(fresh) => Err(overloaded()),
+                None => Err(self.error(ErrorKind::UpstreamUnreachable, "no target could be tried")),
+            },
+        }
+    }
+
+    /// The attempts of one request, past the breakers.
+    async fn attempts(
+        &self,
+        request: Request<Body>,
         mut deadline: RouteDeadline,
         answered: &mut Option<Arc<str>>,
+        key: Option<u64>,
+        retry: Option<&RetryPolicy>,
     ) -> Result<Response<Incoming>, GatewayError> {
         let (mut parts, body) = request.into_parts();
         parts.version = Version::HTTP_11;
@@ -137,25 +375,45 @@ impl Upstream {
             }
             Either::Left(_) => None,
         };
-        let attempts = if replayable.is_some() {
-            self.targets.len()
-        } else {
-            1
+        // Only a body that can be sent again is (a streamed one went out once).
+        let policy = retry.filter(|p| replayable.is_some() && p.allows(&parts.method));
+        if policy.is_some() {
+            self.budget.deposit();
+        }
+        // Nothing was sent on a connect failure: the next target, whatever the policy says.
+        let attempts = match (&replayable, policy) {
+            (None, _) => 1,
+            (Some(_), None) => self.targets.len(),
+            (Some(_), Some(p)) => self.targets.len().max(p.attempts as usize),
         };
         if attempts > 1 {
             // The route's time covers every attempt.
             deadline = RouteDeadline::At(deadline.instant(Instant::now()));
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let per_try = policy.and_then(|p| p.per_try_timeout);
         let mut body = Some(body);
         let mut parts = Some(parts);
         let mut last_error = None;
+        let mut tried = Vec::new();
+        let mut retried = 0u32;
+        let mut next = None;
         for attempt in 0..attempts {
-            let index = (start + attempt) % self.targets.len();
+            let index = match next.take() {
+                Some(index) => index,
+                None => match self.choose(key, &tried) {
+                    Ok(index) => index,
+                    Err(error) if attempt == 0 => return Err(error),
+                    Err(_) => break,
+                },
+            };
+            let more = attempt + 1 < attempts;
+            if more {
+                tried.push(index);
+            }
             let target = &self.targets[index];
             // The head is copied only while a later attempt may still need it.
             let mut attempt_parts = match parts.take() {
-                Some(head) if attempt + 1 < attempts => {
+                Some(head) if more => {
                     let copy = clone_parts(&head);
                     parts = Some(head);
                     copy
@@ -169,15 +427,84 @@ impl Upstream {
                 (None, Some(body)) => body,
                 (None, None) => break,
             };
-            match self
+            // Counted only where something reads it (a shared counter costs every request).
+            let in_flight = self
+                .counts_load
+                .then(|| &self.health.target(index).in_flight);
+            if let Some(in_flight) = in_flight {
+                in_flight.fetch_add(1, Ordering::Relaxed);
+            }
+            let sent = self
                 .send_once(
                     Request::from_parts(attempt_parts, attempt_body),
                     target,
                     &self.series[index].1,
-                    deadline,
+                    (deadline, per_try),
                 )
-                .await
-            {
+                .await;
+            if let Some(in_flight) = in_flight {
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            let failure = match &sent {
+                Ok(response) if response.status().is_server_error() => {
+                    Some(Failure::Status(response.status().as_u16()))
+                }
+                Ok(_) => None,
+                Err(e) if e.is_retryable() => Some(Failure::Connect),
+                Err(e) if e.kind() == ErrorKind::UpstreamTimeout => Some(Failure::Timeout),
+                Err(e)
+                    if e.kind() == ErrorKind::UpstreamBadResponse
+                        && e.culprit() == &self.culprit() =>
+                {
+                    Some(Failure::Reset)
+                }
+                // The route's own deadline or the client's body: not the target's doing.
+                Err(_) => None,
+            };
+            let outcome = match (&sent, failure) {
+                (_, Some(_)) => Some(Outcome::Failure),
+                (Ok(_), None) => Some(Outcome::Success),
+                (Err(_), None) => None,
+            };
+            if let Some(outcome) = outcome {
+                self.health.record(index, outcome);
+            }
+            // A failure the policy retries, with an attempt, a target and budget left.
+            let retry_with = match (policy, failure) {
+                (Some(p), Some(failure))
+                    if more
+                        && retried + 1 < p.attempts
+                        && p.retries(failure)
+                        && failure != Failure::Connect =>
+                {
+                    // Another target where there is one, else the same again.
+                    match self.choose(key, &tried).or_else(|_| self.choose(key, &[])) {
+                        Ok(next_index) if self.budget.withdraw() => Some((p, failure, next_index)),
+                        Ok(_) => {
+                            self.retry_denied();
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some((p, failure, next_index)) = retry_with {
+                retried += 1;
+                self.retried(failure);
+                let pause = p.backoff(retried);
+                let at = Instant::now() + pause;
+                if at >= deadline.instant(Instant::now()) {
+                    // No time left for another attempt: this answer stands.
+                    return self.answer(sent, index, answered);
+                }
+                tracing::debug!(upstream = %self.name, reason = failure.label(), ?pause, "retrying");
+                tokio::time::sleep_until(at).await;
+                next = Some(next_index);
+                last_error = sent.err();
+                continue;
+            }
+            match sent {
                 Ok(response) => {
                     *answered = Some(self.series[index].0.clone());
                     return Ok(response);
@@ -195,17 +522,45 @@ impl Upstream {
         }))
     }
 
+    /// `sent` as the request's answer (its response from target `index`, or its error).
+    fn answer(
+        &self,
+        sent: Result<Response<Incoming>, GatewayError>,
+        index: usize,
+        answered: &mut Option<Arc<str>>,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        if sent.is_ok() {
+            *answered = Some(self.series[index].0.clone());
+        }
+        sent
+    }
+
+    fn retried(&self, failure: Failure) {
+        metrics::metrics()
+            .upstream_retries
+            .with_label_values(&[&self.name, failure.label()])
+            .inc();
+    }
+
+    fn retry_denied(&self) {
+        metrics::metrics()
+            .retry_budget_exhausted
+            .with_label_values(&[&self.name])
+            .inc();
+    }
+
     async fn send_once(
         &self,
         request: Request<Body>,
         target: &TargetPool,
         series: &TargetSeries,
-        deadline: RouteDeadline,
+        (deadline, per_try): (RouteDeadline, Option<Duration>),
     ) -> Result<Response<Incoming>, GatewayError> {
         let authority = target.authority();
         // One clock read gives both deadlines, and one timer keeps the nearer.
         let now = Instant::now();
-        let own = now + self.response_timeout;
+        let response_timeout = per_try.unwrap_or(self.response_timeout);
+        let own = now + response_timeout;
         let deadline = deadline.instant(now);
         let result = tokio::time::timeout_at(own.min(deadline), target.send(request)).await;
         if metrics::enabled() {
@@ -227,7 +582,7 @@ impl Upstream {
                 ErrorKind::UpstreamTimeout,
                 format!(
                     "{authority} sent no response within {} ms",
-                    self.response_timeout.as_millis()
+                    response_timeout.as_millis()
                 ),
             )),
             Ok(Ok(response)) => Ok(response),
@@ -260,7 +615,11 @@ impl Upstream {
     }
 
     fn error(&self, kind: ErrorKind, message: impl Into<String>) -> GatewayError {
-        GatewayError::new(kind, Culprit::Upstream(self.name.clone()), message)
+        GatewayError::new(kind, self.culprit(), message)
+    }
+
+    fn culprit(&self) -> Culprit {
+        Culprit::Upstream(self.name.clone())
     }
 }
 

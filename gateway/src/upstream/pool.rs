@@ -289,6 +289,44 @@ impl TargetPool {
         slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// An active health check: `GET path` on a connection of its own (never pooled, closed
+    /// after), within `timeout`; the response's status.
+    pub async fn probe(&self, path: &str, timeout: Duration) -> Result<http::StatusCode, String> {
+        let request = Request::get(path)
+            .header(http::header::HOST, self.host.clone())
+            .header(http::header::USER_AGENT, "gateway-health-check")
+            .body(http_body_util::Either::Right(http_body_util::Full::new(
+                bytes::Bytes::new(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let http2 = self.options.protocol == UpstreamProtocol::Http2;
+        let checked = async {
+            let opened = self.open().await.map_err(|e| match e {
+                SendError::Connect(why) | SendError::Tls(why) => why,
+                SendError::Exchange(e) => e.to_string(),
+            })?;
+            let h2_request = |request| self.as_http2(request);
+            let response = match opened {
+                Opened::Plain(stream) if http2 => probe_on(stream, true, h2_request(request)).await,
+                Opened::Plain(stream) => probe_on(stream, false, request).await,
+                Opened::Tls(stream) => {
+                    let h2 = match self.options.protocol {
+                        UpstreamProtocol::Http1 => false,
+                        UpstreamProtocol::Http2 => true,
+                        UpstreamProtocol::Auto => stream.get_ref().1.alpn_protocol() == Some(b"h2"),
+                    };
+                    let request = if h2 { h2_request(request) } else { request };
+                    probe_on(stream, h2, request).await
+                }
+            };
+            response.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(timeout, checked).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no response within {} ms", timeout.as_millis())),
+        }
+    }
+
     /// A new connection: TCP, then TLS for an `https://` target, both within the connect
     /// timeout; HTTP/2 if the protocol (or ALPN, for `auto`) says so.
     async fn connect(&self) -> Result<Sender, SendError> {
@@ -368,4 +406,30 @@ impl TargetPool {
         });
         Ok(Sender::Http1(sender))
     }
+}
+
+/// One request on a fresh connection over `stream`, which closes after it.
+async fn probe_on<S>(
+    stream: S,
+    http2: bool,
+    request: Request<Body>,
+) -> Result<http::StatusCode, hyper::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if http2 {
+        let (mut sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await?;
+        let connection = tokio::spawn(connection);
+        let response = sender.send_request(request).await;
+        connection.abort();
+        return response.map(|r| r.status());
+    }
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(connection);
+    let response = sender.send_request(request).await;
+    connection.abort();
+    response.map(|r| r.status())
 }

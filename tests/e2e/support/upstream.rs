@@ -4,7 +4,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
@@ -31,6 +30,56 @@ pub enum Behaviour {
     Fixed(&'static str, &'static str),
     /// Accept connections and never answer.
     Silent,
+    /// Echo, fail, hang or drop connections as the test switches it ([`Faults`]).
+    Faulty(Arc<Faults>),
+}
+
+/// What a [`Behaviour::Faulty`] upstream does now; switched by the test while it runs.
+#[derive(Debug, Default)]
+pub struct Faults {
+    mode: std::sync::atomic::AtomicU8,
+}
+
+/// A mode of a faulty upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    /// Echo, as [`Behaviour::Echo`].
+    Healthy = 0,
+    /// Answer 500.
+    Error = 1,
+    /// Answer nothing until the mode changes (then answer as the new mode says).
+    Hang = 2,
+    /// Close the connection without an answer.
+    Close = 3,
+    /// Echo after 50 ms.
+    Slow = 4,
+}
+
+impl Faults {
+    /// A switch starting in `mode`.
+    pub fn new(mode: Fault) -> Arc<Faults> {
+        let faults = Arc::new(Faults::default());
+        faults.set(mode);
+        faults
+    }
+
+    /// Switch to `mode`.
+    pub fn set(&self, mode: Fault) {
+        self.mode
+            .store(mode as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The mode now.
+    pub fn get(&self) -> Fault {
+        match self.mode.load(std::sync::atomic::Ordering::SeqCst) {
+            1 => Fault::Error,
+            2 => Fault::Hang,
+            3 => Fault::Close,
+            4 => Fault::Slow,
+            _ => Fault::Healthy,
+        }
+    }
 }
 
 /// A running upstream.
@@ -84,6 +133,28 @@ impl Upstream {
                             body: body.clone(),
                         };
                         seen.lock().unwrap().push(record);
+                        if let Behaviour::Faulty(faults) = &behaviour {
+                            while faults.get() == Fault::Hang {
+                                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                            }
+                            match faults.get() {
+                                Fault::Error => {
+                                    let response = http::Response::builder()
+                                        .status(500)
+                                        .header("x-upstream", &*name)
+                                        .body(Full::new(Bytes::from_static(b"fault")))
+                                        .unwrap();
+                                    return Ok(response);
+                                }
+                                Fault::Close => {
+                                    return Err(std::io::Error::other("fault: connection dropped"));
+                                }
+                                Fault::Slow => {
+                                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                                }
+                                Fault::Healthy | Fault::Hang => {}
+                            }
+                        }
                         let (content_type, payload) = match behaviour {
                             Behaviour::Fixed(content_type, body) => {
                                 (content_type, Bytes::from_static(body.as_bytes()))
@@ -116,7 +187,7 @@ impl Upstream {
                             .header("x-hop", "must-not-pass")
                             .body(Full::new(payload))
                             .unwrap();
-                        Ok::<_, Infallible>(response)
+                        Ok::<_, std::io::Error>(response)
                     }
                 });
                 tokio::spawn(async move {
