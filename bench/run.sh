@@ -28,11 +28,11 @@ ROOT=$PWD
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-none metrics access-log plugin tracing chain chain-request big h2 workers2 tls tls-h2 handshake resume}
+SCENARIOS=${SCENARIOS:-none metrics access-log plugin tracing chain chain-request big h2 workers2 tls tls-h2 handshake resume round-robin least-request consistent-hash resilience}
 MEMORY=${MEMORY:-1}
 WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
 BACKEND_PORT=18081 NGINX_PORT=18082 GATEWAY_PORT=18083 NGINX_H2_PORT=18084
-NGINX_TLS_PORT=18085 GATEWAY_TLS_PORT=18086 GATEWAY_ADMIN_PORT=18087
+NGINX_TLS_PORT=18085 GATEWAY_TLS_PORT=18086 GATEWAY_ADMIN_PORT=18087 BACKEND_PORT2=18088
 PIDS=()
 cleanup() {
   # Children first: the time-limit watchdog is a subshell whose `sleep` holds our stdout.
@@ -82,7 +82,7 @@ $2
 }
 CONF
 }
-nginx_conf backend "  server { listen 127.0.0.1:$BACKEND_PORT; root $WORK/www; location / { default_type text/plain; } location = /v1/traces { return 200; } }" \
+nginx_conf backend "  server { listen 127.0.0.1:$BACKEND_PORT; listen 127.0.0.1:$BACKEND_PORT2; root $WORK/www; location / { default_type text/plain; } location = /v1/traces { return 200; } }" \
   > "$WORK/backend.conf"
 taskset -c 1 nginx -c "$WORK/backend.conf" -e "$WORK/logs/backend.err" &
 PIDS+=($!)
@@ -132,6 +132,21 @@ to = \"$WORK/access.log\"" ;;
 traceparent = \"always\"
 otlp_endpoint = \"http://127.0.0.1:$BACKEND_PORT/v1/traces\"" ;;
   esac
+  # The balancing scenarios: two targets (the backend's two ports). `round-robin` is their
+  # baseline; `least-request` and `consistent-hash` (on the client IP) its alternatives;
+  # `resilience` is round robin with active health checks and both breakers on.
+  local targets="\"127.0.0.1:$BACKEND_PORT\"" upstream_extra=""
+  case "$1" in
+    round-robin|least-request|consistent-hash|resilience)
+      targets="\"127.0.0.1:$BACKEND_PORT\", \"127.0.0.1:$BACKEND_PORT2\"" ;;
+  esac
+  case "$1" in
+    least-request) upstream_extra='balance = "least_request"' ;;
+    consistent-hash) upstream_extra='balance = "consistent_hash"
+hash_on = "client_ip"' ;;
+    resilience) upstream_extra='health_check = { path = "/small", interval_ms = 1000, timeout_ms = 500 }
+breaker = { max_requests = 100000, max_pending = 1000, error_rate = 0.5 }' ;;
+  esac
   case "$1" in
     plugin|tracing) plugins='{ use = "rt", config = {} }' ;;
     chain|chain-request)
@@ -153,7 +168,8 @@ cert = "$WORK/tls.pem"
 key = "$WORK/tls.key"
 
 [upstreams.backend]
-targets = ["127.0.0.1:$BACKEND_PORT"]
+targets = [$targets]
+$upstream_extra
 
 $observe
 

@@ -15,4 +15,8 @@ names = {
     "tls-h2": "HTTPS keep-alive, HTTP/2 by ALPN (h2load 64 conns x 10 streams), no plugins",
     "handshake": "new TLS 1.3 handshake per request (ECDSA P-256, no resumption), no plugins",
     "resume": "resumed TLS handshakes (openssl s_time -reuse), no request",
+    "round-robin": "2 targets, round robin (baseline of the next three), no plugins",
+    "least-request": "2 targets, least_request (power of two choices), no plugins",
+    "consistent-hash": "2 targets, consistent_hash on the client IP (Maglev), no plugins",
+    "resilience": "2 targets, round robin, active health checks + both breakers on, no plugins",
 }

@@ -12,10 +12,10 @@
 use crate::config::BreakerConfig;
 use crate::telemetry::metrics;
 use prometheus::IntGauge;
-use std::sync::Arc;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 /// Why a request was not let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +27,12 @@ pub enum Refusal {
 }
 
 /// Let through: holds the concurrency slot; a half-open probe must report how it went.
-pub struct Admission {
-    _slot: Option<OwnedSemaphorePermit>,
-    probe: Option<Arc<ErrorRate>>,
+pub struct Admission<'a> {
+    _slot: Option<Slot<'a>>,
+    probe: Option<&'a ErrorRate>,
 }
 
-impl Admission {
+impl Admission<'_> {
     /// How the request went (`ok`: a response head that is not a 5xx).
     pub fn finish(mut self, breaker: &Breaker, ok: bool) {
         if let Some(rate) = &breaker.rate {
@@ -41,7 +41,7 @@ impl Admission {
     }
 }
 
-impl Drop for Admission {
+impl Drop for Admission<'_> {
     fn drop(&mut self) {
         // A probe that never reported (its client went away) proves nothing: open again.
         if let Some(rate) = self.probe.take() {
@@ -53,23 +53,41 @@ impl Drop for Admission {
 /// The breakers of one upstream.
 pub struct Breaker {
     slots: Option<Slots>,
-    rate: Option<Arc<ErrorRate>>,
+    rate: Option<ErrorRate>,
 }
 
+/// The concurrency slots: a counter, and a queue only for those who wait. (tokio's
+/// `Semaphore` takes a lock on every release; this costs two atomic operations a request.)
 struct Slots {
-    free: Arc<Semaphore>,
+    max: usize,
+    busy: AtomicUsize,
     max_pending: usize,
     pending: AtomicUsize,
+    freed: Notify,
     wait: Duration,
+}
+
+/// One slot taken; given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        if self.0.pending.load(Ordering::SeqCst) > 0 {
+            self.0.freed.notify_one();
+        }
+    }
 }
 
 impl Breaker {
     /// From `[upstreams.NAME.breaker]`.
     pub fn new(upstream: &str, config: &BreakerConfig) -> Breaker {
         let slots = (config.max_requests > 0).then(|| Slots {
-            free: Arc::new(Semaphore::new(config.max_requests)),
+            max: config.max_requests,
+            busy: AtomicUsize::new(0),
             max_pending: config.max_pending,
             pending: AtomicUsize::new(0),
+            freed: Notify::new(),
             wait: Duration::from_millis(config.pending_timeout_ms),
         });
         let rate = config.error_rate.map(|threshold| {
@@ -77,7 +95,7 @@ impl Breaker {
                 .circuit_state
                 .with_label_values(&[upstream]);
             gauge.set(CLOSED.into());
-            Arc::new(ErrorRate {
+            ErrorRate {
                 upstream: upstream.to_string(),
                 threshold,
                 min_requests: config.min_requests,
@@ -92,7 +110,7 @@ impl Breaker {
                 probes_ok: AtomicU32::new(0),
                 epoch: Instant::now(),
                 gauge,
-            })
+            }
         });
         Breaker { slots, rate }
     }
@@ -103,9 +121,9 @@ impl Breaker {
     }
 
     /// Let a request through, or say why not.
-    pub async fn admit(&self) -> Result<Admission, Refusal> {
+    pub async fn admit(&self) -> Result<Admission<'_>, Refusal> {
         let probe = match &self.rate {
-            Some(rate) => rate.admit()?.then(|| rate.clone()),
+            Some(rate) => rate.admit()?.then_some(rate),
             None => None,
         };
         let mut admission = Admission { _slot: None, probe };
@@ -117,18 +135,42 @@ impl Breaker {
 }
 
 impl Slots {
-    async fn take(&self) -> Result<OwnedSemaphorePermit, Refusal> {
-        if let Ok(permit) = self.free.clone().try_acquire_owned() {
-            return Ok(permit);
+    fn try_take(&self) -> Option<Slot<'_>> {
+        let mut busy = self.busy.load(Ordering::SeqCst);
+        while busy < self.max {
+            match self.busy.compare_exchange_weak(
+                busy,
+                busy + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Some(Slot(self)),
+                Err(now) => busy = now,
+            }
         }
-        let waiting = self.pending.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    async fn take(&self) -> Result<Slot<'_>, Refusal> {
+        if let Some(slot) = self.try_take() {
+            return Ok(slot);
+        }
+        let waiting = self.pending.fetch_add(1, Ordering::SeqCst);
         let _leave = Leave(&self.pending);
         if waiting >= self.max_pending {
             return Err(Refusal::Overloaded);
         }
-        match tokio::time::timeout(self.wait, self.free.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(Refusal::Overloaded),
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            // Registered before the check, so a slot freed in between wakes this one.
+            let mut freed = pin!(self.freed.notified());
+            freed.as_mut().enable();
+            if let Some(slot) = self.try_take() {
+                return Ok(slot);
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(Refusal::Overloaded);
+            }
         }
     }
 }
