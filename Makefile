@@ -18,14 +18,17 @@ setup:
 # official OTLP protobuf classes the test collector decodes exported spans with).
 # Debian's own python3 refuses `pip install` outside a venv (PEP 668); the pinned test clients
 # then go in with --break-system-packages (they only add modules, nothing of Debian's changes).
+# Not root (a CI runner's user): pip installs for the user, apt-get goes through sudo.
 PIP = python3 -m pip install --quiet --disable-pip-version-check
-pip_install = $(PIP) $(1) 2>/dev/null || $(PIP) --break-system-packages $(1)
+pip_install = $(PIP) $(1) 2>/dev/null || $(PIP) --break-system-packages $(1) 2>/dev/null || \
+	$(PIP) --user --break-system-packages $(1)
+APT = $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo "sudo -n") apt-get
 test-deps:
-	command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+	command -v redis-server >/dev/null || { $(APT) update -qq && $(APT) install -y -qq redis-server; }
 	command -v curl >/dev/null && command -v openssl >/dev/null || \
-		{ apt-get update -qq && apt-get install -y -qq curl openssl; }
+		{ $(APT) update -qq && $(APT) install -y -qq curl openssl; }
 	python3 -m pip --version >/dev/null 2>&1 || \
-		{ apt-get update -qq && apt-get install -y -qq python3-pip; }
+		{ $(APT) update -qq && $(APT) install -y -qq python3-pip; }
 	python3 -c "import jwt, cryptography" 2>/dev/null || $(call pip_install,"pyjwt[crypto]==2.15.1")
 	python3 -c "import grpc" 2>/dev/null || $(call pip_install,"grpcio==1.85.1")
 	python3 -c "import websockets" 2>/dev/null || $(call pip_install,"websockets==15.0.1")

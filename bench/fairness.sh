@@ -12,6 +12,9 @@
 # backend is nginx. Reports one markdown row per phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Root on a fresh machine; a runner's user goes through sudo.
+APT=apt-get
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then APT="sudo -n apt-get"; fi
 DURATION=${DURATION:-8}
 WORK=$(mktemp -d /tmp/gateway-fairness.XXXXXX)
 BACKEND_PORT=18091 GATEWAY_PORT=18093
@@ -21,8 +24,8 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
+command -v wrk >/dev/null || { $APT update -qq && $APT install -y -qq wrk >/dev/null; }
+command -v nginx >/dev/null || { $APT update -qq && $APT install -y -qq nginx >/dev/null; }
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 if [ -n "${GATEWAY_BIN:-}" ]; then
   GATEWAY=$GATEWAY_BIN

@@ -24,6 +24,9 @@
 # keep-alive connections (read once RSS has stopped falling, 3–12 s after the last one is open, so after the gateway parked them and trimmed its heap). Everything it starts is stopped on exit; the whole run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Root on a fresh machine; a runner's user goes through sudo.
+APT=apt-get
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then APT="sudo -n apt-get"; fi
 ROOT=$PWD
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
@@ -46,7 +49,7 @@ trap cleanup EXIT
 ( sleep "${BENCH_TIMEOUT_S:-1800}"; echo "bench: time limit reached" >&2; kill -TERM $$ ) 2>/dev/null &
 PIDS+=($!)
 
-need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+need() { command -v "$1" >/dev/null || { $APT update -qq && $APT install -y -qq "$2" >/dev/null; }; }
 need nginx nginx
 need wrk wrk
 need h2load nghttp2-client

@@ -52,6 +52,25 @@ async fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> Option<f64
     })
 }
 
+/// Wait until `gateway_upstream_target_healthy` of `series` is `value`, at most `limit`;
+/// how long it took.
+async fn target_health(
+    gw: &Gateway,
+    series: &[(&str, &str)],
+    value: f64,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    while metric(gw, "gateway_upstream_target_healthy", series).await != Some(value) {
+        assert!(
+            started.elapsed() < limit,
+            "{series:?} not {value} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
 /// Requests of `up` other than health checks.
 fn served(up: &Upstream) -> usize {
     up.seen().iter().filter(|s| s.uri != "/healthz").count()
@@ -121,19 +140,13 @@ async fn active_checks_take_a_dead_target_out_within_two_intervals_and_bring_it_
     ));
     let target = a.addr.to_string();
     let series = [("upstream", "up"), ("target", target.as_str())];
-    let healthy = "gateway_upstream_target_healthy";
     send(&gw, 10).await;
     assert_eq!(served(&a), 5);
     a_faults.set(Fault::Close);
-    let died = Instant::now();
-    while metric(&gw, healthy, &series).await != Some(0.0) {
-        assert!(
-            died.elapsed() < Duration::from_millis(2 * 300 + 200 + 100),
-            "not out in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    eprintln!("unhealthy {:?} after the target died", died.elapsed());
+    // Two intervals, a check's timeout, and the scrape's own time.
+    let in_time = Duration::from_millis(2 * 300 + 200 + 100);
+    let took = target_health(&gw, &series, 0.0, in_time).await;
+    eprintln!("unhealthy {took:?} after the target died");
     let before = served(&a);
     let statuses = send(&gw, 20).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
@@ -142,14 +155,7 @@ async fn active_checks_take_a_dead_target_out_within_two_intervals_and_bring_it_
     assert!(checks >= 2, "checked every interval: {checks}");
 
     a_faults.set(Fault::Healthy);
-    let revived = Instant::now();
-    while metric(&gw, healthy, &series).await != Some(1.0) {
-        assert!(
-            revived.elapsed() < Duration::from_millis(2 * 300 + 200 + 100),
-            "not back in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    target_health(&gw, &series, 1.0, in_time).await;
     send(&gw, 10).await;
     assert_eq!(served(&a), before + 5, "back in rotation");
 }
@@ -167,11 +173,7 @@ async fn with_no_healthy_target_an_upstream_uses_them_all_or_fails_fast_as_confi
         a_faults.set(Fault::Close);
         let target = a.addr.to_string();
         let series = [("upstream", "up"), ("target", target.as_str())];
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while metric(&gw, "gateway_upstream_target_healthy", &series).await != Some(0.0) {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        target_health(&gw, &series, 0.0, Duration::from_secs(5)).await;
         let reply = HttpClient::http1().get(&gw.url("/x"), &[]).await;
         assert_eq!(reply.status, expected, "{policy}: {}", reply.text());
         if policy == "fail" {

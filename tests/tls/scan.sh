@@ -7,9 +7,12 @@
 #
 #   tests/tls/scan.sh            # builds the gateway (debug) unless GATEWAY_BIN is set
 set -euo pipefail
+# Root on a fresh machine; a runner's user goes through sudo.
+APT=apt-get
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then APT="sudo -n apt-get"; fi
 cd "$(dirname "$0")/../.."
 command -v testssl >/dev/null || command -v testssl.sh >/dev/null || {
-  apt-get update -qq && apt-get install -y -qq testssl.sh >/dev/null
+  $APT update -qq && $APT install -y -qq testssl.sh >/dev/null
 }
 TESTSSL=$(command -v testssl || command -v testssl.sh)
 if [ -z "${GATEWAY_BIN:-}" ]; then

@@ -9,6 +9,7 @@
 //!   open again. The window is per-second buckets of atomics: recording a request is two
 //!   atomic adds.
 
+use super::window::Window;
 use crate::config::BreakerConfig;
 use crate::telemetry::metrics;
 use prometheus::IntGauge;
@@ -101,9 +102,7 @@ impl Breaker {
                 min_requests: config.min_requests,
                 open_for: config.open_ms,
                 probes: config.probes.max(1),
-                buckets: (0..config.window_s.max(1))
-                    .map(|_| Bucket::default())
-                    .collect(),
+                window: Window::new(config.window_s),
                 state: AtomicU8::new(CLOSED),
                 opened_at: AtomicU64::new(0),
                 probes_out: AtomicU32::new(0),
@@ -195,7 +194,8 @@ pub struct ErrorRate {
     min_requests: u64,
     open_for: u64,
     probes: u32,
-    buckets: Box<[Bucket]>,
+    /// Requests and errors of the last `window_s` seconds.
+    window: Window,
     state: AtomicU8,
     /// When it last opened (ms since `epoch`).
     opened_at: AtomicU64,
@@ -203,15 +203,6 @@ pub struct ErrorRate {
     probes_ok: AtomicU32,
     epoch: Instant,
     gauge: IntGauge,
-}
-
-/// One second of the window.
-#[derive(Default)]
-struct Bucket {
-    /// The second (since the epoch) it counts, + 1; 0: never used.
-    second: AtomicU64,
-    total: AtomicU32,
-    errors: AtomicU32,
 }
 
 impl ErrorRate {
@@ -265,42 +256,17 @@ impl ErrorRate {
                     .compare_exchange(HALF_OPEN, CLOSED, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
-                for bucket in &self.buckets {
-                    bucket.second.store(0, Ordering::Relaxed);
-                }
+                self.window.clear();
                 self.gauge.set(CLOSED.into());
                 tracing::info!(upstream = %self.upstream, "circuit closed: every probe succeeded");
             }
             return;
         }
-        let second = self.now_ms() / 1000 + 1;
-        let bucket = &self.buckets[(second % self.buckets.len() as u64) as usize];
-        let stamped = bucket.second.load(Ordering::Relaxed);
-        if stamped != second
-            && bucket
-                .second
-                .compare_exchange(stamped, second, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            bucket.total.store(0, Ordering::Relaxed);
-            bucket.errors.store(0, Ordering::Relaxed);
-        }
-        bucket.total.fetch_add(1, Ordering::Relaxed);
-        if ok {
+        self.window.add(1, u32::from(!ok));
+        if ok || self.state.load(Ordering::Acquire) != CLOSED {
             return;
         }
-        bucket.errors.fetch_add(1, Ordering::Relaxed);
-        if self.state.load(Ordering::Acquire) != CLOSED {
-            return;
-        }
-        let oldest = second.saturating_sub(self.buckets.len() as u64);
-        let (mut total, mut errors) = (0u64, 0u64);
-        for bucket in &self.buckets {
-            if bucket.second.load(Ordering::Relaxed) > oldest {
-                total += u64::from(bucket.total.load(Ordering::Relaxed));
-                errors += u64::from(bucket.errors.load(Ordering::Relaxed));
-            }
-        }
+        let (total, errors) = self.window.sums();
         if total >= self.min_requests && errors as f64 >= self.threshold * total as f64 {
             self.open(&format!("{errors} of {total} requests failed"));
         }

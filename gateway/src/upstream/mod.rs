@@ -14,6 +14,7 @@ mod breaker;
 mod health;
 mod pool;
 mod retry;
+mod window;
 
 pub use retry::RetryPolicy;
 
@@ -452,10 +453,7 @@ impl Upstream {
                 Ok(_) => None,
                 Err(e) if e.is_retryable() => Some(Failure::Connect),
                 Err(e) if e.kind() == ErrorKind::UpstreamTimeout => Some(Failure::Timeout),
-                Err(e)
-                    if e.kind() == ErrorKind::UpstreamBadResponse
-                        && e.culprit() == &self.culprit() =>
-                {
+                Err(e) if e.kind() == ErrorKind::UpstreamBadResponse && self.caused(e) => {
                     Some(Failure::Reset)
                 }
                 // The route's own deadline or the client's body: not the target's doing.
@@ -620,6 +618,11 @@ impl Upstream {
 
     fn culprit(&self) -> Culprit {
         Culprit::Upstream(self.name.clone())
+    }
+
+    /// Whether this upstream (not the client's body) caused `error`.
+    fn caused(&self, error: &GatewayError) -> bool {
+        matches!(error.culprit(), Culprit::Upstream(name) if *name == self.name)
     }
 }
 

@@ -3,10 +3,10 @@
 //! floor a second, as linkerd and Envoy do), so a failing upstream is retried a little, never
 //! stormed. The budget's window is ten one-second buckets of atomics.
 
+use super::window::Window;
 use crate::config::{RetryBudgetConfig, RetryConfig, RetryMethods, RetryOn};
 use http::Method;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Seconds the budget looks back.
 const WINDOW_S: u64 = 10;
@@ -123,16 +123,8 @@ impl RetryPolicy {
 pub struct RetryBudget {
     percent: u64,
     floor: u64,
-    buckets: [Bucket; WINDOW_S as usize],
-    epoch: Instant,
-}
-
-#[derive(Default)]
-struct Bucket {
-    /// The second it counts, + 1.
-    second: AtomicU64,
-    requests: AtomicU32,
-    retries: AtomicU32,
+    /// Requests and retries.
+    window: Window,
 }
 
 impl RetryBudget {
@@ -141,48 +133,22 @@ impl RetryBudget {
         RetryBudget {
             percent: u64::from(config.percent),
             floor: u64::from(config.min_per_s) * WINDOW_S,
-            buckets: Default::default(),
-            epoch: Instant::now(),
+            window: Window::new(WINDOW_S),
         }
-    }
-
-    fn bucket(&self) -> &Bucket {
-        let second = self.epoch.elapsed().as_secs() + 1;
-        let bucket = &self.buckets[(second % WINDOW_S) as usize];
-        let stamped = bucket.second.load(Ordering::Relaxed);
-        if stamped != second
-            && bucket
-                .second
-                .compare_exchange(stamped, second, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            bucket.requests.store(0, Ordering::Relaxed);
-            bucket.retries.store(0, Ordering::Relaxed);
-        }
-        bucket
     }
 
     /// A request arrived (its first attempt).
     pub fn deposit(&self) {
-        self.bucket().requests.fetch_add(1, Ordering::Relaxed);
+        self.window.add(1, 0);
     }
 
     /// Take one retry, if the budget has one.
     pub fn withdraw(&self) -> bool {
-        let now = self.bucket();
-        let current = now.second.load(Ordering::Relaxed);
-        let oldest = current.saturating_sub(WINDOW_S);
-        let (mut requests, mut retries) = (0u64, 0u64);
-        for bucket in &self.buckets {
-            if bucket.second.load(Ordering::Relaxed) > oldest {
-                requests += u64::from(bucket.requests.load(Ordering::Relaxed));
-                retries += u64::from(bucket.retries.load(Ordering::Relaxed));
-            }
-        }
+        let (requests, retries) = self.window.sums();
         if retries * 100 >= requests * self.percent + self.floor * 100 {
             return false;
         }
-        now.retries.fetch_add(1, Ordering::Relaxed);
+        self.window.add(0, 1);
         true
     }
 }
