@@ -18,6 +18,10 @@ pub fn routes(runtime: &Runtime) -> Value {
                 "name": &*route.name,
                 "match": matcher.describe(),
                 "upstream": route.upstream.as_ref().map(|u| u.name()),
+                "upstreams": route.split.as_ref().map(|split| {
+                    split.upstreams().map(|u| u.name()).collect::<Vec<_>>()
+                }),
+                "mirror": route.mirror.as_ref().map(|m| m.upstream().name()),
                 "plugins": route.chain.iter().map(|f| f.name()).collect::<Vec<_>>(),
                 "timeout_ms": route.timeout.as_millis() as u64,
                 "max_body_bytes": route.max_body_bytes,
@@ -128,10 +132,7 @@ fn call_counts() -> CallCounts {
 pub fn update_connection_gauges(runtime: &Runtime) {
     let gauges = &metrics::metrics().upstream_connections;
     let mut seen: Vec<&Arc<crate::upstream::Upstream>> = Vec::new();
-    for (_, route) in runtime.router.iter() {
-        let Some(upstream) = &route.upstream else {
-            continue;
-        };
+    for upstream in runtime.router.iter().flat_map(|(_, route)| route.upstreams()) {
         if seen.iter().any(|u| Arc::ptr_eq(u, upstream)) {
             continue;
         }

@@ -258,7 +258,7 @@ fn run(path: &std::path::Path, watch_files: bool) -> anyhow::Result<ExitCode> {
         }
         // Health checks run while the config serves (not for `gateway check`).
         for upstream in compiled.reuse.upstreams() {
-            upstream.start_checks();
+            upstream.start_tasks();
         }
         let reloader = reload::Reloader::new(
             path.to_path_buf(),

@@ -213,7 +213,7 @@ impl<'a> Reloader<'a> {
         self.tls = blocks;
         for upstream in compiled.reuse.upstreams() {
             // Kept upstreams' checks run on; new ones' start.
-            upstream.start_checks();
+            upstream.start_tasks();
         }
         self.serving = new;
         self.reuse = compiled.reuse;

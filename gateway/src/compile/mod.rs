@@ -235,7 +235,12 @@ pub async fn compile_reusing(
             upstreams.insert(name.clone(), same.clone());
             continue;
         }
-        match Upstream::new(name, upstream, workers, &loaded.base_dir) {
+        match Upstream::new(
+            name,
+            upstream,
+            (workers, &config.resolver),
+            &loaded.base_dir,
+        ) {
             Ok(built) => {
                 let built = Arc::new(built);
                 next.upstreams.insert(print, built.clone());
@@ -319,12 +324,7 @@ pub async fn compile_reusing(
                 chain.push(filter);
             }
         }
-        let upstream = route
-            .upstream
-            .as_ref()
-            .and_then(|u| upstreams.get(u))
-            .cloned();
-        routes.push((matcher, Arc::new(compile_route(route, upstream, chain))));
+        routes.push((matcher, Arc::new(compile_route(route, &upstreams, chain))));
     }
 
     if errors.is_empty() {
@@ -351,10 +351,42 @@ pub async fn compile_reusing(
 
 fn compile_route(
     route: &RouteConfig,
-    upstream: Option<Arc<Upstream>>,
+    upstreams: &HashMap<String, Arc<Upstream>>,
     chain: Vec<Arc<dyn Filter>>,
 ) -> Route {
+    let named = |name: &String| upstreams.get(name).cloned();
+    let arms: Vec<(Arc<Upstream>, u32)> = route
+        .upstreams
+        .iter()
+        .filter_map(|arm| Some((named(&arm.upstream)?, arm.weight)))
+        .collect();
+    let upstream = match arms.first() {
+        Some((first, _)) => Some(first.clone()),
+        None => route.upstream.as_ref().and_then(named),
+    };
     let mut compiled = Route::new(&route.name, upstream, chain, route.max_body_bytes);
+    if !arms.is_empty() {
+        let split = route.split.clone().unwrap_or_default();
+        let header = split
+            .override_header
+            .and_then(|name| http::HeaderName::from_bytes(name.as_bytes()).ok());
+        let sticky = split
+            .sticky
+            .and_then(|on| crate::upstream::HashOn::parse(&on).ok());
+        compiled.split = Some(crate::upstream::Split::new(
+            &route.name,
+            arms,
+            header,
+            split.override_cookie,
+            sticky,
+        ));
+    }
+    compiled.mirror = route.mirror.as_ref().and_then(|mirror| {
+        let shadow = named(&mirror.upstream)?;
+        Some(crate::upstream::Mirror::new(&route.name, shadow, mirror))
+    });
+    compiled.connect_timeout = route.connect_timeout_ms.map(Duration::from_millis);
+    compiled.response_timeout = route.response_timeout_ms.map(Duration::from_millis);
     compiled.strip_prefix = route
         .strip_prefix
         .then(|| route.matcher.path_prefix.clone())

@@ -74,9 +74,31 @@ fn describe_route(route: &RouteConfig) -> String {
     format!(
         "match {}, upstream {}, chain [{}]",
         describe_match(route),
-        route.upstream.as_deref().unwrap_or("(none)"),
+        describe_upstreams(route),
         chain_names(&route.plugins).join(", ")
     )
+}
+
+/// `name`, or each of `upstreams` with its weight (`stable 95, canary 5`), then the mirror.
+fn describe_upstreams(route: &RouteConfig) -> String {
+    let mut text = match &route.upstream {
+        _ if !route.upstreams.is_empty() => route
+            .upstreams
+            .iter()
+            .map(|arm| format!("{} {}", arm.upstream, arm.weight))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(name) => name.clone(),
+        None => "(none)".into(),
+    };
+    if let Some(mirror) = &route.mirror {
+        text.push_str(&format!(
+            " (mirrored to {} at {}%)",
+            mirror.upstream,
+            mirror.share * 100.0
+        ));
+    }
+    text
 }
 
 fn describe_match(route: &RouteConfig) -> String {
@@ -127,12 +149,9 @@ fn routes(old: &Config, new: &Config, plan: &mut Plan) {
         if m0 != m1 || before.priority != after.priority {
             what.push(format!("match {m0} → {m1}"));
         }
-        if before.upstream != after.upstream {
-            what.push(format!(
-                "upstream {} → {}",
-                before.upstream.as_deref().unwrap_or("(none)"),
-                after.upstream.as_deref().unwrap_or("(none)")
-            ));
+        let (u0, u1) = (describe_upstreams(before), describe_upstreams(after));
+        if u0 != u1 || before.split != after.split {
+            what.push(format!("upstream {u0} → {u1}"));
         }
         let (c0, c1) = (chain_names(&before.plugins), chain_names(&after.plugins));
         if c0 != c1 {

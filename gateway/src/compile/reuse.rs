@@ -124,7 +124,11 @@ impl Sections {
 
     /// An upstream's fingerprint.
     pub(super) fn upstream(&self, name: &str, workers: usize, base_dir: &Path) -> String {
-        let mut print = format!("{name}\n{}\n{workers}", self.text(&["upstreams", name]));
+        let mut print = format!(
+            "{name}\n{}\n{workers}\n{}",
+            self.text(&["upstreams", name]),
+            self.text(&["resolver"])
+        );
         if let Some(tls) = self
             .table
             .get("upstreams")

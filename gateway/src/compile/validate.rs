@@ -69,6 +69,7 @@ pub fn check(config: &Config, source: &SourceMap) -> Result<Checked, Vec<ConfigE
     let listen = check_server(config, &mut c);
     let trusted = check_edge(config, &mut c);
     check_upstreams(config, &mut c);
+    check_resolver(&config.resolver, &mut c);
     check_plugins(config, &mut c);
     for (i, use_) in config.global_plugins.iter().enumerate() {
         check_plugin_use(config, use_, key_path!["global_plugins", i], &mut c);
@@ -491,7 +492,38 @@ fn check_retry(retry: &crate::config::RetryConfig, at: &KeyPath, c: &mut Checker
 }
 
 /// Balancing, health checks, outlier detection and breakers of one upstream.
+/// `[resolver]`: name servers as ip[:port], sane bounds.
+fn check_resolver(resolver: &crate::config::ResolverConfig, c: &mut Checker<'_>) {
+    let path = key_path!["resolver"];
+    for (i, server) in resolver.nameservers.iter().enumerate() {
+        if let Err(why) = crate::upstream::nameserver(server) {
+            c.fail(path.key("nameservers").index(i), why);
+        }
+    }
+    if resolver.min_ttl_s == 0 {
+        c.fail(
+            path.key("min_ttl_s"),
+            "must be at least 1 (a name would be asked for in a loop)",
+        );
+    }
+    if resolver.max_ttl_s < resolver.min_ttl_s {
+        c.fail(path.key("max_ttl_s"), "must be at least min_ttl_s");
+    }
+    if resolver.timeout_ms == 0 {
+        c.fail(path.key("timeout_ms"), "must be greater than 0");
+    }
+}
+
 fn check_resilience(upstream: &UpstreamConfig, path: &KeyPath, c: &mut Checker<'_>) {
+    if upstream.max_pending > 0 && upstream.max_connections == 0 {
+        c.fail(
+            path.key("max_pending"),
+            "needs `max_connections` (requests wait for a target under it)",
+        );
+    }
+    if upstream.pending_timeout_ms == 0 {
+        c.fail(path.key("pending_timeout_ms"), "must be greater than 0");
+    }
     let consistent = upstream.balance == crate::config::Balance::ConsistentHash;
     match &upstream.hash_on {
         Some(text) if consistent => {
@@ -691,7 +723,9 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
         if let Some(retry) = &route.retry {
             check_retry(retry, &path.key("retry"), c);
         }
+        check_traffic(config, route, &path, c);
         match &route.upstream {
+            _ if !route.upstreams.is_empty() => {}
             Some(upstream) if !config.upstreams.contains_key(upstream) => c.fail(
                 path.key("upstream"),
                 format!(
@@ -706,12 +740,9 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
             _ => {}
         }
         if route.websocket {
-            let protocol = route
-                .upstream
-                .as_ref()
-                .and_then(|name| config.upstreams.get(name))
-                .map(|upstream| upstream.protocol);
-            if protocol.is_some_and(|p| p != UpstreamProtocol::Http1) {
+            let names = route.upstream.iter().chain(route.upstreams.iter().map(|a| &a.upstream));
+            let mut protocols = names.filter_map(|name| config.upstreams.get(name));
+            if protocols.any(|upstream| upstream.protocol != UpstreamProtocol::Http1) {
                 c.fail(
                     path.key("websocket"),
                     "WebSocket upgrades need an upstream with protocol = \"http1\"",
@@ -729,6 +760,108 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
         }
     }
     matchers.into_iter().collect()
+}
+
+/// A route's `upstreams`, `split`, `mirror` and timeout overrides.
+fn check_traffic(
+    config: &Config,
+    route: &crate::config::RouteConfig,
+    path: &KeyPath,
+    c: &mut Checker<'_>,
+) {
+    let defined = |name: &str| config.upstreams.contains_key(name);
+    let undefined = |name: &str| {
+        format!(
+            "upstream `{name}` is not defined (defined: {})",
+            names(config.upstreams.keys())
+        )
+    };
+    if !route.upstreams.is_empty() && route.upstream.is_some() {
+        c.fail(
+            path.key("upstreams"),
+            "give `upstream` or `upstreams`, not both",
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, arm) in route.upstreams.iter().enumerate() {
+        let at = path.key("upstreams").index(i);
+        if !defined(&arm.upstream) {
+            c.fail(at.key("upstream"), undefined(&arm.upstream));
+        } else if !seen.insert(arm.upstream.as_str()) {
+            c.fail(
+                at.key("upstream"),
+                format!("upstream `{}` is listed twice", arm.upstream),
+            );
+        }
+        if arm.weight > 10_000 {
+            c.fail(at.key("weight"), "must be from 0 to 10000");
+        }
+    }
+    if !route.upstreams.is_empty() && route.upstreams.iter().all(|arm| arm.weight == 0) {
+        c.fail(
+            path.key("upstreams"),
+            "at least one weight must be greater than 0",
+        );
+    }
+    if let Some(split) = &route.split {
+        let at = path.key("split");
+        if route.upstreams.is_empty() {
+            c.fail(at.clone(), "needs `upstreams` (several upstreams by weight)");
+        }
+        if let Some(name) = &split.override_header
+            && http::HeaderName::from_bytes(name.as_bytes()).is_err()
+        {
+            c.fail(
+                at.key("override_header"),
+                format!("`{name}` is not a header name"),
+            );
+        }
+        if split.override_cookie.as_ref().is_some_and(|name| {
+            name.is_empty() || name.contains(|ch: char| ch == ';' || ch == '=' || ch.is_whitespace())
+        }) {
+            c.fail(at.key("override_cookie"), "is not a cookie name");
+        }
+        if let Some(on) = &split.sticky
+            && let Err(why) = crate::upstream::HashOn::parse(on)
+        {
+            c.fail(at.key("sticky"), why);
+        }
+    }
+    if let Some(mirror) = &route.mirror {
+        let at = path.key("mirror");
+        let own = route.upstream.iter().chain(route.upstreams.iter().map(|a| &a.upstream));
+        if !defined(&mirror.upstream) {
+            c.fail(at.key("upstream"), undefined(&mirror.upstream));
+        } else if own.into_iter().any(|name| *name == mirror.upstream) {
+            c.fail(
+                at.key("upstream"),
+                "is the route's own upstream: every copy would double its load",
+            );
+        }
+        if !(mirror.share > 0.0 && mirror.share <= 1.0) {
+            c.fail(at.key("share"), "must be greater than 0 and at most 1");
+        }
+        if mirror.max_in_flight == 0 {
+            c.fail(at.key("max_in_flight"), "must be greater than 0");
+        }
+        if mirror.max_body_bytes > route.max_body_bytes {
+            c.fail(
+                at.key("max_body_bytes"),
+                format!(
+                    "must be at most the route's max_body_bytes ({})",
+                    route.max_body_bytes
+                ),
+            );
+        }
+    }
+    for (key, value) in [
+        ("connect_timeout_ms", route.connect_timeout_ms),
+        ("response_timeout_ms", route.response_timeout_ms),
+    ] {
+        if value == Some(0) {
+            c.fail(path.key(key), "must be greater than 0");
+        }
+    }
 }
 
 /// Check a route's `match` and build it; `None` if any condition is invalid (each problem

@@ -11,12 +11,14 @@ pub mod redact;
 pub mod resilience;
 pub mod schema;
 pub mod tls;
+pub mod traffic;
 
 pub use diagnostics::{ConfigError, ConfigErrors, KeyPath, SourceMap};
 pub use observe::*;
 pub use resilience::*;
 pub use schema::*;
 pub use tls::*;
+pub use traffic::{MirrorConfig, SplitArmConfig, SplitConfig};
 
 use std::path::{Path, PathBuf};
 

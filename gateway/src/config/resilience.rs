@@ -335,3 +335,46 @@ mod retry_defaults {
         3
     }
 }
+
+/// `[resolver]`: how hostname targets are resolved and re-resolved.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ResolverConfig {
+    /// Name servers as `ip:port` (port 53 if left out); empty: the system's
+    /// (`/etc/resolv.conf`, with `/etc/hosts`).
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// Shortest time between two resolutions of a name, whatever its TTL says (and the
+    /// retry interval after a failed one).
+    #[serde(default = "resolver_min_ttl_s")]
+    pub min_ttl_s: u64,
+    /// Longest time between two resolutions, whatever its TTL says.
+    #[serde(default = "resolver_max_ttl_s")]
+    pub max_ttl_s: u64,
+    /// Longest wait for one answer.
+    #[serde(default = "resolver_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            nameservers: Vec::new(),
+            min_ttl_s: resolver_min_ttl_s(),
+            max_ttl_s: resolver_max_ttl_s(),
+            timeout_ms: resolver_timeout_ms(),
+        }
+    }
+}
+
+fn resolver_min_ttl_s() -> u64 {
+    5
+}
+
+fn resolver_max_ttl_s() -> u64 {
+    300
+}
+
+fn resolver_timeout_ms() -> u64 {
+    2000
+}

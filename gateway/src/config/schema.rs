@@ -69,6 +69,9 @@ pub struct Config {
     /// Named upstream services.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// How hostname targets are resolved and followed.
+    #[serde(default)]
+    pub resolver: super::ResolverConfig,
     /// Named plugins: which module, what it may import, its limits.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -402,9 +405,16 @@ pub struct UpstreamConfig {
     #[serde(default)]
     pub breaker: super::BreakerConfig,
     /// Requests in flight to one target at once (an HTTP/1.1 connection each); a target at
-    /// its cap is passed over, all at their cap is 503 `upstream_overloaded`. 0: no cap.
+    /// its cap is passed over; when all are at their cap a request waits (`max_pending`) or
+    /// gets 503 `upstream_overloaded`. 0: no cap.
     #[serde(default)]
     pub max_connections: usize,
+    /// Requests that may wait for a target under `max_connections`; 0: none wait.
+    #[serde(default)]
+    pub max_pending: usize,
+    /// Longest such a request waits (then 503 `upstream_overloaded`).
+    #[serde(default = "defaults::upstream_pending_timeout_ms")]
+    pub pending_timeout_ms: u64,
     /// Retries (of routes' `retry` policies) allowed to this upstream.
     #[serde(default)]
     pub retry_budget: super::RetryBudgetConfig,
@@ -555,9 +565,25 @@ pub struct RouteConfig {
     /// Tie-breaker between equally specific paths: higher wins.
     #[serde(default)]
     pub priority: i32,
-    /// Upstream name. A route without one must answer from its plugins.
+    /// Upstream name. A route without one (nor `upstreams`) must answer from its plugins.
     #[serde(default)]
     pub upstream: Option<String>,
+    /// Several upstreams by weight instead of one (canary releases).
+    #[serde(default)]
+    pub upstreams: Vec<super::SplitArmConfig>,
+    /// How a request is placed among `upstreams`: overrides and stickiness.
+    #[serde(default)]
+    pub split: Option<super::SplitConfig>,
+    /// Copies of a share of requests to a shadow upstream.
+    #[serde(default)]
+    pub mirror: Option<super::MirrorConfig>,
+    /// Overrides the upstream's `connect_timeout_ms` for this route.
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Overrides the upstream's `response_timeout_ms` (per attempt, to the response head)
+    /// for this route.
+    #[serde(default)]
+    pub response_timeout_ms: Option<u64>,
     /// Remove the matched `path_prefix` before proxying.
     #[serde(default)]
     pub strip_prefix: bool,
@@ -646,6 +672,10 @@ pub mod defaults {
     /// Request body idle limit (nginx `client_body_timeout`).
     pub fn request_body_timeout_ms() -> u64 {
         60_000
+    }
+    /// Longest wait for a target under `max_connections`.
+    pub fn upstream_pending_timeout_ms() -> u64 {
+        1_000
     }
     /// Open client connections, all told.
     pub fn max_connections() -> usize {

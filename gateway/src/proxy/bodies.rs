@@ -89,31 +89,36 @@ impl RequestBody {
 /// Largest request body held in memory so that a retry can send it again.
 pub const RETRY_BUFFER_BYTES: u64 = 64 * 1024;
 
-/// `body` made replayable for the route's retry policy: a body of declared length up to
-/// [`RETRY_BUFFER_BYTES`] is read whole (a streamed body, chunked or larger, is sent once
-/// and not retried).
-pub async fn replayable(
-    route: &Route,
-    method: &http::Method,
-    body: Body,
-) -> Result<Body, GatewayError> {
+/// `body` read whole when its declared length is at most `limit` (a retry or a mirror copy
+/// sends it again); a streamed body, chunked or larger, is left streaming.
+pub async fn replayable(body: Body, limit: u64) -> Result<Body, GatewayError> {
     let Either::Left(streamed) = body else {
         return Ok(body);
     };
     let hint = hyper::body::Body::size_hint(&streamed);
-    let wanted = route
-        .retry
-        .as_ref()
-        .is_some_and(|policy| policy.allows(method))
-        && hint
-            .exact()
-            .is_some_and(|n| n > 0 && n <= RETRY_BUFFER_BYTES);
-    if !wanted {
+    if !hint.exact().is_some_and(|n| n > 0 && n <= limit) {
         return Ok(Either::Left(streamed));
     }
-    match RequestBody::read_all(Either::Left(streamed), RETRY_BUFFER_BYTES as usize).await? {
+    match RequestBody::read_all(Either::Left(streamed), limit as usize).await? {
         RequestBody::Buffered(bytes) => Ok(Either::Right(http_body_util::Full::new(bytes))),
         RequestBody::Streaming(body) => Ok(body),
+    }
+}
+
+/// The bytes of a body in memory (an empty streamed one is empty); none for one still
+/// streaming.
+pub fn copy_of(body: &Body) -> Option<Bytes> {
+    match body {
+        Either::Right(full) => {
+            let mut full = full.clone();
+            let frame = futures::FutureExt::now_or_never(full.frame());
+            Some(match frame {
+                Some(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+                _ => Bytes::new(),
+            })
+        }
+        Either::Left(streamed) if hyper::body::Body::is_end_stream(streamed) => Some(Bytes::new()),
+        Either::Left(_) => None,
     }
 }
 

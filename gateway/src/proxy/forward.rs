@@ -12,7 +12,7 @@ use super::route::Route;
 use super::websocket::{self, Tunnel};
 use crate::body::{Body, Streamed};
 use crate::error::{Culprit, ErrorKind, GatewayError};
-use crate::upstream::{Affinity, RouteDeadline};
+use crate::upstream::{Affinity, CallOptions, Mirror, RouteDeadline};
 use http::{HeaderValue, Request, StatusCode, Version, header, request, response};
 use http_body_util::Either;
 
@@ -26,30 +26,52 @@ pub(super) async fn forward(
     record: &mut Record,
     affinity: &Affinity<'_>,
 ) -> Result<(response::Parts, Body), GatewayError> {
-    let upstream = route.upstream.as_ref().ok_or_else(|| {
-        GatewayError::new(
-            ErrorKind::UpstreamUnreachable,
-            Culprit::Internal,
-            format!(
-                "route `{}` has no upstream and no plugin answered",
-                route.name
-            ),
-        )
-    })?;
+    let upstream = match &route.split {
+        Some(split) => split.choose(&parts, affinity).0,
+        None => route.upstream.as_ref().ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::UpstreamUnreachable,
+                Culprit::Internal,
+                format!(
+                    "route `{}` has no upstream and no plugin answered",
+                    route.name
+                ),
+            )
+        })?,
+    };
     let tunnel = parts.extensions.remove::<Tunnel>();
     let key = upstream.hash_key(&parts, affinity);
-    let body = match &route.retry {
-        Some(_) => super::bodies::replayable(route, &parts.method, body).await?,
-        None => body,
+    let copy = match &tunnel {
+        None => route.mirror.as_ref().and_then(|m| Some((m, m.take()?))),
+        Some(_) => None,
+    };
+    let body = match buffer_limit(route, &parts.method, copy.as_ref().map(|c| c.0)) {
+        0 => body,
+        limit => super::bodies::replayable(body, limit).await?,
     };
     prepare_upstream_request(route, &mut parts);
+    if let Some((mirror, slot)) = copy {
+        match super::bodies::copy_of(&body) {
+            Some(bytes) => {
+                let key = mirror.upstream().hash_key(&parts, affinity);
+                mirror.send(slot, &parts, bytes, key);
+            }
+            None => mirror.skipped(slot),
+        }
+    }
     let sent = record.on().then(std::time::Instant::now);
+    let options = CallOptions {
+        key,
+        retry: route.retry.as_deref(),
+        connect_timeout: route.connect_timeout,
+        response_timeout: route.response_timeout,
+    };
     let response = upstream
         .send(
             Request::from_parts(parts, body),
             deadline,
             &mut record.target,
-            (key, route.retry.as_deref()),
+            options,
         )
         .await;
     if let Some(sent) = sent {
@@ -88,6 +110,16 @@ pub(super) async fn forward(
     parts.version = Version::HTTP_11;
     let body = Streamed::new(body, None, Some(upstream.body_timeout()));
     Ok((parts, Either::Left(body)))
+}
+
+/// How much of a request body is read whole before it is sent: enough for the route's retry
+/// policy (when it covers the method) and for a mirror copy; 0 streams it.
+fn buffer_limit(route: &Route, method: &http::Method, mirror: Option<&Mirror>) -> u64 {
+    let retry = match &route.retry {
+        Some(policy) if policy.allows(method) => super::bodies::RETRY_BUFFER_BYTES,
+        _ => 0,
+    };
+    retry.max(mirror.map_or(0, Mirror::max_body_bytes))
 }
 
 /// An upstream response's framing, as RFC 9112 §6.3 lets a proxy trust it.

@@ -7,7 +7,7 @@ use super::record::Observe;
 use crate::edge::Edge;
 use crate::router::Router;
 use crate::telemetry::metrics::{PluginSeries, RouteSeries};
-use crate::upstream::{RetryPolicy, Upstream};
+use crate::upstream::{Mirror, RetryPolicy, Split, Upstream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +15,16 @@ use std::time::Duration;
 pub struct Route {
     /// Route name.
     pub name: Arc<str>,
-    /// Where requests go, unless a filter answers.
+    /// Where requests go, unless a filter answers (with a split, its first upstream).
     pub upstream: Option<Arc<Upstream>>,
+    /// Several upstreams by weight, in place of `upstream`.
+    pub split: Option<Split>,
+    /// Copies of requests to a shadow upstream.
+    pub mirror: Option<Mirror>,
+    /// Over the upstream's connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Over the upstream's response-head timeout.
+    pub response_timeout: Option<Duration>,
     /// Global filters, then the route's own.
     pub chain: Vec<Arc<dyn Filter>>,
     /// Prefix removed before proxying.
@@ -66,6 +74,10 @@ impl Route {
             plugin_series,
             name,
             upstream,
+            split: None,
+            mirror: None,
+            connect_timeout: None,
+            response_timeout: None,
             chain,
             strip_prefix: None,
             preserve_host: false,
@@ -75,6 +87,21 @@ impl Route {
             retry: None,
             needs,
         }
+    }
+}
+
+impl Route {
+    /// Every upstream the route sends to: its one, or its split's, then its mirror's.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        let split = self.split.iter().flat_map(Split::upstreams);
+        let single = match &self.split {
+            Some(_) => None,
+            None => self.upstream.as_ref(),
+        };
+        single
+            .into_iter()
+            .chain(split)
+            .chain(self.mirror.as_ref().map(Mirror::upstream))
     }
 }
 

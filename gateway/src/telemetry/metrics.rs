@@ -98,6 +98,15 @@ pub struct Metrics {
     pub upstream_retries: IntCounterVec,
     /// `gateway_upstream_retry_budget_exhausted_total{upstream}`: retries the budget refused.
     pub retry_budget_exhausted: IntCounterVec,
+    /// `gateway_upstream_dns_resolutions_total{upstream,target,result}`: re-resolutions of
+    /// hostname targets (same, changed, failed).
+    pub dns_resolutions: IntCounterVec,
+    /// `gateway_route_split_total{route,upstream,placed}`: where a split route's requests
+    /// went, by weight or override.
+    pub route_split: IntCounterVec,
+    /// `gateway_mirror_requests_total{route,upstream,outcome}`: copies sent to a shadow
+    /// upstream (ok, error) or not sent (busy, body).
+    pub mirror_requests: IntCounterVec,
     /// `gateway_upstream_connections{upstream,target,state}`: idle and active, set at each
     /// scrape.
     pub upstream_connections: IntGaugeVec,
@@ -355,6 +364,24 @@ impl Metrics {
                 "gateway_upstream_retry_budget_exhausted_total",
                 "Retries a route's policy asked for that the upstream's retry budget refused.",
                 &["upstream"],
+            ),
+            dns_resolutions: counter_vec(
+                &r,
+                "gateway_upstream_dns_resolutions_total",
+                "Resolutions of hostname targets, by result (same, changed, failed: the last answer is kept).",
+                &["upstream", "target", "result"],
+            ),
+            route_split: counter_vec(
+                &r,
+                "gateway_route_split_total",
+                "Requests of a route with several upstreams, by the upstream taken and why (weight, override).",
+                &["route", "upstream", "placed"],
+            ),
+            mirror_requests: counter_vec(
+                &r,
+                "gateway_mirror_requests_total",
+                "Request copies for a shadow upstream: answered (ok), failed or 5xx (error), or not sent because max_in_flight were out (busy) or the body could not be copied (body).",
+                &["route", "upstream", "outcome"],
             ),
             connections_accepted: counter_vec(
                 &r,

@@ -11,16 +11,22 @@
 
 mod balance;
 mod breaker;
+mod dns;
 mod health;
+mod mirror;
 mod pool;
 mod retry;
+mod split;
 mod window;
 
+pub use dns::nameserver;
+pub use mirror::Mirror;
 pub use retry::RetryPolicy;
+pub use split::Split;
 
 use crate::body::{Body, BodyFault};
 use crate::config::NoHealthy;
-use crate::config::{KeyPath, UpstreamConfig};
+use crate::config::{KeyPath, ResolverConfig, UpstreamConfig};
 use crate::error::{Culprit, ErrorKind, GatewayError};
 use crate::key_path;
 use crate::telemetry::metrics::{self, AttemptOutcome, TargetSeries};
@@ -39,7 +45,7 @@ use retry::{Failure, RetryBudget};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -54,9 +60,17 @@ pub struct Upstream {
     health: Arc<Health>,
     checks: Option<Arc<Checker>>,
     checks_started: AtomicBool,
+    /// How hostname targets are followed (`[resolver]`).
+    resolver: ResolverConfig,
     breaker: Breaker,
     budget: RetryBudget,
     max_connections: usize,
+    /// Requests waiting for a target under `max_connections`, at most `max_pending`, each
+    /// for up to `pending_timeout`; woken as requests finish.
+    pending: AtomicUsize,
+    max_pending: usize,
+    pending_timeout: Duration,
+    room: tokio::sync::Notify,
     /// Requests in flight per target are counted (`least_request`, `max_connections`).
     counts_load: bool,
     no_healthy: NoHealthy,
@@ -96,6 +110,52 @@ impl HashOn {
     }
 }
 
+impl HashOn {
+    /// The hash of what this names in a request, if the request has it.
+    pub fn key(&self, parts: &http::request::Parts, affinity: &Affinity<'_>) -> Option<u64> {
+        match self {
+            HashOn::Header(name) => parts
+                .headers
+                .get(name)
+                .map(|value| balance::hash_of(&value.as_bytes())),
+            HashOn::Cookie(name) => cookie(parts, name).map(|value| balance::hash_of(&value)),
+            HashOn::ClientIp => Some(balance::hash_of(&affinity.client)),
+            HashOn::Context(key) => {
+                let value = (affinity.context?)(key)?;
+                Some(balance::hash_of(&value.as_bytes()))
+            }
+        }
+    }
+}
+
+/// The value of cookie `name` in a request's `Cookie` headers.
+pub fn cookie<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a [u8]> {
+    parts
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value.as_bytes())
+        })
+}
+
+/// What a route sets for one call to an upstream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallOptions<'a> {
+    /// The request's hash key for `consistent_hash`.
+    pub key: Option<u64>,
+    /// The route's retry policy.
+    pub retry: Option<&'a RetryPolicy>,
+    /// The route's `connect_timeout_ms`, over the upstream's.
+    pub connect_timeout: Option<Duration>,
+    /// The route's `response_timeout_ms`, over the upstream's (a retry's per-try timeout
+    /// is over both).
+    pub response_timeout: Option<Duration>,
+}
+
 /// Looks up a plugin context value by key.
 pub type ContextLookup<'a> = dyn Fn(&str) -> Option<String> + Sync + 'a;
 
@@ -109,11 +169,12 @@ pub struct Affinity<'a> {
 
 impl Upstream {
     /// Build from validated config, with connection pools for `workers` workers; TLS files
-    /// are read relative to `base_dir`. A problem is placed at its key.
+    /// are read relative to `base_dir`; hostname targets are followed as `resolver` says.
+    /// A problem is placed at its key.
     pub fn new(
         name: &str,
         config: &UpstreamConfig,
-        workers: usize,
+        (workers, resolver): (usize, &ResolverConfig),
         base_dir: &Path,
     ) -> Result<Self, (KeyPath, String)> {
         let at = key_path!["upstreams", name];
@@ -176,9 +237,14 @@ impl Upstream {
                 .as_ref()
                 .map(|c| Arc::new(Checker::new(c))),
             checks_started: AtomicBool::new(false),
+            resolver: resolver.clone(),
             breaker: Breaker::new(name, &config.breaker),
             budget: RetryBudget::new(&config.retry_budget),
             max_connections: config.max_connections,
+            pending: AtomicUsize::new(0),
+            max_pending: config.max_pending,
+            pending_timeout: Duration::from_millis(config.pending_timeout_ms),
+            room: tokio::sync::Notify::new(),
             counts_load: config.max_connections > 0
                 || config.balance == crate::config::Balance::LeastRequest,
             no_healthy: config.no_healthy,
@@ -209,6 +275,11 @@ impl Upstream {
         self.body_timeout
     }
 
+    /// Longest wait for a response head, per attempt.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
     /// Send `request` (origin-form URI) to the next target, retrying connection failures on
     /// further targets when the body can be replayed; `answered` is set to the target that
     /// sent the response head.
@@ -219,10 +290,10 @@ impl Upstream {
         request: Request<Body>,
         deadline: RouteDeadline,
         answered: &mut Option<Arc<str>>,
-        (key, retry): (Option<u64>, Option<&RetryPolicy>),
+        options: CallOptions<'_>,
     ) -> Result<Response<Incoming>, GatewayError> {
         if !self.breaker.is_set() {
-            return self.attempts(request, deadline, answered, key, retry).await;
+            return self.attempts(request, deadline, answered, options).await;
         }
         let admission = self.breaker.admit().await.map_err(|refusal| {
             let (kind, reason, message) = match refusal {
@@ -240,7 +311,7 @@ impl Upstream {
             self.rejected(reason);
             self.error(kind, format!("upstream `{}` is {message}", self.name))
         })?;
-        let result = self.attempts(request, deadline, answered, key, retry).await;
+        let result = self.attempts(request, deadline, answered, options).await;
         let ok = match &result {
             Ok(response) => !response.status().is_server_error(),
             Err(e) => e.kind().status().is_client_error(),
@@ -252,37 +323,19 @@ impl Upstream {
     /// The hash key of a request for `balance = "consistent_hash"`; none without `hash_on`
     /// or when the request lacks what it names (it is then balanced round robin).
     pub fn hash_key(&self, parts: &http::request::Parts, affinity: &Affinity<'_>) -> Option<u64> {
-        let on = self.hash_on.as_ref()?;
-        match on {
-            HashOn::Header(name) => parts
-                .headers
-                .get(name)
-                .map(|value| balance::hash_of(&value.as_bytes())),
-            HashOn::Cookie(name) => parts
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .flat_map(|value| value.split(';'))
-                .find_map(|pair| {
-                    let (key, value) = pair.trim().split_once('=')?;
-                    (key == name).then(|| balance::hash_of(&value.as_bytes()))
-                }),
-            HashOn::ClientIp => Some(balance::hash_of(&affinity.client)),
-            HashOn::Context(key) => {
-                let value = (affinity.context?)(key)?;
-                Some(balance::hash_of(&value.as_bytes()))
-            }
-        }
+        self.hash_on.as_ref()?.key(parts, affinity)
     }
 
-    /// Start the active health checks (once; they end when the upstream is dropped), as a
-    /// task of the runtime this is called on.
-    pub fn start_checks(self: &Arc<Self>) {
-        let Some(checks) = &self.checks else { return };
+    /// Start the active health checks and the re-resolution of hostname targets (once; they
+    /// end when the upstream is dropped), as tasks of the runtime this is called on.
+    pub fn start_tasks(self: &Arc<Self>) {
         if self.checks_started.swap(true, Ordering::Relaxed) {
             return;
         }
+        if self.targets.iter().any(|t| t.addresses().is_some()) {
+            self.follow_dns();
+        }
+        let Some(checks) = &self.checks else { return };
         let checks = checks.clone();
         let upstream = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -300,6 +353,34 @@ impl Upstream {
                 }
                 drop(upstream);
                 tokio::time::sleep(checks.next_pause()).await;
+            }
+        });
+    }
+
+    /// Resolve each hostname target again as its TTL runs out.
+    fn follow_dns(self: &Arc<Self>) {
+        let dns = match dns::Dns::new(&self.resolver) {
+            Ok(dns) => dns,
+            Err(e) => {
+                tracing::warn!(upstream = %self.name, "hostname targets resolve through the system at each connection: {e}");
+                return;
+            }
+        };
+        let upstream = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(upstream) = upstream.upgrade() else {
+                    return;
+                };
+                let mut pause = Duration::MAX;
+                for (target, (label, _)) in upstream.targets.iter().zip(&upstream.series) {
+                    if let Some(addresses) = target.addresses() {
+                        let next = dns.refresh(&upstream.name, label, addresses).await;
+                        pause = pause.min(next);
+                    }
+                }
+                drop(upstream);
+                tokio::time::sleep(pause).await;
             }
         });
     }
@@ -324,7 +405,6 @@ impl Upstream {
             return Ok(i);
         }
         let overloaded = || {
-            self.rejected("overloaded");
             self.error(
                 ErrorKind::UpstreamOverloaded,
                 format!(
@@ -338,7 +418,6 @@ impl Upstream {
         }
         match self.no_healthy {
             NoHealthy::Fail => {
-                self.rejected("no_healthy");
                 Err(self.error(
                     ErrorKind::NoHealthyUpstream,
                     format!("no target of upstream `{}` is healthy", self.name),
@@ -359,9 +438,9 @@ impl Upstream {
         request: Request<Body>,
         mut deadline: RouteDeadline,
         answered: &mut Option<Arc<str>>,
-        key: Option<u64>,
-        retry: Option<&RetryPolicy>,
+        options: CallOptions<'_>,
     ) -> Result<Response<Incoming>, GatewayError> {
+        let CallOptions { key, retry, .. } = options;
         let (mut parts, body) = request.into_parts();
         parts.version = Version::HTTP_11;
         let path = parts
@@ -391,7 +470,10 @@ impl Upstream {
             // The route's time covers every attempt.
             deadline = RouteDeadline::At(deadline.instant(Instant::now()));
         }
-        let per_try = policy.and_then(|p| p.per_try_timeout);
+        let per_try = policy
+            .and_then(|p| p.per_try_timeout)
+            .or(options.response_timeout);
+        let connect_timeout = options.connect_timeout.unwrap_or(self.connect_timeout);
         let mut body = Some(body);
         let mut parts = Some(parts);
         let mut last_error = None;
@@ -401,9 +483,9 @@ impl Upstream {
         for attempt in 0..attempts {
             let index = match next.take() {
                 Some(index) => index,
+                None if attempt == 0 => self.first_target(key, &mut deadline).await?,
                 None => match self.choose(key, &tried) {
                     Ok(index) => index,
-                    Err(error) if attempt == 0 => return Err(error),
                     Err(_) => break,
                 },
             };
@@ -440,11 +522,14 @@ impl Upstream {
                     Request::from_parts(attempt_parts, attempt_body),
                     target,
                     &self.series[index].1,
-                    (deadline, per_try),
+                    (deadline, per_try, connect_timeout),
                 )
                 .await;
             if let Some(in_flight) = in_flight {
                 in_flight.fetch_sub(1, Ordering::Relaxed);
+                if self.pending.load(Ordering::Relaxed) > 0 {
+                    self.room.notify_one();
+                }
             }
             let failure = match &sent {
                 Ok(response) if response.status().is_server_error() => {
@@ -520,6 +605,55 @@ impl Upstream {
         }))
     }
 
+    /// The target of a request's first attempt: one under its cap now, or, when all are at
+    /// `max_connections`, the first to have room within `pending_timeout` (at most
+    /// `max_pending` requests wait).
+    async fn first_target(
+        &self,
+        key: Option<u64>,
+        deadline: &mut RouteDeadline,
+    ) -> Result<usize, GatewayError> {
+        let refused = |error: GatewayError| {
+            match error.kind() {
+                ErrorKind::UpstreamOverloaded => self.rejected("overloaded"),
+                ErrorKind::NoHealthyUpstream => self.rejected("no_healthy"),
+                _ => {}
+            }
+            error
+        };
+        let error = match self.choose(key, &[]) {
+            Ok(index) => return Ok(index),
+            Err(error) if error.kind() != ErrorKind::UpstreamOverloaded => return Err(refused(error)),
+            Err(error) => error,
+        };
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            return Err(refused(error));
+        }
+        // The route's time covers the wait.
+        let now = Instant::now();
+        *deadline = RouteDeadline::At(deadline.instant(now));
+        let until = (now + self.pending_timeout).min(deadline.instant(now));
+        let waited = async {
+            loop {
+                let room = self.room.notified();
+                tokio::pin!(room);
+                room.as_mut().enable();
+                match self.choose(key, &[]) {
+                    Ok(index) => return Ok(index),
+                    Err(e) if e.kind() != ErrorKind::UpstreamOverloaded => return Err(e),
+                    Err(_) => {}
+                }
+                if tokio::time::timeout_at(until, room).await.is_err() {
+                    return Err(error);
+                }
+            }
+        }
+        .await;
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        waited.map_err(refused)
+    }
+
     /// `sent` as the request's answer (its response from target `index`, or its error).
     fn answer(
         &self,
@@ -552,7 +686,7 @@ impl Upstream {
         request: Request<Body>,
         target: &TargetPool,
         series: &TargetSeries,
-        (deadline, per_try): (RouteDeadline, Option<Duration>),
+        (deadline, per_try, connect_timeout): (RouteDeadline, Option<Duration>, Duration),
     ) -> Result<Response<Incoming>, GatewayError> {
         let authority = target.authority();
         // One clock read gives both deadlines, and one timer keeps the nearer.
@@ -560,7 +694,7 @@ impl Upstream {
         let response_timeout = per_try.unwrap_or(self.response_timeout);
         let own = now + response_timeout;
         let deadline = deadline.instant(now);
-        let result = tokio::time::timeout_at(own.min(deadline), target.send(request)).await;
+        let result = tokio::time::timeout_at(own.min(deadline), target.send(request, connect_timeout)).await;
         if metrics::enabled() {
             let outcome = match &result {
                 Err(_) => AttemptOutcome::Timeout,
@@ -589,7 +723,7 @@ impl Upstream {
                     ErrorKind::UpstreamUnreachable,
                     format!(
                         "cannot connect to {authority} (connect timeout {} ms): {reason}",
-                        self.connect_timeout.as_millis(),
+                        connect_timeout.as_millis(),
                     ),
                 )
                 .retryable(true)),

@@ -63,8 +63,10 @@ pub struct TargetPool {
     /// Idle HTTP/1.1 connections, one queue per worker.
     idle: Box<[Mutex<VecDeque<Idle>>]>,
     /// The HTTP/2 connection of each worker, shared by its requests.
-    multiplexed: Box<[Mutex<Option<http2::SendRequest<Body>>>]>,
+    multiplexed: Box<[Mutex<Option<(http2::SendRequest<Body>, u64)>>]>,
     options: TargetOptions,
+    /// A hostname target's addresses as DNS last said.
+    addresses: Option<super::dns::Addresses>,
     /// Connections open now, on every worker (each one's task holds an [`OpenConnection`]).
     open: Arc<AtomicUsize>,
 }
@@ -88,6 +90,8 @@ impl Drop for OpenConnection {
 struct Idle {
     sender: http1::SendRequest<Body>,
     since: Instant,
+    /// The DNS answer it was opened under.
+    generation: u64,
 }
 
 /// A connection opened, before HTTP.
@@ -113,10 +117,11 @@ impl TargetPool {
             .map_err(|e| format!("target `{authority}`: {e}"))?;
         let workers = workers.max(1);
         Ok(TargetPool {
-            authority,
+            authority: authority.clone(),
             host,
             idle: (0..workers).map(|_| Mutex::new(VecDeque::new())).collect(),
             multiplexed: (0..workers).map(|_| Mutex::new(None)).collect(),
+            addresses: super::dns::Addresses::of(&authority),
             options,
             open: Arc::new(AtomicUsize::new(0)),
         })
@@ -146,26 +151,32 @@ impl TargetPool {
         &self.authority
     }
 
-    /// Send `request` (origin-form URI) and wait for the response head.
-    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Incoming>, SendError> {
+    /// Send `request` (origin-form URI) and wait for the response head; a new connection
+    /// is given `connect_timeout`.
+    pub async fn send(
+        &self,
+        mut request: Request<Body>,
+        connect_timeout: Duration,
+    ) -> Result<Response<Incoming>, SendError> {
         request
             .headers_mut()
             .entry(http::header::HOST)
             .or_insert_with(|| self.host.clone());
         if request.headers().contains_key(http::header::UPGRADE) {
-            return self.send_upgrade(request).await;
+            return self.send_upgrade(request, connect_timeout).await;
         }
         loop {
-            let pooled = self.checkout();
+            let generation = self.generation();
+            let pooled = self.checkout(generation);
             let reused = pooled.is_some();
             let sender = match pooled {
                 Some(sender) => sender,
-                None => self.connect().await?,
+                None => self.connect(connect_timeout, generation).await?,
             };
             let failed = match sender {
                 Sender::Http1(mut sender) => match sender.try_send_request(request).await {
                     Ok(response) => {
-                        self.checkin(sender);
+                        self.checkin(sender, generation);
                         return Ok(response);
                     }
                     Err(failed) => failed,
@@ -189,8 +200,12 @@ impl TargetPool {
 
     /// An upgrade (WebSocket) on a connection of its own, never pooled: once upgraded, the
     /// connection is the tunnel's. The response's extensions carry hyper's `OnUpgrade`.
-    async fn send_upgrade(&self, request: Request<Body>) -> Result<Response<Incoming>, SendError> {
-        let stream = self.open().await?;
+    async fn send_upgrade(
+        &self,
+        request: Request<Body>,
+        connect_timeout: Duration,
+    ) -> Result<Response<Incoming>, SendError> {
+        let stream = self.open(connect_timeout).await?;
         let result = match stream {
             Opened::Plain(stream) => self.exchange_upgrade(stream, request).await,
             Opened::Tls(stream) => self.exchange_upgrade(stream, request).await,
@@ -244,9 +259,10 @@ impl TargetPool {
     /// The worker's HTTP/2 connection if it is open, else the oldest idle HTTP/1.1
     /// connection that is ready; stale and closed ones are dropped, and ones still reading
     /// their previous response stay queued.
-    fn checkout(&self) -> Option<Sender> {
-        if let Some(sender) = self.multiplexed().as_ref()
+    fn checkout(&self, generation: u64) -> Option<Sender> {
+        if let Some((sender, opened)) = self.multiplexed().as_ref()
             && !sender.is_closed()
+            && *opened == generation
         {
             return Some(Sender::Http2(sender.clone()));
         }
@@ -254,7 +270,10 @@ impl TargetPool {
         let mut busy = 0;
         while busy < idle.len() {
             let conn = idle.pop_front()?;
-            if conn.sender.is_closed() || conn.since.elapsed() > self.options.idle_timeout {
+            if conn.sender.is_closed()
+                || conn.generation != generation
+                || conn.since.elapsed() > self.options.idle_timeout
+            {
                 continue;
             }
             if conn.sender.is_ready() {
@@ -266,14 +285,29 @@ impl TargetPool {
         None
     }
 
-    fn checkin(&self, sender: http1::SendRequest<Body>) {
+    /// Pool a connection opened under DNS answer `generation`, unless the answer changed.
+    fn checkin(&self, sender: http1::SendRequest<Body>, generation: u64) {
+        if generation != self.generation() {
+            return;
+        }
         let mut idle = self.lock();
         if idle.len() < self.options.max_idle {
             idle.push_back(Idle {
                 sender,
                 since: Instant::now(),
+                generation,
             });
         }
+    }
+
+    /// The DNS answer new connections are opened under (0 for an IP target).
+    fn generation(&self) -> u64 {
+        self.addresses.as_ref().map_or(0, |a| a.generation())
+    }
+
+    /// A hostname target's addresses, followed by the upstream's DNS task.
+    pub fn addresses(&self) -> Option<&super::dns::Addresses> {
+        self.addresses.as_ref()
     }
 
     /// The calling worker's queue (uncontended: only that worker's thread takes it).
@@ -284,7 +318,7 @@ impl TargetPool {
     }
 
     /// The calling worker's HTTP/2 connection slot.
-    fn multiplexed(&self) -> std::sync::MutexGuard<'_, Option<http2::SendRequest<Body>>> {
+    fn multiplexed(&self) -> std::sync::MutexGuard<'_, Option<(http2::SendRequest<Body>, u64)>> {
         let slot = &self.multiplexed[crate::worker::current() % self.multiplexed.len()];
         slot.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -301,7 +335,7 @@ impl TargetPool {
             .map_err(|e| e.to_string())?;
         let http2 = self.options.protocol == UpstreamProtocol::Http2;
         let checked = async {
-            let opened = self.open().await.map_err(|e| match e {
+            let opened = self.open(self.options.connect_timeout).await.map_err(|e| match e {
                 SendError::Connect(why) | SendError::Tls(why) => why,
                 SendError::Exchange(e) => e.to_string(),
             })?;
@@ -329,12 +363,12 @@ impl TargetPool {
 
     /// A new connection: TCP, then TLS for an `https://` target, both within the connect
     /// timeout; HTTP/2 if the protocol (or ALPN, for `auto`) says so.
-    async fn connect(&self) -> Result<Sender, SendError> {
+    async fn connect(&self, timeout: Duration, generation: u64) -> Result<Sender, SendError> {
         let protocol = self.options.protocol;
-        match self.open().await? {
+        match self.open(timeout).await? {
             Opened::Plain(stream) => {
                 let http2 = protocol == UpstreamProtocol::Http2;
-                self.start(stream, http2).await
+                self.start(stream, http2, generation).await
             }
             Opened::Tls(stream) => {
                 let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -343,19 +377,22 @@ impl TargetPool {
                     UpstreamProtocol::Http2 => true,
                     UpstreamProtocol::Auto => alpn_h2,
                 };
-                self.start(stream, http2).await
+                self.start(stream, http2, generation).await
             }
         }
     }
 
     /// TCP, then TLS for an `https://` target, both within the connect timeout.
-    async fn open(&self) -> Result<Opened, SendError> {
+    async fn open(&self, timeout: Duration) -> Result<Opened, SendError> {
         let host = self.authority.host();
         let port = self.authority.port_u16().unwrap_or(80);
         let opened = async {
-            let stream = TcpStream::connect((host, port))
-                .await
-                .map_err(|e| SendError::Connect(e.to_string()))?;
+            let resolved = self.addresses.as_ref().and_then(|a| a.pick());
+            let stream = match resolved {
+                Some(address) => TcpStream::connect(address).await,
+                None => TcpStream::connect((host, port)).await,
+            }
+            .map_err(|e| SendError::Connect(e.to_string()))?;
             let _ = stream.set_nodelay(true);
             match &self.options.tls {
                 None => Ok(Opened::Plain(stream)),
@@ -365,7 +402,7 @@ impl TargetPool {
                 }
             }
         };
-        match tokio::time::timeout(self.options.connect_timeout, opened).await {
+        match tokio::time::timeout(timeout, opened).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Connect("connect timed out".into())),
         }
@@ -373,7 +410,7 @@ impl TargetPool {
 
     /// HTTP on an open stream, its I/O a task of the calling worker. An HTTP/2 connection
     /// becomes the worker's shared one.
-    async fn start<S>(&self, stream: S, http2: bool) -> Result<Sender, SendError>
+    async fn start<S>(&self, stream: S, http2: bool, generation: u64) -> Result<Sender, SendError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -391,7 +428,7 @@ impl TargetPool {
                     tracing::debug!(%target, "upstream HTTP/2 connection ended: {e}");
                 }
             });
-            *self.multiplexed() = Some(sender.clone());
+            *self.multiplexed() = Some((sender.clone(), generation));
             return Ok(Sender::Http2(sender));
         }
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
