@@ -31,6 +31,7 @@ mod reports;
 mod resilience;
 mod routing;
 mod tls;
+mod traffic;
 mod transformers;
 mod upgrade;
 mod websocket;

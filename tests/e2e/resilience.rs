@@ -29,14 +29,14 @@ upstream = "up"
 }
 
 /// A faulty upstream named `name`, and its switch.
-async fn faulty(name: &str) -> (Upstream, Arc<Faults>) {
+pub(crate) async fn faulty(name: &str) -> (Upstream, Arc<Faults>) {
     let faults = Faults::new(Fault::Healthy);
     let upstream = Upstream::start(name, Behaviour::Faulty(faults.clone())).await;
     (upstream, faults)
 }
 
 /// The value of the `/metrics` sample of `name` with all of `labels` (in any order).
-async fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) async fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let admin = gw.listener("admin");
     let text = HttpClient::http1()
         .get(&format!("http://{admin}/metrics"), &[])

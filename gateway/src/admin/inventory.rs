@@ -132,7 +132,11 @@ fn call_counts() -> CallCounts {
 pub fn update_connection_gauges(runtime: &Runtime) {
     let gauges = &metrics::metrics().upstream_connections;
     let mut seen: Vec<&Arc<crate::upstream::Upstream>> = Vec::new();
-    for upstream in runtime.router.iter().flat_map(|(_, route)| route.upstreams()) {
+    for upstream in runtime
+        .router
+        .iter()
+        .flat_map(|(_, route)| route.upstreams())
+    {
         if seen.iter().any(|u| Arc::ptr_eq(u, upstream)) {
             continue;
         }

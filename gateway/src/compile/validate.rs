@@ -740,7 +740,10 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
             _ => {}
         }
         if route.websocket {
-            let names = route.upstream.iter().chain(route.upstreams.iter().map(|a| &a.upstream));
+            let names = route
+                .upstream
+                .iter()
+                .chain(route.upstreams.iter().map(|a| &a.upstream));
             let mut protocols = names.filter_map(|name| config.upstreams.get(name));
             if protocols.any(|upstream| upstream.protocol != UpstreamProtocol::Http1) {
                 c.fail(
@@ -806,7 +809,10 @@ fn check_traffic(
     if let Some(split) = &route.split {
         let at = path.key("split");
         if route.upstreams.is_empty() {
-            c.fail(at.clone(), "needs `upstreams` (several upstreams by weight)");
+            c.fail(
+                at.clone(),
+                "needs `upstreams` (several upstreams by weight)",
+            );
         }
         if let Some(name) = &split.override_header
             && http::HeaderName::from_bytes(name.as_bytes()).is_err()
@@ -817,7 +823,8 @@ fn check_traffic(
             );
         }
         if split.override_cookie.as_ref().is_some_and(|name| {
-            name.is_empty() || name.contains(|ch: char| ch == ';' || ch == '=' || ch.is_whitespace())
+            name.is_empty()
+                || name.contains(|ch: char| ch == ';' || ch == '=' || ch.is_whitespace())
         }) {
             c.fail(at.key("override_cookie"), "is not a cookie name");
         }
@@ -829,7 +836,10 @@ fn check_traffic(
     }
     if let Some(mirror) = &route.mirror {
         let at = path.key("mirror");
-        let own = route.upstream.iter().chain(route.upstreams.iter().map(|a| &a.upstream));
+        let own = route
+            .upstream
+            .iter()
+            .chain(route.upstreams.iter().map(|a| &a.upstream));
         if !defined(&mirror.upstream) {
             c.fail(at.key("upstream"), undefined(&mirror.upstream));
         } else if own.into_iter().any(|name| *name == mirror.upstream) {

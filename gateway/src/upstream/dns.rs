@@ -3,12 +3,13 @@
 //! A target written as a name (`api.internal:8080`) is resolved by a task of its upstream
 //! (started with the health checks) and resolved again when the answer's TTL runs out,
 //! bounded by `[resolver] min_ttl_s` and `max_ttl_s`. New connections go to the addresses of
-//! the last good answer in turn; a failed resolution keeps that answer (and is tried again
-//! after `min_ttl_s`). When the answer changes, pooled connections opened before the change
-//! are not reused, so traffic moves within one request per connection. Until a first answer
-//! arrives (or when the resolver cannot be set up), connections resolve the name through the
-//! system, as before. The target stays one target for balancing and health (Envoy's
-//! "logical DNS"): its health is the service's behind the name.
+//! the last good answer in turn (the others tried when one refuses); a failed resolution
+//! keeps that answer (and is tried again after `min_ttl_s`). When the answer changes, pooled
+//! connections opened before the change are not reused, so traffic moves within one request
+//! per connection. Until a first answer arrives (or when the resolver cannot be set up),
+//! connections resolve the name through the system, as before. The target stays one target
+//! for balancing and health (Envoy's "logical DNS"): its health is the service's behind the
+//! name.
 
 use crate::config::ResolverConfig;
 use crate::telemetry::metrics;
@@ -36,7 +37,10 @@ pub struct Addresses {
 impl Addresses {
     /// The addresses of `authority`, or none if its host is an IP address.
     pub fn of(authority: &Authority) -> Option<Addresses> {
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if host.parse::<IpAddr>().is_ok() {
             return None;
         }
@@ -49,13 +53,16 @@ impl Addresses {
         })
     }
 
-    /// The next address to connect to, in turn; none before the first answer.
-    pub fn pick(&self) -> Option<SocketAddr> {
+    /// The addresses to try for a new connection, starting from the next in turn (so new
+    /// connections spread over them, and one that refuses is passed over); none before the
+    /// first answer.
+    pub fn in_turn(&self) -> Option<Vec<SocketAddr>> {
         let set = self.set.load();
         if set.is_empty() {
             return None;
         }
-        Some(set[self.next.fetch_add(1, Ordering::Relaxed) % set.len()])
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % set.len();
+        Some(set[first..].iter().chain(&set[..first]).copied().collect())
     }
 
     /// Which answer connections opened now belong to.
@@ -125,9 +132,12 @@ impl Dns {
         let answer = self.resolver.lookup_ip(target.host.as_str()).await;
         let result = match answer {
             Ok(lookup) if lookup.iter().next().is_some() => {
-                let ttl = lookup.valid_until().saturating_duration_since(Instant::now());
+                let ttl = lookup
+                    .valid_until()
+                    .saturating_duration_since(Instant::now());
                 if target.update(lookup.iter()) {
-                    let now: Vec<String> = target.set.load().iter().map(|a| a.to_string()).collect();
+                    let now: Vec<String> =
+                        target.set.load().iter().map(|a| a.to_string()).collect();
                     tracing::info!(upstream, target = label, addresses = %now.join(", "), "target resolved anew");
                     self.count(upstream, label, "changed");
                 } else {
@@ -138,7 +148,12 @@ impl Dns {
             Ok(_) => "no address in the answer".to_string(),
             Err(e) => e.to_string(),
         };
-        tracing::warn!(upstream, target = label, "cannot resolve {}: {result}; keeping the last answer", target.host);
+        tracing::warn!(
+            upstream,
+            target = label,
+            "cannot resolve {}: {result}; keeping the last answer",
+            target.host
+        );
         self.count(upstream, label, "failed");
         self.min_ttl
     }
@@ -172,16 +187,20 @@ mod tests {
         assert!(Addresses::of(&v6).is_none());
         let name: Authority = "api.internal:8080".parse().expect("authority");
         let addresses = Addresses::of(&name).expect("a name");
-        assert_eq!(addresses.pick(), None);
+        assert_eq!(addresses.in_turn(), None);
         let first = [IpAddr::from([10, 0, 0, 2]), IpAddr::from([10, 0, 0, 1])];
         assert!(addresses.update(first.into_iter()));
         assert_eq!(addresses.generation(), 1);
         // The same set in another order is no change.
         assert!(!addresses.update(first.into_iter().rev()));
         assert_eq!(addresses.generation(), 1);
-        let picks: Vec<_> = (0..4).filter_map(|_| addresses.pick()).collect();
-        assert_eq!(picks.iter().filter(|a| a.port() == 8080).count(), 4);
-        assert_ne!(picks[0], picks[1]);
+        let (one, two) = (
+            addresses.in_turn().expect("set"),
+            addresses.in_turn().expect("set"),
+        );
+        assert_eq!(one.len(), 2);
+        assert!(one.iter().all(|a| a.port() == 8080));
+        assert_eq!((one[0], one[1]), (two[1], two[0]));
     }
 
     #[test]

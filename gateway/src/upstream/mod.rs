@@ -417,12 +417,10 @@ impl Upstream {
             return Err(overloaded());
         }
         match self.no_healthy {
-            NoHealthy::Fail => {
-                Err(self.error(
-                    ErrorKind::NoHealthyUpstream,
-                    format!("no target of upstream `{}` is healthy", self.name),
-                ))
-            }
+            NoHealthy::Fail => Err(self.error(
+                ErrorKind::NoHealthyUpstream,
+                format!("no target of upstream `{}` is healthy", self.name),
+            )),
             // A health check that is wrong must not take the service down: all of them.
             NoHealthy::Panic => match self.balancer.pick(key, &|i| fresh(i) && room(i), &load) {
                 Some(i) => Ok(i),
@@ -623,7 +621,9 @@ impl Upstream {
         };
         let error = match self.choose(key, &[]) {
             Ok(index) => return Ok(index),
-            Err(error) if error.kind() != ErrorKind::UpstreamOverloaded => return Err(refused(error)),
+            Err(error) if error.kind() != ErrorKind::UpstreamOverloaded => {
+                return Err(refused(error));
+            }
             Err(error) => error,
         };
         if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
@@ -694,7 +694,8 @@ impl Upstream {
         let response_timeout = per_try.unwrap_or(self.response_timeout);
         let own = now + response_timeout;
         let deadline = deadline.instant(now);
-        let result = tokio::time::timeout_at(own.min(deadline), target.send(request, connect_timeout)).await;
+        let result =
+            tokio::time::timeout_at(own.min(deadline), target.send(request, connect_timeout)).await;
         if metrics::enabled() {
             let outcome = match &result {
                 Err(_) => AttemptOutcome::Timeout,

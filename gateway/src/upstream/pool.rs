@@ -335,10 +335,13 @@ impl TargetPool {
             .map_err(|e| e.to_string())?;
         let http2 = self.options.protocol == UpstreamProtocol::Http2;
         let checked = async {
-            let opened = self.open(self.options.connect_timeout).await.map_err(|e| match e {
-                SendError::Connect(why) | SendError::Tls(why) => why,
-                SendError::Exchange(e) => e.to_string(),
-            })?;
+            let opened = self
+                .open(self.options.connect_timeout)
+                .await
+                .map_err(|e| match e {
+                    SendError::Connect(why) | SendError::Tls(why) => why,
+                    SendError::Exchange(e) => e.to_string(),
+                })?;
             let h2_request = |request| self.as_http2(request);
             let response = match opened {
                 Opened::Plain(stream) if http2 => probe_on(stream, true, h2_request(request)).await,
@@ -387,9 +390,9 @@ impl TargetPool {
         let host = self.authority.host();
         let port = self.authority.port_u16().unwrap_or(80);
         let opened = async {
-            let resolved = self.addresses.as_ref().and_then(|a| a.pick());
+            let resolved = self.addresses.as_ref().and_then(|a| a.in_turn());
             let stream = match resolved {
-                Some(address) => TcpStream::connect(address).await,
+                Some(addresses) => TcpStream::connect(&addresses[..]).await,
                 None => TcpStream::connect((host, port)).await,
             }
             .map_err(|e| SendError::Connect(e.to_string()))?;

@@ -126,12 +126,15 @@ mod tests {
     fn upstream(name: &str) -> Arc<Upstream> {
         let config: UpstreamConfig =
             toml::from_str("targets = [\"127.0.0.1:9\"]").expect("upstream config");
-        Arc::new(Upstream::new(
-            name,
-            &config,
-            (1, &Default::default()),
-            std::path::Path::new("."),
-        ).expect("upstream"))
+        Arc::new(
+            Upstream::new(
+                name,
+                &config,
+                (1, &Default::default()),
+                std::path::Path::new("."),
+            )
+            .expect("upstream"),
+        )
     }
 
     fn parts(headers: &[(&str, &str)]) -> http::request::Parts {
@@ -189,7 +192,10 @@ mod tests {
         let at = |canary: u32| {
             Split::new(
                 "r",
-                vec![(upstream("stable"), 100 - canary), (upstream("canary"), canary)],
+                vec![
+                    (upstream("stable"), 100 - canary),
+                    (upstream("canary"), canary),
+                ],
                 None,
                 None,
                 sticky(),

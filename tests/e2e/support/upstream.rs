@@ -99,6 +99,16 @@ impl Upstream {
     /// An upstream with the given behaviour.
     pub async fn start(name: &str, behaviour: Behaviour) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Upstream::serve(listener, name, behaviour)
+    }
+
+    /// An upstream listening on `addr` (none if it cannot be bound).
+    pub async fn start_on(addr: SocketAddr, name: &str, behaviour: Behaviour) -> Option<Upstream> {
+        let listener = TcpListener::bind(addr).await.ok()?;
+        Some(Upstream::serve(listener, name, behaviour))
+    }
+
+    fn serve(listener: TcpListener, name: &str, behaviour: Behaviour) -> Upstream {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let name: Arc<str> = Arc::from(name);
