@@ -63,7 +63,7 @@ pub struct TargetPool {
     /// Idle HTTP/1.1 connections, one queue per worker.
     idle: Box<[Mutex<VecDeque<Idle>>]>,
     /// The HTTP/2 connection of each worker, shared by its requests.
-    multiplexed: Box<[Mutex<Option<(http2::SendRequest<Body>, u64)>>]>,
+    multiplexed: Box<[Mutex<Option<Multiplexed>>]>,
     options: TargetOptions,
     /// A hostname target's addresses as DNS last said.
     addresses: Option<super::dns::Addresses>,
@@ -86,6 +86,9 @@ impl Drop for OpenConnection {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// A worker's HTTP/2 connection, with the DNS answer it was opened under.
+type Multiplexed = (http2::SendRequest<Body>, u64);
 
 struct Idle {
     sender: http1::SendRequest<Body>,
@@ -318,7 +321,7 @@ impl TargetPool {
     }
 
     /// The calling worker's HTTP/2 connection slot.
-    fn multiplexed(&self) -> std::sync::MutexGuard<'_, Option<(http2::SendRequest<Body>, u64)>> {
+    fn multiplexed(&self) -> std::sync::MutexGuard<'_, Option<Multiplexed>> {
         let slot = &self.multiplexed[crate::worker::current() % self.multiplexed.len()];
         slot.lock().unwrap_or_else(|e| e.into_inner())
     }
