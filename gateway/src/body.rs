@@ -15,6 +15,7 @@ use http_body_util::{Either, Full};
 use hyper::body::{Frame, Incoming, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -71,10 +72,42 @@ impl BodyFault {
     }
 }
 
+/// Something let go of when a response body ends (or is dropped): its target's place among
+/// the requests in flight, which `least_request` and `max_connections` count until the
+/// connection is free again, not just until the head arrived.
+pub trait Release: Send + Sync + 'static {
+    /// Let go.
+    fn release(&self);
+}
+
+/// Holds a [`Release`] until dropped.
+pub struct Held(Arc<dyn Release>);
+
+impl Held {
+    /// Hold `what`.
+    pub fn new(what: Arc<dyn Release>) -> Held {
+        Held(what)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
+}
+
 /// A peer's body with its bounds.
 #[derive(Debug)]
 pub struct Streamed {
     inner: Incoming,
+    /// Let go with the body.
+    held: Option<Held>,
     /// Bytes still allowed, and the limit they started from.
     left: u64,
     limit: u64,
@@ -90,12 +123,21 @@ impl Streamed {
         let limit = limit.unwrap_or(u64::MAX);
         Streamed {
             inner: body,
+            held: None,
             left: limit,
             limit,
             idle,
             timer: None,
             fresh: true,
         }
+    }
+}
+
+impl Streamed {
+    /// The body, holding `held` until it is dropped.
+    pub fn holding(mut self, held: Option<Held>) -> Self {
+        self.held = held;
+        self
     }
 }
 

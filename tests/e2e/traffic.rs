@@ -531,3 +531,74 @@ response_timeout_ms = 10
     );
     assert_eq!(client.get(&gw.url("/queued"), &[]).await.status, 200);
 }
+
+/// An upstream that sends each response head at once and its 4-byte body `delay` later.
+async fn slow_body_upstream(delay: Duration) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    request.clear();
+                    let head =
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nx-upstream: slow-body\r\n\r\n";
+                    if stream.write_all(head).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                    if stream.write_all(b"done").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_stays_busy_until_its_response_body_is_done() {
+    let (addr, _upstream) = slow_body_upstream(Duration::from_millis(600)).await;
+    let gw = Gateway::start(&format!(
+        r#"{server}
+[upstreams.one]
+targets = ["{addr}"]
+max_connections = 1
+
+[[routes]]
+name = "one"
+match = {{ path_prefix = "/" }}
+upstream = "one"
+"#,
+        server = server_section(),
+    ));
+    let url = gw.url("/");
+    let first = tokio::spawn(async move { HttpClient::http1().get(&url, &[]).await });
+    // The first response's head is out and its body still coming: the target is at its cap.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let client = HttpClient::http1();
+    let second = client.get(&gw.url("/"), &[]).await;
+    assert_eq!(
+        second.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&second.body)
+    );
+    let first = first.await.unwrap();
+    assert_eq!((first.status, &first.body[..]), (200, &b"done"[..]));
+    // Its body done, the target takes the next request.
+    assert_eq!(client.get(&gw.url("/"), &[]).await.status, 200);
+}

@@ -77,10 +77,10 @@ pub(super) async fn forward(
     if let Some(sent) = sent {
         let took = sent.elapsed();
         record.add_upstream_time(took);
-        let status = response.as_ref().ok().map(|r| r.status().as_u16());
+        let status = response.as_ref().ok().map(|(r, _)| r.status().as_u16());
         record.note_upstream(upstream.name(), sent, took, status);
     }
-    let response = response.map_err(|e| {
+    let (response, held) = response.map_err(|e| {
         if e.kind() == ErrorKind::RouteTimeout {
             super::route_timeout(route)
         } else {
@@ -108,7 +108,7 @@ pub(super) async fn forward(
     }
     // hyper writes the status line in the response's version: the client's, not the peer's.
     parts.version = Version::HTTP_11;
-    let body = Streamed::new(body, None, Some(upstream.body_timeout()));
+    let body = Streamed::new(body, None, Some(upstream.body_timeout())).holding(held);
     Ok((parts, Either::Left(body)))
 }
 

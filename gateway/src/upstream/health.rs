@@ -11,7 +11,7 @@
 use crate::config::{HealthCheckConfig, InitialHealth, OutlierConfig};
 use crate::telemetry::metrics;
 use prometheus::IntGauge;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How a request to a target went, for outlier detection.
@@ -35,8 +35,6 @@ pub struct TargetHealth {
     ejected_until: AtomicU64,
     /// Ejections so far (the next one lasts this + 1 times the base).
     ejections: AtomicU32,
-    /// Requests in flight to it now.
-    pub in_flight: AtomicUsize,
     healthy_gauge: IntGauge,
     label: (String, String),
 }
@@ -70,7 +68,6 @@ impl Health {
                     failures: AtomicU32::new(0),
                     ejected_until: AtomicU64::new(0),
                     ejections: AtomicU32::new(0),
-                    in_flight: AtomicUsize::new(0),
                     healthy_gauge: gauge,
                     label: (upstream.to_string(), target.clone()),
                 }
@@ -86,11 +83,6 @@ impl Health {
     /// Now, as the ejection deadlines count it.
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
-    }
-
-    /// Target `i`.
-    pub fn target(&self, i: usize) -> &TargetHealth {
-        &self.targets[i]
     }
 
     /// Whether target `i` is in rotation now. Reads the clock only while it is ejected; an

@@ -113,7 +113,7 @@ impl Mirror {
             let deadline = RouteDeadline::Within(upstream.response_timeout());
             let answer = upstream.send(request, deadline, &mut None, options).await;
             let ok = match answer {
-                Ok(response) => {
+                Ok((response, _held)) => {
                     let status = response.status();
                     let body = response.into_body();
                     let read = tokio::time::timeout(upstream.body_timeout(), drain(body)).await;

@@ -24,7 +24,7 @@ pub use mirror::Mirror;
 pub use retry::RetryPolicy;
 pub use split::Split;
 
-use crate::body::{Body, BodyFault};
+use crate::body::{Body, BodyFault, Held, Release};
 use crate::config::NoHealthy;
 use crate::config::{KeyPath, ResolverConfig, UpstreamConfig};
 use crate::error::{Culprit, ErrorKind, GatewayError};
@@ -65,12 +65,13 @@ pub struct Upstream {
     breaker: Breaker,
     budget: RetryBudget,
     max_connections: usize,
-    /// Requests waiting for a target under `max_connections`, at most `max_pending`, each
-    /// for up to `pending_timeout`; woken as requests finish.
-    pending: AtomicUsize,
+    /// Each target's requests in flight, as `targets`.
+    loads: Vec<Arc<TargetLoad>>,
+    /// Requests waiting for a target under `max_connections` (at most `max_pending`, each
+    /// for up to `pending_timeout`), woken as requests finish.
+    room: Arc<Room>,
     max_pending: usize,
     pending_timeout: Duration,
-    room: tokio::sync::Notify,
     /// Requests in flight per target are counted (`least_request`, `max_connections`).
     counts_load: bool,
     no_healthy: NoHealthy,
@@ -141,6 +142,32 @@ pub fn cookie<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a [u8
             (key == name).then_some(value.as_bytes())
         })
 }
+
+/// A target's requests in flight: from the attempt until its response body is done.
+struct TargetLoad {
+    in_flight: AtomicUsize,
+    room: Arc<Room>,
+}
+
+/// Where requests wait for a target under `max_connections`.
+#[derive(Default)]
+struct Room {
+    waiting: AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+impl Release for TargetLoad {
+    fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.room.waiting.load(Ordering::Relaxed) > 0 {
+            self.room.notify.notify_one();
+        }
+    }
+}
+
+/// A response head and what its body holds until it is done (its target's place among the
+/// requests in flight, where they are counted).
+pub type Answer = (Response<Incoming>, Option<Held>);
 
 /// What a route sets for one call to an upstream.
 #[derive(Debug, Clone, Copy, Default)]
@@ -220,7 +247,17 @@ impl Upstream {
             Some(text) => Some(HashOn::parse(text).map_err(|e| (at.key("hash_on"), e))?),
             None => None,
         };
+        let room = Arc::new(Room::default());
+        let loads = (0..targets.len())
+            .map(|_| {
+                Arc::new(TargetLoad {
+                    in_flight: AtomicUsize::new(0),
+                    room: room.clone(),
+                })
+            })
+            .collect();
         Ok(Upstream {
+            loads,
             name: name.to_string(),
             targets,
             series,
@@ -241,10 +278,9 @@ impl Upstream {
             breaker: Breaker::new(name, &config.breaker),
             budget: RetryBudget::new(&config.retry_budget),
             max_connections: config.max_connections,
-            pending: AtomicUsize::new(0),
+            room: room.clone(),
             max_pending: config.max_pending,
             pending_timeout: Duration::from_millis(config.pending_timeout_ms),
-            room: tokio::sync::Notify::new(),
             counts_load: config.max_connections > 0
                 || config.balance == crate::config::Balance::LeastRequest,
             no_healthy: config.no_healthy,
@@ -291,7 +327,7 @@ impl Upstream {
         deadline: RouteDeadline,
         answered: &mut Option<Arc<str>>,
         options: CallOptions<'_>,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         if !self.breaker.is_set() {
             return self.attempts(request, deadline, answered, options).await;
         }
@@ -313,7 +349,7 @@ impl Upstream {
         })?;
         let result = self.attempts(request, deadline, answered, options).await;
         let ok = match &result {
-            Ok(response) => !response.status().is_server_error(),
+            Ok((response, _)) => !response.status().is_server_error(),
             Err(e) => e.kind().status().is_client_error(),
         };
         admission.finish(&self.breaker, ok);
@@ -397,7 +433,7 @@ impl Upstream {
     fn choose(&self, key: Option<u64>, tried: &[usize]) -> Result<usize, GatewayError> {
         let health = &*self.health;
         let cap = self.max_connections;
-        let load = |i: usize| health.target(i).in_flight.load(Ordering::Relaxed);
+        let load = |i: usize| self.loads[i].in_flight.load(Ordering::Relaxed);
         let room = |i: usize| cap == 0 || load(i) < cap;
         let fresh = |i: usize| !tried.contains(&i);
         let serving = |i: usize| fresh(i) && health.serves(i);
@@ -437,7 +473,7 @@ impl Upstream {
         mut deadline: RouteDeadline,
         answered: &mut Option<Arc<str>>,
         options: CallOptions<'_>,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         let CallOptions { key, retry, .. } = options;
         let (mut parts, body) = request.into_parts();
         parts.version = Version::HTTP_11;
@@ -509,12 +545,11 @@ impl Upstream {
                 (None, None) => break,
             };
             // Counted only where something reads it (a shared counter costs every request).
-            let in_flight = self
-                .counts_load
-                .then(|| &self.health.target(index).in_flight);
-            if let Some(in_flight) = in_flight {
-                in_flight.fetch_add(1, Ordering::Relaxed);
-            }
+            let held = self.counts_load.then(|| {
+                let load = &self.loads[index];
+                load.in_flight.fetch_add(1, Ordering::Relaxed);
+                Held::new(load.clone())
+            });
             let sent = self
                 .send_once(
                     Request::from_parts(attempt_parts, attempt_body),
@@ -523,12 +558,6 @@ impl Upstream {
                     (deadline, per_try, connect_timeout),
                 )
                 .await;
-            if let Some(in_flight) = in_flight {
-                in_flight.fetch_sub(1, Ordering::Relaxed);
-                if self.pending.load(Ordering::Relaxed) > 0 {
-                    self.room.notify_one();
-                }
-            }
             let failure = match &sent {
                 Ok(response) if response.status().is_server_error() => {
                     Some(Failure::Status(response.status().as_u16()))
@@ -577,7 +606,7 @@ impl Upstream {
                 let at = Instant::now() + pause;
                 if at >= deadline.instant(Instant::now()) {
                     // No time left for another attempt: this answer stands.
-                    return self.answer(sent, index, answered);
+                    return self.answer(sent, held, index, answered);
                 }
                 tracing::debug!(upstream = %self.name, reason = failure.label(), ?pause, "retrying");
                 tokio::time::sleep_until(at).await;
@@ -588,7 +617,7 @@ impl Upstream {
             match sent {
                 Ok(response) => {
                     *answered = Some(self.series[index].0.clone());
-                    return Ok(response);
+                    return Ok((response, held));
                 }
                 Err(error) if error.is_retryable() => {
                     let target = target.authority();
@@ -626,8 +655,9 @@ impl Upstream {
             }
             Err(error) => error,
         };
-        if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
+        let waiting = &self.room.waiting;
+        if waiting.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
+            waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(refused(error));
         }
         // The route's time covers the wait.
@@ -636,7 +666,7 @@ impl Upstream {
         let until = (now + self.pending_timeout).min(deadline.instant(now));
         let waited = async {
             loop {
-                let room = self.room.notified();
+                let room = self.room.notify.notified();
                 tokio::pin!(room);
                 room.as_mut().enable();
                 match self.choose(key, &[]) {
@@ -650,7 +680,7 @@ impl Upstream {
             }
         }
         .await;
-        self.pending.fetch_sub(1, Ordering::Relaxed);
+        waiting.fetch_sub(1, Ordering::Relaxed);
         waited.map_err(refused)
     }
 
@@ -658,13 +688,14 @@ impl Upstream {
     fn answer(
         &self,
         sent: Result<Response<Incoming>, GatewayError>,
+        held: Option<Held>,
         index: usize,
         answered: &mut Option<Arc<str>>,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         if sent.is_ok() {
             *answered = Some(self.series[index].0.clone());
         }
-        sent
+        sent.map(|response| (response, held))
     }
 
     fn retried(&self, failure: Failure) {
