@@ -602,3 +602,72 @@ upstream = "one"
     // Its body done, the target takes the next request.
     assert_eq!(client.get(&gw.url("/"), &[]).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_cookie_keeps_a_client_on_its_target_until_it_is_out() {
+    let (a, a_faults) = faulty("a").await;
+    let (b, b_faults) = faulty("b").await;
+    let gw = Gateway::start(&format!(
+        r#"{server}
+[upstreams.app]
+targets = [{a}, {b}]
+sticky_cookie = {{ name = "gw_target", max_age_s = 3600 }}
+outlier = {{ consecutive_failures = 1, base_ejection_ms = 60000 }}
+
+[[routes]]
+name = "app"
+match = {{ path_prefix = "/" }}
+upstream = "app"
+"#,
+        server = server_section(),
+        a = a.target(),
+        b = b.target(),
+    ));
+    let client = HttpClient::http1();
+    let first = client.get(&gw.url("/"), &[]).await;
+    let set = first
+        .header("set-cookie")
+        .expect("a cookie is set")
+        .to_string();
+    assert!(
+        set.starts_with("gw_target=") && set.contains("Max-Age=3600"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let home = first.header("x-upstream").unwrap().to_string();
+    for _ in 0..20 {
+        let reply = client.get(&gw.url("/"), &[("cookie", &cookie)]).await;
+        assert_eq!(reply.header("x-upstream"), Some(home.as_str()));
+        assert_eq!(
+            reply.header("set-cookie"),
+            None,
+            "a kept cookie is not set again"
+        );
+    }
+    // Its target fails and is ejected: the client moves once, and gets the new cookie.
+    let (home_faults, other) = if home == "a" {
+        (&a_faults, "b")
+    } else {
+        (&b_faults, "a")
+    };
+    home_faults.set(Fault::Error);
+    assert_eq!(
+        client
+            .get(&gw.url("/"), &[("cookie", &cookie)])
+            .await
+            .status,
+        500
+    );
+    let moved = client.get(&gw.url("/"), &[("cookie", &cookie)]).await;
+    assert_eq!(moved.header("x-upstream"), Some(other));
+    let new_cookie = moved
+        .header("set-cookie")
+        .expect("a new cookie")
+        .to_string();
+    let new_cookie = new_cookie.split(';').next().unwrap().to_string();
+    assert_ne!(new_cookie, cookie);
+    for _ in 0..10 {
+        let reply = client.get(&gw.url("/"), &[("cookie", &new_cookie)]).await;
+        assert_eq!(reply.header("x-upstream"), Some(other));
+    }
+}

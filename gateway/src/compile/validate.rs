@@ -515,6 +515,21 @@ fn check_resolver(resolver: &crate::config::ResolverConfig, c: &mut Checker<'_>)
 }
 
 fn check_resilience(upstream: &UpstreamConfig, path: &KeyPath, c: &mut Checker<'_>) {
+    if let Some(sticky) = &upstream.sticky_cookie {
+        let at = path.key("sticky_cookie");
+        if !is_cookie_name(&sticky.name) {
+            c.fail(
+                at.key("name"),
+                format!("`{}` is not a cookie name", sticky.name),
+            );
+        }
+        if !sticky.path.starts_with('/') || sticky.path.contains([';', ' ', '\r', '\n']) {
+            c.fail(
+                at.key("path"),
+                "must be a path starting with `/`, without `;` or spaces",
+            );
+        }
+    }
     if upstream.max_pending > 0 && upstream.max_connections == 0 {
         c.fail(
             path.key("max_pending"),
@@ -765,6 +780,14 @@ fn check_routes(config: &Config, c: &mut Checker<'_>) -> Option<Vec<Matcher>> {
     matchers.into_iter().collect()
 }
 
+/// A cookie name (an RFC 6265 token: visible ASCII but separators).
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
 /// A route's `upstreams`, `split`, `mirror` and timeout overrides.
 fn check_traffic(
     config: &Config,
@@ -822,10 +845,11 @@ fn check_traffic(
                 format!("`{name}` is not a header name"),
             );
         }
-        if split.override_cookie.as_ref().is_some_and(|name| {
-            name.is_empty()
-                || name.contains(|ch: char| ch == ';' || ch == '=' || ch.is_whitespace())
-        }) {
+        if split
+            .override_cookie
+            .as_ref()
+            .is_some_and(|name| !is_cookie_name(name))
+        {
             c.fail(at.key("override_cookie"), "is not a cookie name");
         }
         if let Some(on) = &split.sticky

@@ -378,3 +378,25 @@ fn resolver_max_ttl_s() -> u64 {
 fn resolver_timeout_ms() -> u64 {
     2000
 }
+
+/// `sticky_cookie = { … }`: a client's requests go to the target a cookie the gateway set
+/// names, while that target serves.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StickyCookieConfig {
+    /// The cookie's name.
+    pub name: String,
+    /// Its `Max-Age`; 0: a session cookie.
+    #[serde(default)]
+    pub max_age_s: u64,
+    /// Its `Path`.
+    #[serde(default = "sticky_path")]
+    pub path: String,
+    /// Marked `Secure` (sent back over HTTPS only).
+    #[serde(default)]
+    pub secure: bool,
+}
+
+fn sticky_path() -> String {
+    "/".into()
+}

@@ -392,6 +392,10 @@ pub struct UpstreamConfig {
     /// or `context:KEY` (a value a plugin set, e.g. `context:consumer`).
     #[serde(default)]
     pub hash_on: Option<String>,
+    /// Sticky sessions: the gateway sets a cookie naming the target that answered, and a
+    /// request bearing it goes back there while that target serves.
+    #[serde(default)]
+    pub sticky_cookie: Option<super::StickyCookieConfig>,
     /// Every target unhealthy or ejected: `panic` (use them all) or `fail` (503).
     #[serde(default)]
     pub no_healthy: super::NoHealthy,

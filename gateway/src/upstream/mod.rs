@@ -17,6 +17,7 @@ mod mirror;
 mod pool;
 mod retry;
 mod split;
+mod sticky;
 mod window;
 
 pub use dns::nameserver;
@@ -57,6 +58,7 @@ pub struct Upstream {
     series: Vec<(Arc<str>, TargetSeries)>,
     balancer: Balancer,
     hash_on: Option<HashOn>,
+    sticky: Option<sticky::Sticky>,
     health: Arc<Health>,
     checks: Option<Arc<Checker>>,
     checks_started: AtomicBool,
@@ -256,8 +258,16 @@ impl Upstream {
                 })
             })
             .collect();
+        let sticky = match &config.sticky_cookie {
+            Some(cookie) => Some(
+                sticky::Sticky::new(cookie, &identities)
+                    .map_err(|e| (at.key("sticky_cookie"), e))?,
+            ),
+            None => None,
+        };
         Ok(Upstream {
             loads,
+            sticky,
             name: name.to_string(),
             targets,
             series,
@@ -428,6 +438,12 @@ impl Upstream {
             .inc();
     }
 
+    /// Whether target `i` is under its connection cap.
+    fn has_room(&self, i: usize) -> bool {
+        self.max_connections == 0
+            || self.loads[i].in_flight.load(Ordering::Relaxed) < self.max_connections
+    }
+
     /// The target for the next attempt (not one in `tried`): in rotation and under its
     /// connection cap; or why none can be tried.
     fn choose(&self, key: Option<u64>, tried: &[usize]) -> Result<usize, GatewayError> {
@@ -477,6 +493,8 @@ impl Upstream {
         let CallOptions { key, retry, .. } = options;
         let (mut parts, body) = request.into_parts();
         parts.version = Version::HTTP_11;
+        // The target a sticky cookie names, tried first.
+        let stuck = self.sticky.as_ref().and_then(|s| s.target(&parts));
         let path = parts
             .uri
             .path_and_query()
@@ -517,7 +535,7 @@ impl Upstream {
         for attempt in 0..attempts {
             let index = match next.take() {
                 Some(index) => index,
-                None if attempt == 0 => self.first_target(key, &mut deadline).await?,
+                None if attempt == 0 => self.first_target((key, stuck), &mut deadline).await?,
                 None => match self.choose(key, &tried) {
                     Ok(index) => index,
                     Err(_) => break,
@@ -615,8 +633,16 @@ impl Upstream {
                 continue;
             }
             match sent {
-                Ok(response) => {
+                Ok(mut response) => {
                     *answered = Some(self.series[index].0.clone());
+                    if let Some(sticky) = &self.sticky
+                        && stuck != Some(index)
+                    {
+                        let cookie = sticky.set_cookie(index).clone();
+                        response
+                            .headers_mut()
+                            .append(http::header::SET_COOKIE, cookie);
+                    }
                     return Ok((response, held));
                 }
                 Err(error) if error.is_retryable() => {
@@ -637,7 +663,7 @@ impl Upstream {
     /// `max_pending` requests wait).
     async fn first_target(
         &self,
-        key: Option<u64>,
+        (key, stuck): (Option<u64>, Option<usize>),
         deadline: &mut RouteDeadline,
     ) -> Result<usize, GatewayError> {
         let refused = |error: GatewayError| {
@@ -648,6 +674,12 @@ impl Upstream {
             }
             error
         };
+        if let Some(i) = stuck
+            && self.health.serves(i)
+            && self.has_room(i)
+        {
+            return Ok(i);
+        }
         let error = match self.choose(key, &[]) {
             Ok(index) => return Ok(index),
             Err(error) if error.kind() != ErrorKind::UpstreamOverloaded => {
