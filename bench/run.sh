@@ -31,7 +31,7 @@ ROOT=$PWD
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
-SCENARIOS=${SCENARIOS:-none metrics access-log plugin tracing chain chain-request big h2 workers2 tls tls-h2 handshake resume round-robin least-request consistent-hash resilience}
+SCENARIOS=${SCENARIOS:-none metrics access-log plugin tracing chain chain-request big h2 workers2 tls tls-h2 handshake resume round-robin least-request consistent-hash resilience canary mirror}
 MEMORY=${MEMORY:-1}
 WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
 BACKEND_PORT=18081 NGINX_PORT=18082 GATEWAY_PORT=18083 NGINX_H2_PORT=18084
@@ -150,6 +150,19 @@ hash_on = "client_ip"' ;;
     resilience) upstream_extra='health_check = { path = "/small", interval_ms = 1000, timeout_ms = 500 }
 breaker = { max_requests = 100000, max_pending = 1000, error_rate = 0.5 }' ;;
   esac
+  # `canary`: the route splits 50/50 between two upstreams of one target each (the backend's
+  # two ports), against `round-robin`'s one upstream of two targets. `mirror`: a copy of 10%
+  # of the requests to the second port, against `none`.
+  local route_to='upstream = "backend"' second=""
+  case "$1" in
+    canary) route_to='upstreams = [{ upstream = "backend", weight = 50 }, { upstream = "backend2", weight = 50 }]' ;;
+    mirror) route_to='upstream = "backend"
+mirror = { upstream = "backend2", share = 0.1 }' ;;
+  esac
+  case "$1" in
+    canary|mirror) second="[upstreams.backend2]
+targets = [\"127.0.0.1:$BACKEND_PORT2\"]" ;;
+  esac
   case "$1" in
     plugin|tracing) plugins='{ use = "rt", config = {} }' ;;
     chain|chain-request)
@@ -174,6 +187,8 @@ key = "$WORK/tls.key"
 targets = [$targets]
 $upstream_extra
 
+$second
+
 $observe
 
 [keys.bench]
@@ -196,7 +211,7 @@ isolation = "$isolation"
 [[routes]]
 name = "all"
 match = { path_prefix = "/" }
-upstream = "backend"
+$route_to
 plugins = [ $plugins ]
 CONF
 }

@@ -19,4 +19,6 @@ names = {
     "least-request": "2 targets, least_request (power of two choices), no plugins",
     "consistent-hash": "2 targets, consistent_hash on the client IP (Maglev), no plugins",
     "resilience": "2 targets, round robin, active health checks + both breakers on, no plugins",
+    "canary": "route split 50/50 over 2 upstreams of 1 target (against round-robin), no plugins",
+    "mirror": "no plugins, 10% of requests mirrored to a second upstream (against none)",
 }
