@@ -99,6 +99,19 @@ upstream = "other"
         other = other.target(),
     ));
 
+    // The admin API lists the split.
+    let routes = HttpClient::http1()
+        .get(&format!("http://{}/routes", gw.listener("admin")), &[])
+        .await;
+    let routes: serde_json::Value = serde_json::from_slice(&routes.body).unwrap();
+    let shop = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "shop")
+        .unwrap();
+    assert_eq!(shop["upstreams"], serde_json::json!(["stable", "canary"]));
+
     // The split over 10,000 requests: 25 % ± 3 points.
     let counts = spread(&gw, "/shop/x", &[], 10_000).await;
     let to_canary = counts.get("canary").copied().unwrap_or(0) as f64 / 10_000.0;

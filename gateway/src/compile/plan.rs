@@ -458,6 +458,33 @@ upstream = "users"
     }
 
     #[test]
+    fn a_canary_ramp_and_a_mirror_show_as_route_changes() {
+        let split = |canary: u32, mirror: &str| {
+            OLD.replace(
+                "[plugins.keys]",
+                "[upstreams.users-v2]\ntargets = [\"127.0.0.1:9002\"]\n\n[plugins.keys]",
+            )
+            .replace(
+                "name = \"legacy\"\nmatch = { path_prefix = \"/old\" }\nupstream = \"users\"",
+                &format!(
+                    "name = \"legacy\"\nmatch = {{ path_prefix = \"/old\" }}\nupstreams = [{{ upstream = \"users\", weight = {} }}, {{ upstream = \"users-v2\", weight = {canary} }}]\n{mirror}",
+                    100 - canary
+                ),
+            )
+        };
+        let (five, twenty_five) = (
+            split(5, ""),
+            split(25, "mirror = { upstream = \"users-v2\", share = 0.1 }"),
+        );
+        let text = plan(&parsed(&five), &parsed(&twenty_five)).to_string();
+        assert!(
+            text.contains("~ route `legacy`: upstream users 95, users-v2 5 → users 75, users-v2 25 (mirrored to users-v2 at 10%)"),
+            "{text}"
+        );
+        assert!(!plan(&parsed(&five), &parsed(&five)).changes_anything());
+    }
+
+    #[test]
     fn a_use_s_limits_and_on_error_show_as_changed() {
         let new = OLD.replace(
             r#"{ use = "rl", config = { minute = 10 } }"#,
