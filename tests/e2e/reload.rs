@@ -731,3 +731,81 @@ async fn watch_reloads_a_changed_config_and_a_changed_plugin_file_its_pin_checke
     assert_eq!(reply.status, 200);
     assert_eq!(up.seen().last().unwrap().headers["x-chain"], "A");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_upstream_no_longer_writes_the_health_it_shares_with_its_successor() {
+    use crate::resilience::{faulty, metric};
+    use crate::support::upstream::Fault;
+    let (target, faults) = faulty("t").await;
+    faults.set(Fault::Error);
+    // `expected` decides whether the failing target passes its checks.
+    let config = |expected: &str, listen: &str| {
+        format!(
+            r#"{server}
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.up]
+targets = [{target}]
+health_check = {{ path = "/healthz", interval_ms = 100, timeout_ms = 100, healthy_threshold = 1, unhealthy_threshold = 1, expected_statuses = [{expected}] }}
+
+[[routes]]
+name = "all"
+match = {{ path_prefix = "/" }}
+upstream = "up"
+"#,
+            server = server_section().replacen("listen = [\"127.0.0.1:0\"]", listen, 1),
+            target = target.target(),
+        )
+    };
+    let dir = scratch_dir("reload-health");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, config("200", "listen = [\"127.0.0.1:0\"]")).unwrap();
+    let gw = Gateway::start_file(&path);
+    let admin = gw.listener("admin");
+    let label = target.addr.to_string();
+    let series = [("upstream", "up"), ("target", label.as_str())];
+    let healthy = || metric(&gw, "gateway_upstream_target_healthy", &series);
+    let started = Instant::now();
+    while healthy().await != Some(0.0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never unhealthy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A reload that compiles (a new upstream: 500 now passes) but cannot bind: nothing of it
+    // shows, not even its new upstream's starting health.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let clash = format!(
+        "listen = [\"127.0.0.1:0\", \"127.0.0.1:{}\"]",
+        taken.local_addr().unwrap().port()
+    );
+    std::fs::write(&path, config("500", &clash)).unwrap();
+    let (status, answer) = reload(admin).await;
+    assert_eq!(status, 400, "{answer}");
+    for _ in 0..5 {
+        assert_eq!(healthy().await, Some(0.0));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+
+    // Applied: the new upstream's health shows, and the old one's checks write it no more.
+    std::fs::write(&path, config("500", "listen = [\"127.0.0.1:0\"]")).unwrap();
+    let (status, answer) = reload(admin).await;
+    assert_eq!(status, 200, "{answer}");
+    let started = Instant::now();
+    while healthy().await != Some(1.0) {
+        assert!(started.elapsed() < Duration::from_secs(5), "never healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..10 {
+        assert_eq!(
+            healthy().await,
+            Some(1.0),
+            "the old checker wrote its health"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(taken);
+}

@@ -211,6 +211,11 @@ impl<'a> Reloader<'a> {
             println!("{line}");
         }
         self.tls = blocks;
+        for old in self.reuse.upstreams() {
+            if !compiled.reuse.upstreams().any(|new| Arc::ptr_eq(new, old)) {
+                old.retire();
+            }
+        }
         for upstream in compiled.reuse.upstreams() {
             // Kept upstreams' checks run on; new ones' start.
             upstream.start_tasks();

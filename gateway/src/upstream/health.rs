@@ -42,6 +42,10 @@ pub struct TargetHealth {
 /// The health of an upstream's targets.
 pub struct Health {
     targets: Vec<TargetHealth>,
+    /// Replaced by a reload: its state no longer shows in the `healthy` gauges (which the
+    /// upstream replacing it shares).
+    retired: AtomicBool,
+    start_ok: bool,
     outlier: OutlierConfig,
     epoch: Instant,
 }
@@ -61,7 +65,6 @@ impl Health {
                 let gauge = metrics::metrics()
                     .target_healthy
                     .with_label_values(&[upstream, target]);
-                gauge.set(i64::from(start_ok));
                 TargetHealth {
                     checked_ok: AtomicBool::new(start_ok),
                     streak: std::sync::atomic::AtomicI32::new(0),
@@ -75,6 +78,8 @@ impl Health {
             .collect();
         Health {
             targets,
+            retired: AtomicBool::new(false),
+            start_ok,
             outlier: outlier.clone(),
             epoch: Instant::now(),
         }
@@ -108,7 +113,7 @@ impl Health {
             .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            target.healthy_gauge.set(1);
+            self.show(target, true);
             let (upstream, label) = &target.label;
             tracing::info!(
                 upstream,
@@ -142,7 +147,7 @@ impl Health {
         let length = (self.outlier.base_ejection_ms * u64::from(ejections))
             .min(self.outlier.max_ejection_ms);
         target.ejected_until.store(now + length, Ordering::Relaxed);
-        target.healthy_gauge.set(0);
+        self.show(target, false);
         let (upstream, label) = &target.label;
         metrics::metrics()
             .ejections
@@ -205,7 +210,30 @@ impl Health {
     /// The `healthy` gauge of target `i` from its state now (an ejection may have ended).
     pub fn refresh_gauge(&self, i: usize) {
         let serves = self.serves(i);
-        self.targets[i].healthy_gauge.set(i64::from(serves));
+        self.show(&self.targets[i], serves);
+    }
+
+    /// Show every target's starting state, once the upstream serves.
+    pub fn publish(&self) {
+        for target in &self.targets {
+            self.show(target, self.start_ok);
+        }
+    }
+
+    /// Stop showing in the gauges: a reload replaced this upstream.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a reload replaced this upstream.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    fn show(&self, target: &TargetHealth, serves: bool) {
+        if !self.is_retired() {
+            target.healthy_gauge.set(i64::from(serves));
+        }
     }
 
     /// The number of targets.

@@ -378,6 +378,7 @@ impl Upstream {
         if self.checks_started.swap(true, Ordering::Relaxed) {
             return;
         }
+        self.health.publish();
         if self.targets.iter().any(|t| t.addresses().is_some()) {
             self.follow_dns();
         }
@@ -386,7 +387,7 @@ impl Upstream {
         let upstream = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                let Some(upstream) = upstream.upgrade() else {
+                let Some(upstream) = upstream.upgrade().filter(|u| !u.health.is_retired()) else {
                     return;
                 };
                 let probes = upstream.targets.iter().map(|target| async {
@@ -403,6 +404,12 @@ impl Upstream {
         });
     }
 
+    /// Replaced by a reload: its health no longer shows in the gauges it shares with its
+    /// successor, and its checks and DNS task end (requests still in flight on it finish).
+    pub fn retire(&self) {
+        self.health.retire();
+    }
+
     /// Resolve each hostname target again as its TTL runs out.
     fn follow_dns(self: &Arc<Self>) {
         let dns = match dns::Dns::new(&self.resolver) {
@@ -415,7 +422,7 @@ impl Upstream {
         let upstream = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                let Some(upstream) = upstream.upgrade() else {
+                let Some(upstream) = upstream.upgrade().filter(|u| !u.health.is_retired()) else {
                     return;
                 };
                 let mut pause = Duration::MAX;
