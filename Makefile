@@ -40,9 +40,10 @@ test-deps:
 run: setup
 	cargo run --release -p gateway -- run --config config/gateway.toml
 
-## All tests: unit tests, plugin SDK tests, end-to-end tests against the real binary.
+## All tests: unit tests, plugin SDK tests, end-to-end tests against the real binary. Every
+## test binary runs even when an earlier one failed, so one failure hides no other result.
 test: setup test-deps
-	cargo test --workspace
+	cargo test --workspace --no-fail-fast
 
 ## Formatting and lints, for the host and the wasm32-wasip2 plugins.
 lint-deps:
