@@ -82,6 +82,8 @@ fn main() {
     );
     for package in PLUGINS {
         let file = out_dir.join(format!("{}.wasm", package.replace('-', "_")));
+        // Gone (a target directory moved, or cleaned) or rebuilt: run again.
+        println!("cargo::rerun-if-changed={}", file.display());
         table.push_str(&format!(
             "    ({package:?}, include_bytes!({:?})),\n",
             file.display().to_string()

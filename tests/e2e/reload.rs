@@ -5,7 +5,9 @@
 //! nothing and are reported by the admin call, `/config`, the log and the metrics.
 
 use crate::support::upstream::Behaviour;
-use crate::support::{Gateway, HttpClient, Upstream, scratch_dir, server_section, sha256_hex};
+use crate::support::{
+    Gateway, HttpClient, Upstream, scratch_dir, server_section, server_with_admin, sha256_hex,
+};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -742,9 +744,6 @@ async fn a_replaced_upstream_no_longer_writes_the_health_it_shares_with_its_succ
     let config = |expected: &str, listen: &str| {
         format!(
             r#"{server}
-[admin]
-listen = "127.0.0.1:0"
-
 [upstreams.up]
 targets = [{target}]
 health_check = {{ path = "/healthz", interval_ms = 100, timeout_ms = 100, healthy_threshold = 1, unhealthy_threshold = 1, expected_statuses = [{expected}] }}
@@ -754,7 +753,7 @@ name = "all"
 match = {{ path_prefix = "/" }}
 upstream = "up"
 "#,
-            server = server_section().replacen("listen = [\"127.0.0.1:0\"]", listen, 1),
+            server = server_with_admin().replacen("listen = [\"127.0.0.1:0\"]", listen, 1),
             target = target.target(),
         )
     };

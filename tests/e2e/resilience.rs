@@ -3,7 +3,7 @@
 //! health checks, the no-healthy policy, both circuit breakers, and the balancing policies.
 
 use crate::support::upstream::{Behaviour, Fault, Faults};
-use crate::support::{Gateway, HttpClient, Upstream, scratch_dir, server_section};
+use crate::support::{Gateway, HttpClient, Upstream, scratch_dir, server_with_admin};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,9 +13,6 @@ use std::time::{Duration, Instant};
 fn gateway(upstream: &str) -> Gateway {
     Gateway::start(&format!(
         r#"{server}
-[admin]
-listen = "127.0.0.1:0"
-
 [upstreams.up]
 {upstream}
 
@@ -24,7 +21,7 @@ name = "all"
 match = {{ path_prefix = "/" }}
 upstream = "up"
 "#,
-        server = server_section(),
+        server = server_with_admin(),
     ))
 }
 
@@ -376,9 +373,6 @@ async fn consistent_hash_keeps_keys_on_their_target_and_moves_few_when_one_goes(
         let list: Vec<String> = targets.iter().map(|u| u.target()).collect();
         format!(
             r#"{server}
-[admin]
-listen = "127.0.0.1:0"
-
 [upstreams.up]
 targets = [{list}]
 balance = "consistent_hash"
@@ -389,7 +383,7 @@ name = "all"
 match = {{ path_prefix = "/" }}
 upstream = "up"
 "#,
-            server = server_section(),
+            server = server_with_admin(),
             list = list.join(", ")
         )
     };
@@ -435,9 +429,6 @@ upstream = "up"
 fn retrying(upstream: &str, retry: &str) -> Gateway {
     Gateway::start(&format!(
         r#"{server}
-[admin]
-listen = "127.0.0.1:0"
-
 [upstreams.up]
 {upstream}
 outlier = {{ consecutive_failures = 0 }}
@@ -448,7 +439,7 @@ match = {{ path_prefix = "/" }}
 upstream = "up"
 retry = {retry}
 "#,
-        server = server_section(),
+        server = server_with_admin(),
     ))
 }
 

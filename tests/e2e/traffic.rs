@@ -5,7 +5,7 @@
 
 use crate::resilience::{faulty, metric};
 use crate::support::upstream::{Behaviour, Fault};
-use crate::support::{Gateway, HttpClient, Upstream, server_section};
+use crate::support::{Gateway, HttpClient, Upstream, server_section, server_with_admin};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -60,9 +60,6 @@ async fn a_canary_split_follows_its_weights_and_an_override_forces_a_side() {
     let other = Upstream::echo("other").await;
     let gw = Gateway::start(&format!(
         r#"{server}
-[admin]
-listen = "127.0.0.1:0"
-
 [upstreams.stable]
 targets = [{stable}]
 [upstreams.canary]
@@ -93,7 +90,7 @@ name = "other"
 match = {{ path_prefix = "/other" }}
 upstream = "other"
 "#,
-        server = server_section(),
+        server = server_with_admin(),
         stable = stable.target(),
         canary = canary.target(),
         other = other.target(),
@@ -166,9 +163,6 @@ async fn the_mirror_gets_copies_and_a_hanging_mirror_never_slows_the_real_path()
     stuck_faults.set(Fault::Hang);
     let gw = Gateway::start(&format!(
         r#"{server}
-[admin]
-listen = "127.0.0.1:0"
-
 [upstreams.primary]
 targets = [{primary}]
 [upstreams.shadow]
@@ -195,7 +189,7 @@ match = {{ path_prefix = "/stuck" }}
 upstream = "primary"
 mirror = {{ upstream = "stuck", max_in_flight = 4 }}
 "#,
-        server = server_section(),
+        server = server_with_admin(),
         primary = primary.target(),
         shadow = shadow.target(),
         stuck = stuck.target(),
@@ -396,9 +390,6 @@ async fn a_hostname_target_follows_its_dns_answer_and_keeps_it_when_dns_fails() 
     let port = first.addr.port();
     let gw = Gateway::start(&format!(
         r#"{server}
-[admin]
-listen = "127.0.0.1:0"
-
 [resolver]
 nameservers = ["{dns}"]
 min_ttl_s = 1
@@ -412,7 +403,7 @@ name = "svc"
 match = {{ path_prefix = "/" }}
 upstream = "svc"
 "#,
-        server = server_section(),
+        server = server_with_admin(),
         dns = dns.addr,
     ));
     let client = HttpClient::http1();
@@ -637,6 +628,16 @@ upstream = "app"
         b = b.target(),
     ));
     let client = HttpClient::http1();
+    // A forged or stale token names no target: balanced as usual, and given a real cookie.
+    for forged in [
+        "gw_target=0123456789abcdef",
+        "gw_target=",
+        "gw_target=127.0.0.1",
+    ] {
+        let reply = client.get(&gw.url("/"), &[("cookie", forged)]).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.header("set-cookie").is_some(), "{forged}");
+    }
     let first = client.get(&gw.url("/"), &[]).await;
     let set = first
         .header("set-cookie")

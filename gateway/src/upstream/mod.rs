@@ -61,7 +61,8 @@ pub struct Upstream {
     sticky: Option<sticky::Sticky>,
     health: Arc<Health>,
     checks: Option<Arc<Checker>>,
-    checks_started: AtomicBool,
+    /// Its health checks and DNS task were started.
+    started: AtomicBool,
     /// How hostname targets are followed (`[resolver]`).
     resolver: ResolverConfig,
     breaker: Breaker,
@@ -111,9 +112,7 @@ impl HashOn {
             )),
         }
     }
-}
 
-impl HashOn {
     /// The hash of what this names in a request, if the request has it.
     pub fn key(&self, parts: &http::request::Parts, affinity: &Affinity<'_>) -> Option<u64> {
         match self {
@@ -283,7 +282,7 @@ impl Upstream {
                 .health_check
                 .as_ref()
                 .map(|c| Arc::new(Checker::new(c))),
-            checks_started: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             resolver: resolver.clone(),
             breaker: Breaker::new(name, &config.breaker),
             budget: RetryBudget::new(&config.retry_budget),
@@ -375,7 +374,7 @@ impl Upstream {
     /// Start the active health checks and the re-resolution of hostname targets (once; they
     /// end when the upstream is dropped), as tasks of the runtime this is called on.
     pub fn start_tasks(self: &Arc<Self>) {
-        if self.checks_started.swap(true, Ordering::Relaxed) {
+        if self.started.swap(true, Ordering::Relaxed) {
             return;
         }
         self.health.publish();
@@ -457,7 +456,7 @@ impl Upstream {
         let health = &*self.health;
         let cap = self.max_connections;
         let load = |i: usize| self.loads[i].in_flight.load(Ordering::Relaxed);
-        let room = |i: usize| cap == 0 || load(i) < cap;
+        let room = |i: usize| self.has_room(i);
         let fresh = |i: usize| !tried.contains(&i);
         let serving = |i: usize| fresh(i) && health.serves(i);
         if let Some(i) = self.balancer.pick(key, &|i| serving(i) && room(i), &load) {
@@ -631,7 +630,8 @@ impl Upstream {
                 let at = Instant::now() + pause;
                 if at >= deadline.instant(Instant::now()) {
                     // No time left for another attempt: this answer stands.
-                    return self.answer(sent, held, index, answered);
+                    return sent
+                        .map(|response| self.answer(response, held, (index, stuck), answered));
                 }
                 tracing::debug!(upstream = %self.name, reason = failure.label(), ?pause, "retrying");
                 tokio::time::sleep_until(at).await;
@@ -640,18 +640,7 @@ impl Upstream {
                 continue;
             }
             match sent {
-                Ok(mut response) => {
-                    *answered = Some(self.series[index].0.clone());
-                    if let Some(sticky) = &self.sticky
-                        && stuck != Some(index)
-                    {
-                        let cookie = sticky.set_cookie(index).clone();
-                        response
-                            .headers_mut()
-                            .append(http::header::SET_COOKIE, cookie);
-                    }
-                    return Ok((response, held));
-                }
+                Ok(response) => return Ok(self.answer(response, held, (index, stuck), answered)),
                 Err(error) if error.is_retryable() => {
                     let target = target.authority();
                     tracing::warn!(upstream = %self.name, %target, "{}", error.message());
@@ -723,18 +712,25 @@ impl Upstream {
         waited.map_err(refused)
     }
 
-    /// `sent` as the request's answer (its response from target `index`, or its error).
+    /// `response`, from target `index`, as the request's answer: the target noted, and a
+    /// sticky cookie set when the request's (`stuck`) did not name it.
     fn answer(
         &self,
-        sent: Result<Response<Incoming>, GatewayError>,
+        mut response: Response<Incoming>,
         held: Option<Held>,
-        index: usize,
+        (index, stuck): (usize, Option<usize>),
         answered: &mut Option<Arc<str>>,
-    ) -> Result<Answer, GatewayError> {
-        if sent.is_ok() {
-            *answered = Some(self.series[index].0.clone());
+    ) -> Answer {
+        *answered = Some(self.series[index].0.clone());
+        if let Some(sticky) = &self.sticky
+            && stuck != Some(index)
+        {
+            let cookie = sticky.set_cookie(index).clone();
+            response
+                .headers_mut()
+                .append(http::header::SET_COOKIE, cookie);
         }
-        sent.map(|response| (response, held))
+        (response, held)
     }
 
     fn retried(&self, failure: Failure) {

@@ -404,6 +404,12 @@ pub fn server_section() -> String {
     )
 }
 
+/// `[server]` and an `[admin]` listener on an ephemeral port, for a test that reads
+/// `/metrics` or `/routes` or reloads through the admin API.
+pub fn server_with_admin() -> String {
+    format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", server_section())
+}
+
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
